@@ -1,0 +1,28 @@
+namespace Ddpm.Configuration;
+
+/// <summary>The β schedule family.</summary>
+public enum ScheduleKind
+{
+    /// <summary>β linear from β_start to β_end (Ho et al. 2020; the seed).</summary>
+    Linear,
+    /// <summary>ᾱ(t) = cos²(((t/T)+s)/(1+s)·π/2) (Nichol &amp; Dhariwal 2021).</summary>
+    Cosine,
+}
+
+/// <summary><c>diffusion_params</c>: the forward process.</summary>
+public sealed record DiffusionOptions
+{
+    public int NumTimesteps { get; init; } = 1000;
+    public double BetaStart { get; init; } = 1e-4;
+    public double BetaEnd { get; init; } = 0.02;
+    public ScheduleKind Schedule { get; init; } = ScheduleKind.Linear;
+
+    public void Validate()
+    {
+        const string p = "diffusion_params.";
+        if (NumTimesteps < 1) throw new ConfigException(p + "num_timesteps", $"must be a positive integer, got {NumTimesteps}");
+        if (!(BetaStart > 0 && BetaStart < 1)) throw new ConfigException(p + "beta_start", $"must lie in (0, 1), got {BetaStart}");
+        if (!(BetaEnd > 0 && BetaEnd < 1)) throw new ConfigException(p + "beta_end", $"must lie in (0, 1), got {BetaEnd}");
+        if (BetaEnd < BetaStart) throw new ConfigException(p + "beta_end", $"{BetaEnd} is smaller than beta_start {BetaStart}");
+    }
+}

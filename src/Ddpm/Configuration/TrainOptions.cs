@@ -1,0 +1,27 @@
+namespace Ddpm.Configuration;
+
+/// <summary><c>train_params</c>, the reference's keys plus a seed and an optional step budget.</summary>
+public sealed record TrainOptions
+{
+    public string TaskName { get; init; } = "default";
+    public int BatchSize { get; init; } = 64;
+    public int NumEpochs { get; init; } = 40;
+    public int NumSamples { get; init; } = 100;
+    public int NumGridRows { get; init; } = 10;
+    public double Lr { get; init; } = 1e-4;
+    public string CkptName { get; init; } = "ddpm_ckpt.pth";
+    public long Seed { get; init; } = 0;
+    /// <summary>Stop after this many optimizer steps in total (0 = no limit; epochs still bound the run).</summary>
+    public long MaxSteps { get; init; } = 0;
+
+    public void Validate()
+    {
+        const string p = "train_params.";
+        if (BatchSize < 1) throw new ConfigException(p + "batch_size", $"must be >= 1, got {BatchSize}");
+        if (NumEpochs < 1) throw new ConfigException(p + "num_epochs", $"must be >= 1, got {NumEpochs}");
+        if (NumSamples < 1) throw new ConfigException(p + "num_samples", $"must be >= 1, got {NumSamples}");
+        if (NumGridRows < 1) throw new ConfigException(p + "num_grid_rows", $"must be >= 1, got {NumGridRows}");
+        if (!(Lr > 0) || double.IsInfinity(Lr)) throw new ConfigException(p + "lr", $"must be a positive number, got {Lr}");
+        if (MaxSteps < 0) throw new ConfigException(p + "max_steps", $"must be >= 0, got {MaxSteps}");
+    }
+}

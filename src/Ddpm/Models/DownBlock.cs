@@ -1,0 +1,27 @@
+using static TorchSharp.torch;
+
+namespace Ddpm.Models;
+
+/// <summary>(resnet → attention) × layers, then a 4×4 stride-2 convolution when down-sampling (reference <c>DownBlock</c>).</summary>
+public sealed class DownBlock : ResnetAttentionLayers
+{
+    private readonly nn.Module<Tensor, Tensor> down_sample_conv;
+    private readonly int _layers;
+
+    public DownBlock(long inChannels, long outChannels, int timeEmbDim, bool downSample, int heads, int layers)
+        : base(nameof(DownBlock), Enumerable.Range(0, layers).Select(i => i == 0 ? inChannels : outChannels),
+            outChannels, layers, timeEmbDim, heads)
+    {
+        _layers = layers;
+        down_sample_conv = downSample ? nn.Conv2d(outChannels, outChannels, 4, stride: 2, padding: 1) : nn.Identity();
+        RegisterComponents();
+    }
+
+    public Tensor forward(Tensor x, Tensor tEmb)
+    {
+        using var scope = NewDisposeScope();
+        var h = x;
+        for (int i = 0; i < _layers; i++) h = Attention(i, Resnet(i, h, tEmb));
+        return down_sample_conv.forward(h).MoveToOuterDisposeScope();
+    }
+}

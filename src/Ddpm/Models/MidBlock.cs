@@ -1,0 +1,25 @@
+using static TorchSharp.torch;
+
+namespace Ddpm.Models;
+
+/// <summary>resnet, then (attention → resnet) × layers (reference <c>MidBlock</c>).</summary>
+public sealed class MidBlock : ResnetAttentionLayers
+{
+    private readonly int _layers;
+
+    public MidBlock(long inChannels, long outChannels, int timeEmbDim, int heads, int layers)
+        : base(nameof(MidBlock), Enumerable.Range(0, layers + 1).Select(i => i == 0 ? inChannels : outChannels),
+            outChannels, layers, timeEmbDim, heads)
+    {
+        _layers = layers;
+        RegisterComponents();
+    }
+
+    public Tensor forward(Tensor x, Tensor tEmb)
+    {
+        using var scope = NewDisposeScope();
+        var h = Resnet(0, x, tEmb);
+        for (int i = 0; i < _layers; i++) h = Resnet(i + 1, Attention(i, h), tEmb);
+        return h.MoveToOuterDisposeScope();
+    }
+}

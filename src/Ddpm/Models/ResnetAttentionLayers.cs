@@ -1,0 +1,60 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Ddpm.Models;
+
+/// <summary>
+/// The resnet and attention layers every block of the reference U-Net is made of, registered under the reference's
+/// state_dict names (<c>resnet_conv_first</c>, <c>t_emb_layers</c>, <c>resnet_conv_second</c>,
+/// <c>residual_input_conv</c>, <c>attention_norms</c>, <c>attentions</c>).
+/// TorchSharp registers submodules under their field names, so fields here and in every module of the U-Net are
+/// named exactly as the PyTorch keys; derived classes call RegisterComponents() once their own fields are set.
+/// </summary>
+public abstract class ResnetAttentionLayers : nn.Module
+{
+    protected readonly ModuleList<Sequential> resnet_conv_first = new();
+    protected readonly ModuleList<Sequential> t_emb_layers = new();
+    protected readonly ModuleList<Sequential> resnet_conv_second = new();
+    protected readonly ModuleList<Conv2d> residual_input_conv = new();
+    protected readonly ModuleList<GroupNorm> attention_norms = new();
+    protected readonly ModuleList<SelfAttention> attentions = new();
+
+    /// <param name="resnetInputs">Input channels of each resnet layer; all output <paramref name="outChannels"/>.</param>
+    /// <param name="attentionLayers">How many attention layers (each over <paramref name="outChannels"/>).</param>
+    protected ResnetAttentionLayers(string name, IEnumerable<long> resnetInputs, long outChannels, int attentionLayers,
+        int timeEmbDim, int heads) : base(name)
+    {
+        foreach (var inChannels in resnetInputs)
+        {
+            resnet_conv_first.Add(Layers.NormActConv(inChannels, outChannels));
+            t_emb_layers.Add(Layers.TimeProjection(timeEmbDim, outChannels));
+            resnet_conv_second.Add(Layers.NormActConv(outChannels, outChannels));
+            residual_input_conv.Add(nn.Conv2d(inChannels, outChannels, 1));
+        }
+        for (int i = 0; i < attentionLayers; i++)
+        {
+            attention_norms.Add(Layers.GroupNorm(outChannels));
+            attentions.Add(new SelfAttention(outChannels, heads));
+        }
+    }
+
+    /// <summary>Resnet layer i: conv2(GN-SiLU-conv1(x) + W·SiLU(t_emb)) + 1×1 conv(x).</summary>
+    protected Tensor Resnet(int i, Tensor x, Tensor tEmb)
+    {
+        using var scope = NewDisposeScope();
+        var h = resnet_conv_first[i].forward(x);
+        h = h + t_emb_layers[i].forward(tEmb).unsqueeze(-1).unsqueeze(-1);
+        h = resnet_conv_second[i].forward(h);
+        return (h + residual_input_conv[i].forward(x)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Attention layer i: x + Attn(GN(x)) over the H·W positions.</summary>
+    protected Tensor Attention(int i, Tensor x)
+    {
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+        using var scope = NewDisposeScope();
+        var seq = attention_norms[i].forward(x.reshape(b, c, h * w)).transpose(1, 2); // [B, HW, C]
+        var attended = attentions[i].forward(seq).transpose(1, 2).reshape(b, c, h, w);
+        return (x + attended).MoveToOuterDisposeScope();
+    }
+}
