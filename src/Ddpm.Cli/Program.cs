@@ -1,1 +1,1 @@
-return 0;
+return Ddpm.Cli.CliApp.Run(args);

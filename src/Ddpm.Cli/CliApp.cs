@@ -1,0 +1,65 @@
+using System.CommandLine;
+using Ddpm.Cli.Commands;
+using Ddpm.Configuration;
+using Ddpm.Data;
+using Ddpm.Training;
+
+namespace Ddpm.Cli;
+
+/// <summary>The <c>ddpm</c> command. Exit codes: 0 ok, 1 failure, 2 usage error.</summary>
+public static class CliApp
+{
+    public const int Ok = 0, Failure = 1, Usage = 2;
+
+    public static RootCommand Build()
+    {
+        var root = new RootCommand("ddpm: train and sample Denoising Diffusion Probabilistic Models (Ho et al. 2020) in .NET");
+        root.Add(TrainCommand.Create());
+        root.Add(SampleCommand.Create());
+        root.Add(InfoCommand.Create());
+        root.Add(DataCommand.Create());
+        return root;
+    }
+
+    public static int Run(string[] args)
+    {
+        var parse = Build().Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var e in parse.Errors) Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine("Run 'ddpm --help' (or 'ddpm COMMAND --help') for usage.");
+            return Usage;
+        }
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e)
+        {
+            return Report(e);
+        }
+    }
+
+    /// <summary>One clear line per known failure; a stack trace only for bugs.</summary>
+    internal static int Report(Exception e)
+    {
+        switch (e)
+        {
+            case UsageException u:
+                Console.Error.WriteLine($"error: {u.Message}");
+                return Usage;
+            case ConfigException or DataException or CheckpointException or TrainingException:
+                Console.Error.WriteLine($"error: {e.Message}");
+                return Failure;
+            case OperationCanceledException:
+                Console.Error.WriteLine("cancelled");
+                return Failure;
+            default:
+                Console.Error.WriteLine($"error: unexpected failure: {e}");
+                return Failure;
+        }
+    }
+}
+
+/// <summary>A bad command-line value (exit code 2).</summary>
+public sealed class UsageException(string message) : Exception(message);
