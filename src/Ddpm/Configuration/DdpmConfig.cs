@@ -20,6 +20,7 @@ public sealed record DdpmConfig
     /// <summary>Validates every section; throws <see cref="ConfigException"/> naming the key.</summary>
     public DdpmConfig Validate()
     {
+        Dataset.Validate();
         Diffusion.Validate();
         Model.Validate();
         Train.Validate();
@@ -75,6 +76,10 @@ public sealed record DdpmConfig
         if (Dataset.Name != null) sb.AppendLine($"  name: {S(Dataset.Name)}");
         sb.AppendLine($"  im_path: {S(Dataset.ImPath)}");
         sb.AppendLine($"  root: {S(Dataset.Root)}");
+        if (Dataset.Images != null) sb.AppendLine($"  images: {S(Dataset.Images)}");
+        if (Dataset.Labels != null) sb.AppendLine($"  labels: {S(Dataset.Labels)}");
+        sb.AppendLine($"  split: {Dataset.Split.ToString().ToLowerInvariant()}");
+        sb.AppendLine($"  random_flip: {(Dataset.RandomFlip ? "true" : "false")}");
         sb.AppendLine("diffusion_params:");
         sb.AppendLine($"  num_timesteps: {Diffusion.NumTimesteps}");
         sb.AppendLine($"  beta_start: {D(Diffusion.BetaStart)}");
@@ -147,6 +152,13 @@ public sealed record DdpmConfig
             return double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v
                 : throw new ConfigException($"{_name}.{key}", $"expected a number, got '{s}'");
         }
+        private bool Bool(string key, bool fallback)
+        {
+            if (!_values.ContainsKey(key)) return fallback;
+            var s = Scalar(key);
+            return bool.TryParse(s, out var v) ? v
+                : throw new ConfigException($"{_name}.{key}", $"expected true or false, got '{s}'");
+        }
         private string Str(string key, string fallback) => _values.ContainsKey(key) ? Scalar(key) : fallback;
 
         private int ParseInt(string key, string s) =>
@@ -171,13 +183,28 @@ public sealed record DdpmConfig
 
         public DatasetOptions ReadDataset()
         {
-            RejectUnknown("name", "im_path", "root");
+            RejectUnknown("name", "im_path", "root", "images", "labels", "split", "random_flip");
             var d = new DatasetOptions();
+            var split = d.Split;
+            if (_values.ContainsKey("split"))
+            {
+                var s = Scalar("split");
+                split = s.ToLowerInvariant() switch
+                {
+                    "train" => DatasetSplit.Train,
+                    "test" => DatasetSplit.Test,
+                    _ => throw new ConfigException($"{_name}.split", $"unknown split '{s}' (known: train, test)"),
+                };
+            }
             return d with
             {
                 Name = _values.ContainsKey("name") ? Scalar("name") : d.Name,
                 ImPath = Str("im_path", d.ImPath),
                 Root = Str("root", d.Root),
+                Images = _values.ContainsKey("images") ? Scalar("images") : d.Images,
+                Labels = _values.ContainsKey("labels") ? Scalar("labels") : d.Labels,
+                Split = split,
+                RandomFlip = Bool("random_flip", d.RandomFlip),
             };
         }
 

@@ -39,6 +39,21 @@ public sealed class ImageDataset : IDisposable
         return bytes.to(float32).div_(127.5f).sub_(1.0f);
     }
 
+    /// <summary>
+    /// As <see cref="Batch(Tensor, Device?)"/>, and with a <paramref name="flipGenerator"/> (CPU) each image is mirrored
+    /// left-right with probability 1/2 (the <c>random_flip</c> augmentation, drawn per batch; null = no flips).
+    /// </summary>
+    public Tensor Batch(Tensor indices, Device? device, Generator? flipGenerator)
+    {
+        if (flipGenerator is null) return Batch(indices, device);
+        using var scope = NewDisposeScope();
+        var bytes = Images.index_select(0, indices);
+        var flip = rand(indices.shape[0], generator: flipGenerator).lt(0.5).view(-1, 1, 1, 1);
+        bytes = where(flip, bytes.flip(3), bytes);
+        if (device is not null && device.type != TorchSharp.DeviceType.CPU) bytes = bytes.to(device);
+        return bytes.to(float32).div_(127.5f).sub_(1.0f).MoveToOuterDisposeScope();
+    }
+
     /// <summary>The labels at <paramref name="indices"/>, or null when unlabelled.</summary>
     public Tensor? BatchLabels(Tensor indices, Device? device = null) =>
         Labels is null ? null : device is null ? Labels.index_select(0, indices) : Labels.index_select(0, indices).to(device);
