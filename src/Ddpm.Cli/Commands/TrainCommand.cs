@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Ddpm.Configuration;
+using Ddpm.Data;
 using Ddpm.Training;
 
 namespace Ddpm.Cli.Commands;
@@ -53,10 +54,10 @@ internal static class TrainCommand
     {
         Directory.CreateDirectory(outDir);
         var ckpt = Path.Combine(outDir, CheckpointFile);
-        using var data = DatasetLoader.Load(cfg);
-        if (data.Channels != cfg.Model.ImChannels || data.Height != cfg.Model.ImSize || data.Width != cfg.Model.ImSize)
-            throw new Ddpm.Data.DataException(data.Description,
-                $"images are {data.Channels}×{data.Height}×{data.Width} but model_params wants {cfg.Model.ImChannels}×{cfg.Model.ImSize}×{cfg.Model.ImSize}");
+        var loadClock = System.Diagnostics.Stopwatch.StartNew();
+        using var data = DatasetFactory.Load(cfg.Dataset, cfg.Model, new MnistSource { Log = Console.Error.WriteLine });
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"loaded {data.Count:N0} images from {data.Description} in {loadClock.Elapsed.TotalSeconds:F2} s, RSS {Environment.WorkingSet / 1048576.0:F0} MB"));
 
         Trainer trainer;
         if (resume)

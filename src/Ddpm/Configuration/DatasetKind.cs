@@ -11,4 +11,6 @@ public enum DatasetKind
     Idx,
     /// <summary>CIFAR-10 binary batches (<c>data_batch_*.bin</c>, <c>test_batch.bin</c>) under <c>root</c>.</summary>
     Cifar10,
+    /// <summary>A small generated set of bars (<see cref="Ddpm.Data.SyntheticImages"/>) for tests and smoke runs.</summary>
+    Synthetic,
 }

@@ -7,7 +7,7 @@ namespace Ddpm.Configuration;
 public sealed record DatasetOptions
 {
     /// <summary>The names <c>name</c> accepts, in <see cref="DatasetKind"/> order.</summary>
-    public static readonly IReadOnlyList<string> KnownNames = ["folder", "mnist", "idx", "cifar10"];
+    public static readonly IReadOnlyList<string> KnownNames = ["folder", "mnist", "idx", "cifar10", "synthetic"];
 
     /// <summary><c>mnist</c>, <c>idx</c>, <c>folder</c> or <c>cifar10</c>; null reads an image folder at <see cref="ImPath"/>.</summary>
     public string? Name { get; init; }
@@ -31,6 +31,7 @@ public sealed record DatasetOptions
         "mnist" => DatasetKind.Mnist,
         "idx" => DatasetKind.Idx,
         "cifar10" => DatasetKind.Cifar10,
+        "synthetic" => DatasetKind.Synthetic,
         _ => throw new ConfigException("dataset_params.name", $"unknown dataset '{Name}' (known: {string.Join(", ", KnownNames)})"),
     };
 

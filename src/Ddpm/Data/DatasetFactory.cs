@@ -41,6 +41,10 @@ public static class DatasetFactory
                 dataset = Cifar10Reader.Read(options.Root, options.Split);
                 source = options.Root;
                 break;
+            case DatasetKind.Synthetic:
+                dataset = SyntheticImages.Create(512, model.ImChannels, model.ImSize);
+                source = dataset.Description;
+                break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(options), kind, "unknown dataset kind");
         }
