@@ -148,9 +148,7 @@ public sealed class ImageFolderReaderTests : IDisposable
     [Fact]
     public void Random_flip_mirrors_about_half_the_images_reproducibly()
     {
-        // One 1×4 image [0, 85, 170, 255] read 64 times: each batch row is it or its mirror.
-        TestImages.Write(_dir.File("ramp.png"), 4, 1, (x, _) => new SKColor((byte)(85 * x), (byte)(85 * x), (byte)(85 * x)));
-        using var one = ImageFolderReader.Read(_dir.Path, 1, 1);
+        // One 1×4 image [0, 85, 170, 255] stored 64 times: each batch row is it or its mirror.
         using var images = tensor(new byte[] { 0, 85, 170, 255 }, ScalarType.Byte).view(1, 1, 1, 4);
         using var set = new ImageDataset(images.expand(64, 1, 1, 4).contiguous(), null, "ramp");
         using var indices = arange(64, ScalarType.Int64);
@@ -167,6 +165,5 @@ public sealed class ImageFolderReaderTests : IDisposable
         int flipped = first.Count(v => v == 1f);
         Assert.InRange(flipped, 16, 48);
         Assert.All(plain.select(3, 0).flatten().data<float>().ToArray(), v => Assert.Equal(-1f, v));
-        Assert.Equal(1, one.Count);
     }
 }
