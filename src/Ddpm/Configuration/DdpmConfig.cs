@@ -85,6 +85,7 @@ public sealed record DdpmConfig
         sb.AppendLine($"  beta_start: {D(Diffusion.BetaStart)}");
         sb.AppendLine($"  beta_end: {D(Diffusion.BetaEnd)}");
         sb.AppendLine($"  schedule: {Diffusion.Schedule.ToString().ToLowerInvariant()}");
+        sb.AppendLine($"  prediction: {PredictionName(Diffusion.Prediction)}");
         sb.AppendLine("model_params:");
         sb.AppendLine($"  im_channels: {Model.ImChannels}");
         sb.AppendLine($"  im_size: {Model.ImSize}");
@@ -96,6 +97,7 @@ public sealed record DdpmConfig
         sb.AppendLine($"  num_mid_layers: {Model.NumMidLayers}");
         sb.AppendLine($"  num_up_layers: {Model.NumUpLayers}");
         sb.AppendLine($"  num_heads: {Model.NumHeads}");
+        sb.AppendLine($"  num_classes: {Model.NumClasses}");
         sb.AppendLine("train_params:");
         sb.AppendLine($"  task_name: {S(Train.TaskName)}");
         sb.AppendLine($"  batch_size: {Train.BatchSize}");
@@ -106,8 +108,19 @@ public sealed record DdpmConfig
         sb.AppendLine($"  ckpt_name: {S(Train.CkptName)}");
         sb.AppendLine($"  seed: {Train.Seed}");
         sb.AppendLine($"  max_steps: {Train.MaxSteps}");
+        sb.AppendLine($"  ema_decay: {D(Train.EmaDecay)}");
+        sb.AppendLine($"  label_dropout: {D(Train.LabelDropout)}");
         return sb.ToString();
     }
+
+    /// <summary>The YAML spelling of a prediction target.</summary>
+    public static string PredictionName(PredictionTarget target) => target switch
+    {
+        PredictionTarget.Epsilon => "epsilon",
+        PredictionTarget.X0 => "x0",
+        PredictionTarget.V => "v",
+        _ => throw new ArgumentOutOfRangeException(nameof(target)),
+    };
 
     /// <summary>Reads one section's scalar and list values with errors that name the key.</summary>
     private sealed class Section
@@ -210,7 +223,7 @@ public sealed record DdpmConfig
 
         public DiffusionOptions ReadDiffusion()
         {
-            RejectUnknown("num_timesteps", "beta_start", "beta_end", "schedule");
+            RejectUnknown("num_timesteps", "beta_start", "beta_end", "schedule", "prediction");
             var d = new DiffusionOptions();
             var schedule = d.Schedule;
             if (_values.ContainsKey("schedule"))
@@ -223,8 +236,21 @@ public sealed record DdpmConfig
                     _ => throw new ConfigException($"{_name}.schedule", $"unknown schedule '{s}' (known: linear, cosine)"),
                 };
             }
+            var prediction = d.Prediction;
+            if (_values.ContainsKey("prediction"))
+            {
+                var s = Scalar("prediction");
+                prediction = s.ToLowerInvariant() switch
+                {
+                    "epsilon" or "eps" => PredictionTarget.Epsilon,
+                    "x0" or "x_0" or "sample" => PredictionTarget.X0,
+                    "v" => PredictionTarget.V,
+                    _ => throw new ConfigException($"{_name}.prediction", $"unknown prediction target '{s}' (known: epsilon, x0, v)"),
+                };
+            }
             return d with
             {
+                Prediction = prediction,
                 NumTimesteps = Int("num_timesteps", d.NumTimesteps),
                 BetaStart = Double("beta_start", d.BetaStart),
                 BetaEnd = Double("beta_end", d.BetaEnd),
@@ -235,7 +261,7 @@ public sealed record DdpmConfig
         public UNetOptions ReadModel()
         {
             RejectUnknown("im_channels", "im_size", "down_channels", "mid_channels", "down_sample", "time_emb_dim",
-                "num_down_layers", "num_mid_layers", "num_up_layers", "num_heads");
+                "num_down_layers", "num_mid_layers", "num_up_layers", "num_heads", "num_classes");
             var d = new UNetOptions();
             return d with
             {
@@ -249,13 +275,14 @@ public sealed record DdpmConfig
                 NumMidLayers = Int("num_mid_layers", d.NumMidLayers),
                 NumUpLayers = Int("num_up_layers", d.NumUpLayers),
                 NumHeads = Int("num_heads", d.NumHeads),
+                NumClasses = Int("num_classes", d.NumClasses),
             };
         }
 
         public TrainOptions ReadTrain()
         {
             RejectUnknown("task_name", "batch_size", "num_epochs", "num_samples", "num_grid_rows", "lr", "ckpt_name",
-                "seed", "max_steps");
+                "seed", "max_steps", "ema_decay", "label_dropout");
             var d = new TrainOptions();
             return d with
             {
@@ -268,6 +295,8 @@ public sealed record DdpmConfig
                 CkptName = Str("ckpt_name", d.CkptName),
                 Seed = Long("seed", d.Seed),
                 MaxSteps = Long("max_steps", d.MaxSteps),
+                EmaDecay = Double("ema_decay", d.EmaDecay),
+                LabelDropout = Double("label_dropout", d.LabelDropout),
             };
         }
     }

@@ -9,6 +9,17 @@ public enum ScheduleKind
     Cosine,
 }
 
+/// <summary>What the network is trained to output (the conversions live in <see cref="Ddpm.Diffusion.GaussianDiffusion"/>).</summary>
+public enum PredictionTarget
+{
+    /// <summary>The noise ε (Ho et al. 2020; the seed).</summary>
+    Epsilon,
+    /// <summary>The clean image x_0.</summary>
+    X0,
+    /// <summary>v = √ᾱ_t ε − √(1 − ᾱ_t) x_0 (Salimans &amp; Ho 2022).</summary>
+    V,
+}
+
 /// <summary><c>diffusion_params</c>: the forward process.</summary>
 public sealed record DiffusionOptions
 {
@@ -16,6 +27,7 @@ public sealed record DiffusionOptions
     public double BetaStart { get; init; } = 1e-4;
     public double BetaEnd { get; init; } = 0.02;
     public ScheduleKind Schedule { get; init; } = ScheduleKind.Linear;
+    public PredictionTarget Prediction { get; init; } = PredictionTarget.Epsilon;
 
     public void Validate()
     {

@@ -13,6 +13,10 @@ public sealed record TrainOptions
     public long Seed { get; init; } = 0;
     /// <summary>Stop after this many optimizer steps in total (0 = no limit; epochs still bound the run).</summary>
     public long MaxSteps { get; init; } = 0;
+    /// <summary>Decay of the exponential moving average of the weights (0 = no EMA), with warm-up min(decay, (1+n)/(10+n)).</summary>
+    public double EmaDecay { get; init; } = 0;
+    /// <summary>Probability of replacing a label by the null label during class-conditional training (classifier-free guidance).</summary>
+    public double LabelDropout { get; init; } = 0;
 
     public void Validate()
     {
@@ -22,6 +26,8 @@ public sealed record TrainOptions
         if (NumSamples < 1) throw new ConfigException(p + "num_samples", $"must be >= 1, got {NumSamples}");
         if (NumGridRows < 1) throw new ConfigException(p + "num_grid_rows", $"must be >= 1, got {NumGridRows}");
         if (!(Lr > 0) || double.IsInfinity(Lr)) throw new ConfigException(p + "lr", $"must be a positive number, got {Lr}");
+        if (!(EmaDecay >= 0 && EmaDecay < 1)) throw new ConfigException(p + "ema_decay", $"must lie in [0, 1), got {EmaDecay}");
+        if (!(LabelDropout >= 0 && LabelDropout < 1)) throw new ConfigException(p + "label_dropout", $"must lie in [0, 1), got {LabelDropout}");
         if (MaxSteps < 0) throw new ConfigException(p + "max_steps", $"must be >= 0, got {MaxSteps}");
     }
 }

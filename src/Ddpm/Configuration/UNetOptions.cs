@@ -16,6 +16,8 @@ public sealed record UNetOptions
     public int NumMidLayers { get; init; } = 2;
     public int NumUpLayers { get; init; } = 2;
     public int NumHeads { get; init; } = 4;
+    /// <summary>Number of classes for class-conditional training (0 = unconditional, the seed's model).</summary>
+    public int NumClasses { get; init; } = 0;
 
     /// <summary>GroupNorm groups, fixed at 8 by the reference.</summary>
     public const int Groups = 8;
@@ -55,6 +57,7 @@ public sealed record UNetOptions
         if (NumDownLayers < 1) throw new ConfigException(p + "num_down_layers", $"must be >= 1, got {NumDownLayers}");
         if (NumMidLayers < 1) throw new ConfigException(p + "num_mid_layers", $"must be >= 1, got {NumMidLayers}");
         if (NumUpLayers < 1) throw new ConfigException(p + "num_up_layers", $"must be >= 1, got {NumUpLayers}");
+        if (NumClasses < 0) throw new ConfigException(p + "num_classes", $"must be >= 0 (0 = unconditional), got {NumClasses}");
         int factor = 1 << DownSample.Count(d => d);
         if (ImSize % factor != 0)
             throw new ConfigException(p + "im_size", $"{ImSize} is not divisible by 2^{DownSample.Count(d => d)} = {factor} (one halving per down_sample)");
