@@ -1,0 +1,125 @@
+using Ddpm.Cli;
+using Ddpm.Configuration;
+using Ddpm.Training;
+using SkiaSharp;
+
+namespace Ddpm.Tests.Cli;
+
+/// <summary>In-process smoke tests of the ddpm CLI. Console output is not asserted; the collection runs alone.</summary>
+[Collection(GlobalRngCollection.Name)]
+public class CliTests : IDisposable
+{
+    private readonly string _dir = TestPaths.TempDir("cli");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private const string TinyYaml = """
+        dataset_params:
+          name: synthetic
+        diffusion_params:
+          num_timesteps: 20
+          beta_start: 0.0001
+          beta_end: 0.2
+        model_params:
+          im_channels: 1
+          im_size: 16
+          down_channels: [8, 16, 16, 16]
+          mid_channels: [16, 16, 16]
+          down_sample: [True, True, False]
+          time_emb_dim: 16
+          num_down_layers: 1
+          num_mid_layers: 1
+          num_up_layers: 1
+          num_heads: 4
+        train_params:
+          task_name: 'cli'
+          batch_size: 8
+          num_epochs: 1
+          lr: 0.001
+        """;
+
+    private string WriteConfig(string text, string name = "tiny.yaml")
+    {
+        var path = Path.Combine(_dir, name);
+        File.WriteAllText(path, text);
+        return path;
+    }
+
+    private static int Run(params string[] args)
+    {
+        var (stdout, stderr) = (Console.Out, Console.Error);
+        try
+        {
+            Console.SetOut(TextWriter.Null);
+            Console.SetError(TextWriter.Null);
+            return CliApp.Run(args);
+        }
+        finally
+        {
+            Console.SetOut(stdout);
+            Console.SetError(stderr);
+        }
+    }
+
+    [Fact]
+    public void Train_then_sample_writes_a_checkpoint_a_log_and_a_decodable_grid()
+    {
+        var config = WriteConfig(TinyYaml);
+        var run = Path.Combine(_dir, "run");
+        Assert.Equal(0, Run("train", "--config", config, "--out", run, "--max-steps", "5", "--device", "cpu"));
+        var ckpt = Path.Combine(run, "checkpoint.ckpt");
+        Assert.True(File.Exists(ckpt), "no checkpoint.ckpt");
+        var log = File.ReadAllLines(Path.Combine(run, "train_log.csv"));
+        Assert.StartsWith("epoch,step,mean_loss", log[0]);
+        Assert.Equal(2, log.Length);
+        Assert.Equal("1", log[1].Split(',')[0]);
+        Assert.Equal("5", log[1].Split(',')[1]);
+        var manifest = Checkpoint.ReadManifest(ckpt);
+        Assert.Equal(5, manifest.Step);
+        Assert.Equal(20, DdpmConfig.Parse(manifest.ConfigYaml).Diffusion.NumTimesteps);
+
+        var samples = Path.Combine(_dir, "samples");
+        Assert.Equal(0, Run("sample", "--checkpoint", ckpt, "--num", "4", "--grid-rows", "2", "--out", samples, "--frames", "5", "--device", "cpu"));
+        using var grid = SKBitmap.Decode(Path.Combine(samples, "samples.png"));
+        Assert.NotNull(grid);
+        Assert.Equal(2 * (16 + 2) + 2, grid.Width);
+        Assert.Equal(2 * (16 + 2) + 2, grid.Height);
+        using var animation = SKBitmap.Decode(Path.Combine(samples, "reverse.png"));
+        Assert.NotNull(animation);
+        Assert.Equal(38, animation.Width);
+    }
+
+    [Fact]
+    public void Info_with_a_valid_config_succeeds()
+    {
+        Assert.Equal(0, Run("info", "--config", WriteConfig(TinyYaml)));
+    }
+
+    [Fact]
+    public void A_missing_required_option_is_a_usage_error()
+    {
+        Assert.Equal(2, Run("train"));
+        Assert.Equal(2, Run("info"));
+        Assert.Equal(2, Run("sample"));
+    }
+
+    [Fact]
+    public void A_nonexistent_checkpoint_is_a_failure()
+    {
+        Assert.Equal(1, Run("sample", "--checkpoint", Path.Combine(_dir, "missing.ckpt"), "--out", Path.Combine(_dir, "s"), "--device", "cpu"));
+    }
+
+    [Fact]
+    public void An_invalid_config_is_a_failure()
+    {
+        var bad = WriteConfig(TinyYaml.Replace("num_heads: 4", "num_heads: 3"), "bad.yaml");
+        Assert.Equal(1, Run("info", "--config", bad));
+        Assert.Equal(1, Run("train", "--config", bad, "--out", Path.Combine(_dir, "bad"), "--max-steps", "1", "--device", "cpu"));
+    }
+
+    [Fact]
+    public void A_missing_config_file_is_a_failure()
+    {
+        Assert.Equal(1, Run("info", "--config", Path.Combine(_dir, "nope.yaml")));
+    }
+}

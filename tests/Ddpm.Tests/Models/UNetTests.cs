@@ -1,0 +1,122 @@
+using Ddpm.Configuration;
+using Ddpm.Models;
+using TorchSharp;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+
+namespace Ddpm.Tests.Models;
+
+public class UNetTests
+{
+    [Fact]
+    public void Output_shape_equals_input_shape_for_the_small_config()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new UNet(TestModels.FixtureConfig);
+        var x = randn(2, 1, 28, 28);
+        var eps = model.forward(x, tensor(new long[] { 3, 900 }));
+        Assert.Equal(new long[] { 2, 1, 28, 28 }, eps.shape);
+        Assert.True(isfinite(eps).all().item<bool>());
+    }
+
+    [Fact]
+    public void Output_shape_equals_input_shape_for_a_three_channel_32px_config()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new UNet(TestModels.FixtureConfig with { ImChannels = 3, ImSize = 32 });
+        var eps = model.forward(randn(2, 3, 32, 32), tensor(new long[] { 0, 999 }));
+        Assert.Equal(new long[] { 2, 3, 32, 32 }, eps.shape);
+    }
+
+    [Fact]
+    public void Default_options_have_exactly_the_reference_parameter_count()
+    {
+        using var model = new UNet(new UNetOptions());
+        Assert.Equal(10_188_081L, model.ParameterCount());
+    }
+
+    [Fact]
+    public void Small_config_has_the_fixture_parameter_count()
+    {
+        using var model = new UNet(TestModels.FixtureConfig);
+        Assert.Equal(276_193L, model.ParameterCount());
+    }
+
+    [Fact]
+    public void State_dict_keys_and_shapes_equal_the_pytorch_fixture()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new UNet(TestModels.FixtureConfig);
+        var ours = model.state_dict();
+        var theirs = Safetensors.LoadStateDict(TestPaths.Fixture("small_unet.safetensors"));
+        Assert.Equal(186, theirs.Count);
+        Assert.Equal(theirs.Keys.OrderBy(k => k, StringComparer.Ordinal), ours.Keys.OrderBy(k => k, StringComparer.Ordinal));
+        foreach (var (key, tensor) in theirs)
+            Assert.True(tensor.shape.SequenceEqual(ours[key].shape),
+                $"{key}: ours [{string.Join(", ", ours[key].shape)}], PyTorch [{string.Join(", ", tensor.shape)}]");
+    }
+
+    [Fact]
+    public void Loaded_pytorch_weights_reproduce_the_pytorch_output()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new UNet(TestModels.FixtureConfig);
+        model.load_safetensors(TestPaths.Fixture("small_unet.safetensors"));
+        model.eval();
+        var io = Safetensors.LoadStateDict(TestPaths.Fixture("small_unet_io.safetensors"));
+        var x = io["x"];
+        var t = io["t"];
+        var expected = io["eps"];
+        Assert.Equal(ScalarType.Int64, t.dtype);
+        Assert.Equal(new long[] { 0, 10, 500, 999 }, t.data<long>().ToArray());
+
+        Tensor eps;
+        using (no_grad()) eps = model.forward(x, t);
+
+        var diff = (eps - expected).abs();
+        double maxDiff = diff.max().item<float>(), maxEps = expected.abs().max().item<float>();
+        Assert.True(maxEps > 0.1, "fixture eps is degenerate");
+        Assert.True(maxDiff / maxEps <= 1e-5, $"max |diff| / max |eps| = {maxDiff / maxEps:E3} > 1e-5");
+        var bound = expected.abs() * 1e-5 + 1e-6;
+        var violations = (diff > bound).sum().item<long>();
+        Assert.True(violations == 0, $"{violations} elements exceed |diff| ≤ 1e-5·|eps| + 1e-6 (max |diff| {maxDiff:E3})");
+    }
+
+    [Fact]
+    public void Every_group_norm_of_a_fresh_default_unet_has_unit_weight_and_zero_bias()
+    {
+        var o = new UNetOptions();
+        // Per resnet layer two GroupNorms, per attention layer one; down/up blocks: layers × (resnet + attention);
+        // mid blocks: (layers + 1) resnets and layers attentions; plus norm_out.
+        int blocks = o.DownChannels.Count - 1, mids = o.MidChannels.Count - 1;
+        int expected = blocks * o.NumDownLayers * 3 + mids * ((o.NumMidLayers + 1) * 2 + o.NumMidLayers)
+            + blocks * o.NumUpLayers * 3 + 1;
+        Assert.Equal(53, expected);
+
+        using var scope = NewDisposeScope();
+        using var model = new UNet(o);
+        int count = 0;
+        foreach (var (name, module) in model.named_modules())
+        {
+            if (module is not TorchSharp.Modules.GroupNorm norm) continue;
+            count++;
+            Assert.True(norm.weight!.eq(1).all().item<bool>(), $"{name}.weight is not all ones");
+            Assert.True(norm.bias!.eq(0).all().item<bool>(), $"{name}.bias is not all zeros");
+        }
+        Assert.Equal(expected, count);
+    }
+
+    [Fact]
+    public void Output_depends_on_the_timestep()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new UNet(TestModels.FixtureConfig);
+        model.load_safetensors(TestPaths.Fixture("small_unet.safetensors"));
+        model.eval();
+        using var _ = no_grad();
+        var x = randn(1, 1, 28, 28);
+        var a = model.forward(x, tensor(new long[] { 10 }));
+        var b = model.forward(x, tensor(new long[] { 900 }));
+        Assert.True((a - b).abs().max().item<float>() > 1e-3);
+    }
+}
