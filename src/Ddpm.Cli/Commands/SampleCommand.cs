@@ -26,31 +26,78 @@ internal static class SampleCommand
         var saveEvery = new Option<int>("--save-every") { Description = "also write the grid every K steps (0 = only the final grid)", DefaultValueFactory = _ => 0 };
         var frames = new Option<int>("--frames") { Description = "frames of the animated reverse process (reverse.png, APNG; 0 = none)", DefaultValueFactory = _ => 50 };
         var device = CommonOptions.DeviceOption();
+        var samplerKind = new Option<string>("--sampler") { Description = "ddpm (ancestral, Algorithm 2) or ddim", DefaultValueFactory = _ => "ddpm" };
+        samplerKind.AcceptOnlyFromAmong("ddpm", "ddim");
+        var steps = new Option<int?>("--steps") { Description = "reverse steps S ≤ T (default T; ddpm with S < T is respaced)" };
+        var eta = new Option<double>("--eta") { Description = "DDIM η in [0, 1] (0 = deterministic)", DefaultValueFactory = _ => 0.0 };
+        var spacing = new Option<string>("--spacing") { Description = "timestep sub-sequence: uniform or quadratic", DefaultValueFactory = _ => "uniform" };
+        spacing.AcceptOnlyFromAmong("uniform", "quadratic");
+        var label = new Option<int?>("--class") { Description = "class label for a class-conditional model" };
+        var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance weight w (ε = (1+w)·ε(y) − w·ε(∅))", DefaultValueFactory = _ => 0.0 };
+        var noEma = new Option<bool>("--no-ema") { Description = "use the raw weights even when the checkpoint has an EMA" };
 
-        var cmd = new Command("sample", "Generate images from a checkpoint (Algorithm 2)")
+        var cmd = new Command("sample", "Generate images from a checkpoint (Algorithm 2, DDIM, respaced DDPM, guidance)")
         {
-            checkpoint, num, rows, seed, output, sigma, clip, saveEvery, frames, device,
+            checkpoint, num, rows, seed, output, sigma, clip, saveEvery, frames, device, samplerKind, steps, eta, spacing, label, guidance, noEma,
         };
-        cmd.SetAction(p => Run(p.GetValue(checkpoint)!, p.GetValue(num), p.GetValue(rows), p.GetValue(seed), p.GetValue(output)!,
-            p.GetValue(sigma) == "beta" ? VarianceKind.Beta : VarianceKind.BetaTilde, p.GetValue(clip), p.GetValue(saveEvery),
-            p.GetValue(frames), CommonOptions.ResolveDevice(p.GetValue(device)!)));
+        cmd.SetAction(p =>
+        {
+            var options = new SamplerOptions
+            {
+                Kind = p.GetValue(samplerKind) == "ddim" ? SamplerKind.Ddim : SamplerKind.Ddpm,
+                Steps = p.GetValue(steps),
+                Eta = p.GetValue(eta),
+                Spacing = p.GetValue(spacing) == "quadratic" ? SpacingKind.Quadratic : SpacingKind.Uniform,
+                Variance = p.GetValue(sigma) == "beta" ? VarianceKind.Beta : VarianceKind.BetaTilde,
+                ClipX0 = p.GetValue(clip),
+            };
+            return Run(p.GetValue(checkpoint)!, p.GetValue(num), p.GetValue(rows), p.GetValue(seed), p.GetValue(output)!,
+                options, p.GetValue(saveEvery), p.GetValue(frames), CommonOptions.ResolveDevice(p.GetValue(device)!),
+                p.GetValue(label), p.GetValue(guidance), !p.GetValue(noEma));
+        });
         return cmd;
     }
 
-    private static int Run(string checkpointPath, int? num, int? gridRows, long seed, string outDir, VarianceKind variance,
-        bool clipX0, int saveEvery, int frames, Device device)
+    private static int Run(string checkpointPath, int? num, int? gridRows, long seed, string outDir, SamplerOptions samplerOptions,
+        int saveEvery, int frames, Device device, int? label, double guidance, bool useEma)
     {
         if (num is < 1) throw new UsageException($"--num must be >= 1, got {num}");
         if (gridRows is < 1) throw new UsageException($"--grid-rows must be >= 1, got {gridRows}");
         if (saveEvery < 0) throw new UsageException($"--save-every must be >= 0, got {saveEvery}");
         if (frames < 0) throw new UsageException($"--frames must be >= 0, got {frames}");
 
+        if (guidance < 0 || !double.IsFinite(guidance)) throw new UsageException($"--guidance must be a finite number >= 0, got {guidance}");
         var (model, config, manifest) = Checkpoint.LoadModel(checkpointPath);
         using var _ = model;
+        string weights = "raw weights";
+        if (useEma && Checkpoint.HasEma(checkpointPath))
+        {
+            Checkpoint.LoadEmaInto(checkpointPath, model);
+            weights = "EMA weights";
+        }
         model.to(device).eval();
         int n = num ?? config.Train.NumSamples, perRow = gridRows ?? config.Train.NumGridRows;
-        var diffusion = new GaussianDiffusion(NoiseSchedule.FromOptions(config.Diffusion));
-        var sampler = new DdpmSampler(diffusion, variance, clipX0);
+        var diffusion = GaussianDiffusion.FromOptions(config.Diffusion);
+        ISampler sampler;
+        try { sampler = samplerOptions.Create(diffusion.Schedule); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+
+        NoisePredictor predictor = diffusion.AsEpsPredictor((x, t) => model.forward(x, t));
+        if (label is { } y)
+        {
+            if (!model.IsConditional)
+                throw new UsageException($"--class {y}: the checkpoint's model is unconditional (model_params.num_classes = 0)");
+            if (y < 0 || y >= config.Model.NumClasses)
+                throw new UsageException($"--class {y}: the model was trained on classes 0..{config.Model.NumClasses - 1}");
+            if (guidance > 0 && config.Train.LabelDropout <= 0)
+                Console.Error.WriteLine("warning: the model was trained without label dropout (train_params.label_dropout = 0), so its unconditional ε is untrained and guidance may not help");
+            var labels = full(n, (long)y, dtype: int64, device: device);
+            predictor = ClassifierFreeGuidance.Guided(model, labels, guidance, diffusion.EpsFromOutput);
+        }
+        else if (guidance != 0)
+        {
+            throw new UsageException("--guidance needs --class");
+        }
         Directory.CreateDirectory(outDir);
 
         int steps = sampler.Timesteps.Count;
@@ -63,7 +110,7 @@ internal static class SampleCommand
         // x_T is drawn on the CPU from the seeded generator, so the same seed gives the same images on any device.
         var xT = randn(shape, dtype: float32, generator: generator).to(device);
         var generatorForSteps = device.type == DeviceType.CPU ? generator : null;
-        using var result = SamplingLoop.Run(sampler, (x, t) => model.forward(x, t), xT, generatorForSteps, (i, t, x) =>
+        using var result = SamplingLoop.Run(sampler, predictor, xT, generatorForSteps, (i, t, x) =>
         {
             int done = i + 1;
             if (frameEvery > 0 && (done % frameEvery == 0 || done == steps) || done == 1 && frameEvery > 0)
@@ -79,8 +126,8 @@ internal static class SampleCommand
         ImageGrid.SavePng(result, perRow, gridPath);
         if (animation.Count > 0) AtomicFile.WriteAllBytes(Path.Combine(outDir, "reverse.png"), AnimatedPng.Assemble(animation));
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"sampled {n} images in {steps} steps, {clock.Elapsed.TotalSeconds:F1} s ({clock.Elapsed.TotalMilliseconds / steps:F1} ms/step) " +
-            $"from {checkpointPath} (epoch {manifest.Epoch}, step {manifest.Step})"));
+            $"sampled {n} images in {steps} {samplerOptions.Kind.ToString().ToUpperInvariant()} steps, {clock.Elapsed.TotalSeconds:F1} s ({clock.Elapsed.TotalMilliseconds / steps:F1} ms/step) " +
+            $"from {checkpointPath} (epoch {manifest.Epoch}, step {manifest.Step}, {weights})"));
         Console.WriteLine(gridPath);
         return CliApp.Ok;
     }

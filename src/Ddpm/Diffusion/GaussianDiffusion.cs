@@ -1,3 +1,4 @@
+using Ddpm.Configuration;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -23,8 +24,18 @@ public sealed class GaussianDiffusion
 
     public NoiseSchedule Schedule { get; }
     public int T => Schedule.T;
+    /// <summary>What the network outputs; <see cref="EpsFromOutput"/> turns it into ε for the samplers and the bound.</summary>
+    public PredictionTarget Prediction { get; }
 
-    public GaussianDiffusion(NoiseSchedule schedule) => Schedule = schedule;
+    public GaussianDiffusion(NoiseSchedule schedule, PredictionTarget prediction = PredictionTarget.Epsilon)
+    {
+        Schedule = schedule;
+        Prediction = prediction;
+    }
+
+    /// <summary>The process a <c>diffusion_params</c> section describes.</summary>
+    public static GaussianDiffusion FromOptions(DiffusionOptions options) =>
+        new(NoiseSchedule.FromOptions(options), options.Prediction);
 
     private sealed class Coefficients(NoiseSchedule s, Device device)
     {
@@ -122,6 +133,52 @@ public sealed class GaussianDiffusion
         return (Extract(c.SqrtRecipAlphasCumprod, t, xt) * xt - x0) / Extract(c.SqrtRecipM1AlphasCumprod, t, xt);
     }
 
+    /// <summary>v = √ᾱ_t ε − √(1 − ᾱ_t) x_0 (Salimans &amp; Ho 2022, §4).</summary>
+    public Tensor VFromEpsX0(Tensor x0, Tensor t, Tensor eps)
+    {
+        CheckT(t);
+        var c = For(x0.device);
+        return Extract(c.SqrtAlphasCumprod, t, x0) * eps - Extract(c.SqrtOneMinusAlphasCumprod, t, x0) * x0;
+    }
+
+    /// <summary>ε = √(1 − ᾱ_t) x_t + √ᾱ_t v, from x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε and the definition of v.</summary>
+    public Tensor EpsFromV(Tensor xt, Tensor t, Tensor v)
+    {
+        CheckT(t);
+        var c = For(xt.device);
+        return Extract(c.SqrtOneMinusAlphasCumprod, t, xt) * xt + Extract(c.SqrtAlphasCumprod, t, xt) * v;
+    }
+
+    /// <summary>x_0 = √ᾱ_t x_t − √(1 − ᾱ_t) v.</summary>
+    public Tensor X0FromV(Tensor xt, Tensor t, Tensor v)
+    {
+        CheckT(t);
+        var c = For(xt.device);
+        return Extract(c.SqrtAlphasCumprod, t, xt) * xt - Extract(c.SqrtOneMinusAlphasCumprod, t, xt) * v;
+    }
+
+    /// <summary>The network's raw output (ε, x_0 or v per <see cref="Prediction"/>) as ε.</summary>
+    public Tensor EpsFromOutput(Tensor xt, Tensor t, Tensor output) => Prediction switch
+    {
+        PredictionTarget.Epsilon => output,
+        PredictionTarget.X0 => PredictEpsFromX0(xt, t, output),
+        PredictionTarget.V => EpsFromV(xt, t, output),
+        _ => throw new InvalidOperationException($"unknown prediction target {Prediction}"),
+    };
+
+    /// <summary>The training target for <see cref="Prediction"/> given x_0 and the noise ε that made x_t.</summary>
+    public Tensor TargetFor(Tensor x0, Tensor t, Tensor eps) => Prediction switch
+    {
+        PredictionTarget.Epsilon => eps,
+        PredictionTarget.X0 => x0,
+        PredictionTarget.V => VFromEpsX0(x0, t, eps),
+        _ => throw new InvalidOperationException($"unknown prediction target {Prediction}"),
+    };
+
+    /// <summary>Wraps a network that outputs <see cref="Prediction"/> into an ε-predictor, for every sampler and the bound.</summary>
+    public NoisePredictor AsEpsPredictor(NoisePredictor network) =>
+        Prediction == PredictionTarget.Epsilon ? network : (xt, t) => EpsFromOutput(xt, t, network(xt, t));
+
     /// <summary>
     /// The reverse step's Gaussian from a noise prediction. Mean μ_θ = (x_t − β_t/√(1 − ᾱ_t) ε_θ)/√α_t (DDPM eq. 11),
     /// or, with <paramref name="clipX0"/>, the posterior mean μ̃_t(clamp(x̂_0, −1, 1), x_t) as diffusers and
@@ -154,13 +211,14 @@ public sealed class GaussianDiffusion
 
     /// <summary>
     /// Algorithm 1 (training): t ~ U{0..T−1}, ε ~ N(0, I), loss = ‖ε − ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) ε, t)‖² averaged
-    /// over every element (the seed's nn.MSELoss, DDPM eq. 14).
+    /// over every element (the seed's nn.MSELoss, DDPM eq. 14). For x_0- or v-prediction the target changes accordingly.
+    /// t and ε are drawn on the CPU from <paramref name="generator"/> (reproducible on any device), then moved.
     /// </summary>
-    public Tensor TrainingLoss(NoisePredictor model, Tensor x0, Generator? generator = null)
+    public Tensor TrainingLoss(NoisePredictor network, Tensor x0, Generator? generator = null)
     {
-        var t = randint(0, T, [x0.shape[0]], dtype: int64, device: x0.device, generator: generator);
-        var noise = randn(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator);
+        var t = randint(0, T, [x0.shape[0]], dtype: int64, generator: generator).to(x0.device);
+        var noise = randn(x0.shape, dtype: x0.dtype, generator: generator).to(x0.device);
         var xt = QSample(x0, t, noise);
-        return nn.functional.mse_loss(model(xt, t), noise);
+        return nn.functional.mse_loss(network(xt, t), TargetFor(x0, t, noise));
     }
 }

@@ -18,6 +18,8 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
     private readonly ModuleList<UpBlock> ups = new();
     private readonly GroupNorm norm_out;
     private readonly Conv2d conv_out;
+    /// <summary>Label embedding for class-conditional models (row <c>num_classes</c> is the null label ∅); null otherwise.</summary>
+    private readonly Embedding? class_emb;
 
     public UNetOptions Options { get; }
 
@@ -40,15 +42,33 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
                 options.DownSample[i], options.NumHeads, options.NumUpLayers));
         norm_out = Layers.GroupNorm(UNetOptions.OutChannels);
         conv_out = nn.Conv2d(UNetOptions.OutChannels, options.ImChannels, 3, padding: 1);
+        if (options.NumClasses > 0) class_emb = nn.Embedding(options.NumClasses + 1, temb);
         RegisterComponents();
 
     }
 
-    /// <summary>ε_θ(x_t, t). <paramref name="x"/>: [B, C, H, W]; <paramref name="t"/>: int64 [B] (or [1], broadcast).</summary>
-    public override Tensor forward(Tensor x, Tensor t)
+    /// <summary>Whether the model takes class labels (<c>num_classes</c> &gt; 0).</summary>
+    public bool IsConditional => class_emb is not null;
+
+    /// <summary>The null label ∅ of a class-conditional model (= num_classes).</summary>
+    public long NullLabel => Options.NumClasses;
+
+    /// <summary>ε_θ(x_t, t). <paramref name="x"/>: [B, C, H, W]; <paramref name="t"/>: int64 [B] (or [1], broadcast).
+    /// A class-conditional model is given the null label.</summary>
+    public override Tensor forward(Tensor x, Tensor t) => forward(x, t, null);
+
+    /// <summary>
+    /// ε_θ(x_t, t, y): the label embedding is added to the time embedding (as in classifier-free guidance,
+    /// Ho &amp; Salimans 2022). <paramref name="y"/>: int64 [B] in 0..num_classes (num_classes = ∅), or null for ∅.
+    /// </summary>
+    public Tensor forward(Tensor x, Tensor t, Tensor? y)
     {
+        if (y is not null && class_emb is null)
+            throw new ArgumentException("this U-Net is unconditional (num_classes = 0) and takes no labels");
         using var scope = NewDisposeScope();
         var tEmb = t_proj.forward(TimeEmbedding.Sinusoidal(t, Options.TimeEmbDim));
+        if (class_emb is not null)
+            tEmb = tEmb + class_emb.forward(y ?? full(x.shape[0], NullLabel, dtype: int64, device: x.device));
         var h = conv_in.forward(x);
         var skips = new Stack<Tensor>();
         foreach (var down in downs)

@@ -32,7 +32,8 @@ public sealed record CheckpointManifest
 /// <summary>
 /// A self-describing checkpoint: one zip archive holding <c>manifest.json</c> (config, epoch, step, checksums),
 /// <c>model.safetensors</c> (the U-Net's weights under the reference's keys), and when training state is saved
-/// <c>optimizer.bin</c> (Adam's state) and <c>rng.bin</c> (the training generator's state).
+/// <c>optimizer.bin</c> (Adam's state) and <c>rng.bin</c> (the training generator's state), and with an EMA of the weights
+/// <c>ema.safetensors</c>.
 /// Written to a temporary file in the same directory, flushed, then renamed: a crash never leaves a torn file.
 /// </summary>
 public static class Checkpoint
@@ -41,6 +42,7 @@ public static class Checkpoint
     private const string ModelEntry = "model.safetensors";
     private const string OptimizerEntry = "optimizer.bin";
     private const string RngEntry = "rng.bin";
+    private const string EmaEntry = "ema.safetensors";
 
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -54,12 +56,13 @@ public static class Checkpoint
 
     /// <summary>Saves atomically.</summary>
     public static void Save(string path, UNet model, DdpmConfig config, int epoch, long step, long stepInEpoch = 0,
-        TrainingState? training = null)
+        TrainingState? training = null, UNet? ema = null)
     {
         var entries = new Dictionary<string, byte[]>
         {
             [ModelEntry] = ToBytes(s => model.save_safetensors(s, leaveOpen: true)),
         };
+        if (ema is not null) entries[EmaEntry] = ToBytes(s => ema.save_safetensors(s, leaveOpen: true));
         if (training is not null)
         {
             entries[OptimizerEntry] = ToBytes(s =>
@@ -131,6 +134,26 @@ public static class Checkpoint
             throw new CheckpointException(path, "its weights do not fit the model its config describes: " + e.Message, e);
         }
         return (model, config, manifest);
+    }
+
+    /// <summary>Whether the checkpoint holds an exponential moving average of the weights.</summary>
+    public static bool HasEma(string path) => ReadManifest(path).Sha256.ContainsKey(EmaEntry);
+
+    /// <summary>Loads the EMA weights into <paramref name="into"/> (a U-Net of the checkpoint's config).</summary>
+    public static void LoadEmaInto(string path, UNet into)
+    {
+        using var zip = Open(path);
+        var manifest = ReadManifest(path, zip);
+        if (!manifest.Sha256.ContainsKey(EmaEntry)) throw new CheckpointException(path, "holds no EMA weights");
+        try
+        {
+            using var weights = new MemoryStream(ReadVerified(path, zip, manifest, EmaEntry));
+            into.load_safetensors(weights, strict: true);
+        }
+        catch (Exception e) when (e is not CheckpointException)
+        {
+            throw new CheckpointException(path, "its EMA weights do not fit the model: " + e.Message, e);
+        }
     }
 
     /// <summary>Restores optimizer and generator state saved with <see cref="Save"/>.</summary>

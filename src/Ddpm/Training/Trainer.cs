@@ -11,11 +11,13 @@ namespace Ddpm.Training;
 
 /// <summary>
 /// Algorithm 1 with Adam, as the seed trains: per step a shuffled batch x_0, t ~ U{0..T−1}, ε ~ N(0, I),
-/// loss = MSE(ε, ε_θ(x_t, t)). Given batches, never opens folders. Randomness is reproducible: data order comes from
-/// a generator seeded by (seed, epoch), timesteps and noise from one training generator whose state is checkpointed.
+/// loss = MSE(ε, ε_θ(x_t, t)). Given data, never opens folders. Randomness is reproducible: data order and flips come
+/// from <see cref="BatchSampler"/> streams seeded by (seed, epoch), timesteps, noise and label dropout from one training
+/// generator whose state is checkpointed.
 /// </summary>
 public sealed class Trainer : IDisposable
 {
+    private static readonly object SeededInit = new();
     private readonly Adam _optimizer;
 
     public UNet Model { get; }
@@ -30,23 +32,32 @@ public sealed class Trainer : IDisposable
     public long Step { get; private set; }
     /// <summary>Steps already done inside epoch <see cref="Epoch"/> + 1 (after a mid-epoch resume).</summary>
     public long StepInEpoch { get; private set; }
+    /// <summary>The moving average of the weights, when <c>ema_decay</c> &gt; 0.</summary>
+    public ExponentialMovingAverage? Ema { get; }
 
     public Trainer(UNet model, DdpmConfig config, Device device)
     {
         Model = model;
         Config = config;
         Device = device;
-        Diffusion = new GaussianDiffusion(NoiseSchedule.FromOptions(config.Diffusion));
+        Diffusion = GaussianDiffusion.FromOptions(config.Diffusion);
         Model.to(device);
         _optimizer = optim.Adam(Model.parameters(), config.Train.Lr);
         Generator = new Generator((ulong)config.Train.Seed, new Device("cpu"));
+        if (config.Train.EmaDecay > 0) Ema = new ExponentialMovingAverage(Model, config.Train.EmaDecay);
     }
 
     /// <summary>A fresh model from the config, initialised from the seed.</summary>
     public static Trainer Create(DdpmConfig config, Device device)
     {
-        manual_seed(config.Train.Seed);
-        return new Trainer(new UNet(config.Model), config, device);
+        UNet model;
+        // Weight init draws from TorchSharp's process-wide generator: seed and build as one step.
+        lock (SeededInit)
+        {
+            manual_seed(config.Train.Seed);
+            model = new UNet(config.Model);
+        }
+        return new Trainer(model, config, device);
     }
 
     /// <summary>Continues from a checkpoint saved by <see cref="Save"/>: weights, Adam state, RNG, epoch and step.</summary>
@@ -56,6 +67,7 @@ public sealed class Trainer : IDisposable
         if (adjust is not null) config = adjust(config).Validate();
         var trainer = new Trainer(model, config, device);
         Checkpoint.LoadTrainingState(checkpointPath, new Checkpoint.TrainingState(trainer._optimizer, trainer.Generator));
+        if (trainer.Ema is not null && Checkpoint.HasEma(checkpointPath)) Checkpoint.LoadEmaInto(checkpointPath, trainer.Ema.Shadow);
         trainer.Epoch = manifest.Epoch;
         trainer.Step = manifest.Step;
         trainer.StepInEpoch = manifest.StepInEpoch;
@@ -70,37 +82,39 @@ public sealed class Trainer : IDisposable
     public EpochReport? TrainEpoch(ImageDataset data, Action<StepReport>? onStep = null, CancellationToken cancel = default)
     {
         if (Finished) return null;
-        int batchSize = Config.Train.BatchSize;
-        long n = data.Count;
-        long stepsInEpoch = (n + batchSize - 1) / batchSize;
+        var sampler = new BatchSampler(data.Count, Config.Train.BatchSize, Config.Train.Seed);
+        long stepsInEpoch = sampler.BatchesPerEpoch;
         int epochNumber = Epoch + 1;
-        using var order = EpochOrder(n, epochNumber);
+        if (Model.IsConditional && data.Labels is null)
+            throw new TrainingException($"model_params.num_classes = {Config.Model.NumClasses} needs labels, but {data.Description} has none");
 
         Model.train();
         long rssStart = Environment.WorkingSet;
         var clock = Stopwatch.StartNew();
         double lossSum = 0;
         long steps = 0, images = 0;
-        for (long s = StepInEpoch; s < stepsInEpoch; s++)
+        foreach (var (batch, indices) in sampler.Batches(epochNumber, (int)StepInEpoch))
         {
             if (cancel.IsCancellationRequested || (Config.Train.MaxSteps > 0 && Step >= Config.Train.MaxSteps)) break;
             using var scope = NewDisposeScope();
-            var indices = order.narrow(0, s * batchSize, Math.Min(batchSize, n - s * batchSize));
-            var x0 = data.Batch(indices, Device);
+            using var flips = Config.Dataset.RandomFlip ? sampler.FlipGenerator(epochNumber, batch) : null;
+            var x0 = data.Batch(indices, Device, flips);
             _optimizer.zero_grad();
-            var loss = Diffusion.TrainingLoss((xt, t) => Model.forward(xt, t), x0, Generator);
+            var labels = Model.IsConditional ? DropLabels(data.BatchLabels(indices)!).to(Device) : null;
+            var loss = Diffusion.TrainingLoss((xt, t) => Model.forward(xt, t, labels), x0, Generator);
             float value = loss.item<float>();
             if (!float.IsFinite(value))
                 throw new TrainingException($"loss became {value} at step {Step + 1} (epoch {epochNumber}); " +
                     "training stopped and the last checkpoint was kept. Try a lower learning rate.");
             loss.backward();
             _optimizer.step();
+            Ema?.Update(Model, Step);
             Step++;
-            StepInEpoch = s + 1;
+            StepInEpoch = batch + 1;
             steps++;
             images += indices.shape[0];
             lossSum += value;
-            onStep?.Invoke(new StepReport(epochNumber, Step, s + 1, stepsInEpoch, value, images / clock.Elapsed.TotalSeconds));
+            onStep?.Invoke(new StepReport(epochNumber, Step, batch + 1, stepsInEpoch, value, images / clock.Elapsed.TotalSeconds));
         }
         bool complete = StepInEpoch >= stepsInEpoch;
         if (complete)
@@ -112,21 +126,24 @@ public sealed class Trainer : IDisposable
             images / clock.Elapsed.TotalSeconds, rssStart, Environment.WorkingSet, complete);
     }
 
-    /// <summary>The data order of an epoch: a permutation from a generator seeded by (seed, epoch).</summary>
-    private Tensor EpochOrder(long n, int epoch)
+    /// <summary>Classifier-free guidance training: each label becomes ∅ with probability <c>label_dropout</c>.</summary>
+    private Tensor DropLabels(Tensor labels)
     {
-        var seed = unchecked((ulong)Config.Train.Seed * 1_000_003UL + (ulong)epoch);
-        using var g = new Generator(seed, new Device("cpu"));
-        return randperm(n, dtype: int64, generator: g);
+        if (labels.max().item<long>() >= Config.Model.NumClasses || labels.min().item<long>() < 0)
+            throw new TrainingException($"labels must lie in 0..{Config.Model.NumClasses - 1} for model_params.num_classes = {Config.Model.NumClasses}");
+        if (Config.Train.LabelDropout <= 0) return labels;
+        var drop = rand(labels.shape[0], generator: Generator) < Config.Train.LabelDropout;
+        return where(drop, full_like(labels, Model.NullLabel), labels);
     }
 
     /// <summary>Saves weights, optimizer and RNG state, epoch and step (atomically).</summary>
     public void Save(string path) =>
-        Checkpoint.Save(path, Model, Config, Epoch, Step, StepInEpoch, new Checkpoint.TrainingState(_optimizer, Generator));
+        Checkpoint.Save(path, Model, Config, Epoch, Step, StepInEpoch, new Checkpoint.TrainingState(_optimizer, Generator), Ema?.Shadow);
 
     public void Dispose()
     {
         _optimizer.Dispose();
+        Ema?.Dispose();
         Generator.Dispose();
         Model.Dispose();
     }

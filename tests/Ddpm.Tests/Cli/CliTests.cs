@@ -122,4 +122,37 @@ public class CliTests : IDisposable
     {
         Assert.Equal(1, Run("info", "--config", Path.Combine(_dir, "nope.yaml")));
     }
+
+    [Fact]
+    public void Sampler_options_are_checked_and_ddim_and_respaced_ddpm_run()
+    {
+        var config = WriteConfig(TinyYaml);
+        var run = Path.Combine(_dir, "run5");
+        Assert.Equal(0, Run("train", "--config", config, "--out", run, "--max-steps", "2", "--device", "cpu"));
+        var ckpt = Path.Combine(run, "checkpoint.ckpt");
+        string Out(string name) => Path.Combine(_dir, name);
+        Assert.Equal(0, Run("sample", "--checkpoint", ckpt, "--num", "2", "--out", Out("ddim"), "--sampler", "ddim", "--steps", "5", "--frames", "0", "--device", "cpu"));
+        Assert.True(File.Exists(Path.Combine(Out("ddim"), "samples.png")));
+        Assert.Equal(0, Run("sample", "--checkpoint", ckpt, "--num", "2", "--out", Out("resp"), "--steps", "4", "--frames", "0", "--device", "cpu"));
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Out("x1"), "--steps", "0", "--device", "cpu"));
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Out("x2"), "--steps", "21", "--device", "cpu"));
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Out("x3"), "--sampler", "ddim", "--eta", "1.5", "--device", "cpu"));
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Out("x4"), "--class", "1", "--device", "cpu"));
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Out("x5"), "--sampler", "euler", "--device", "cpu"));
+        Assert.False(Directory.Exists(Out("x1")) && Directory.EnumerateFiles(Out("x1")).Any());
+    }
+
+    [Fact]
+    public void A_conditional_model_samples_a_requested_class_and_rejects_unknown_ones()
+    {
+        var yaml = TinyYaml.Replace("  num_heads: 4", "  num_heads: 4\n  num_classes: 2").Replace("  lr: 0.001", "  lr: 0.001\n  label_dropout: 0.2\n  ema_decay: 0.99");
+        var config = WriteConfig(yaml, "cond.yaml");
+        var run = Path.Combine(_dir, "cond");
+        Assert.Equal(0, Run("train", "--config", config, "--out", run, "--max-steps", "2", "--device", "cpu"));
+        var ckpt = Path.Combine(run, "checkpoint.ckpt");
+        Assert.True(Checkpoint.HasEma(ckpt));
+        Assert.Equal(0, Run("sample", "--checkpoint", ckpt, "--num", "2", "--out", Path.Combine(_dir, "c1"), "--class", "1", "--guidance", "3", "--steps", "5", "--frames", "0", "--device", "cpu"));
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Path.Combine(_dir, "c2"), "--class", "2", "--device", "cpu"));
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Path.Combine(_dir, "c3"), "--guidance", "1", "--device", "cpu"));
+    }
 }

@@ -8,6 +8,7 @@ using static TorchSharp.torch;
 namespace Ddpm.Tests.Training;
 
 /// <summary>The trainer consumes every data source the data layer offers: a few real steps on each.</summary>
+[Collection(GlobalRngCollection.Name)]
 public sealed class TrainingOnDataSourcesTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("ddpm-sources-").FullName;

@@ -1,0 +1,57 @@
+using Ddpm.Diffusion;
+using static TorchSharp.torch;
+
+namespace Ddpm.Sampling;
+
+/// <summary>
+/// DDIM (Song et al. 2021, eq. 12) over a sub-sequence of S ≤ T timesteps:
+/// x_{τ−} = √ᾱ_{τ−} x̂_0 + √(1 − ᾱ_{τ−} − σ²) ε_θ + σ z, with σ = η √((1 − ᾱ_{τ−})/(1 − ᾱ_τ)) √(1 − ᾱ_τ/ᾱ_{τ−}).
+/// η = 0 is deterministic; η = 1 with S = T is DDPM's ancestral step with σ² = β̃_t. After the last step ᾱ = 1 (x̂_0).
+/// </summary>
+public sealed class DdimSampler : ISampler
+{
+    private readonly NoiseSchedule _schedule;
+    private readonly double _eta;
+    private readonly bool _clipX0;
+
+    public IReadOnlyList<int> Timesteps { get; }
+
+    public DdimSampler(NoiseSchedule schedule, int steps, double eta = 0.0, SpacingKind spacing = SpacingKind.Uniform, bool clipX0 = false)
+    {
+        if (!(eta >= 0 && eta <= 1)) throw new ArgumentOutOfRangeException(nameof(eta), $"η must lie in [0, 1], got {eta}");
+        _schedule = schedule;
+        _eta = eta;
+        _clipX0 = clipX0;
+        Timesteps = TimestepSpacing.Ascending(schedule.T, steps, spacing).Reverse().ToArray();
+    }
+
+    /// <summary>σ of the step from Timesteps[index] (0 when it is the last).</summary>
+    public double Sigma(int index)
+    {
+        var (a, aPrev) = Alphas(index);
+        return _eta * Math.Sqrt((1 - aPrev) / (1 - a)) * Math.Sqrt(1 - a / aPrev);
+    }
+
+    private (double A, double APrev) Alphas(int index)
+    {
+        double a = _schedule.AlphasCumprod[Timesteps[index]];
+        double aPrev = index + 1 < Timesteps.Count ? _schedule.AlphasCumprod[Timesteps[index + 1]] : 1.0;
+        return (a, aPrev);
+    }
+
+    public Tensor Step(Tensor eps, int index, Tensor x, Generator? generator)
+    {
+        var (a, aPrev) = Alphas(index);
+        double sigma = Sigma(index);
+        using var scope = NewDisposeScope();
+        var x0 = (x - Math.Sqrt(1 - a) * eps) / Math.Sqrt(a);
+        if (_clipX0)
+        {
+            x0 = x0.clamp(-1.0, 1.0);
+            eps = (x - Math.Sqrt(a) * x0) / Math.Sqrt(1 - a);
+        }
+        var next = Math.Sqrt(aPrev) * x0 + Math.Sqrt(Math.Max(1 - aPrev - sigma * sigma, 0)) * eps;
+        if (sigma > 0) next = next + sigma * randn(x.shape, dtype: x.dtype, device: x.device, generator: generator);
+        return next.MoveToOuterDisposeScope();
+    }
+}

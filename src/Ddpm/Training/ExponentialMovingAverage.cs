@@ -1,0 +1,48 @@
+using Ddpm.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ddpm.Training;
+
+/// <summary>
+/// An exponential moving average of the weights, θ_ema ← d·θ_ema + (1 − d)·θ with the warm-up
+/// d = min(decay, (1 + n)/(10 + n)) after n updates (as in improved-diffusion / TensorFlow's EMA with num_updates).
+/// Kept as a second U-Net, so it samples, saves and exports like any model.
+/// </summary>
+public sealed class ExponentialMovingAverage : IDisposable
+{
+    public double Decay { get; }
+    public UNet Shadow { get; }
+
+    public ExponentialMovingAverage(UNet model, double decay)
+    {
+        if (!(decay > 0 && decay < 1)) throw new ArgumentOutOfRangeException(nameof(decay), $"decay must lie in (0, 1), got {decay}");
+        Decay = decay;
+        Shadow = new UNet(model.Options);
+        Shadow.to(model.parameters().First().device);
+        CopyFrom(model);
+        Shadow.eval();
+        foreach (var p in Shadow.parameters()) p.requires_grad = false;
+    }
+
+    /// <summary>The decay used for update number <paramref name="updates"/> (0-based): min(decay, (1 + n)/(10 + n)).</summary>
+    public double DecayAt(long updates) => Math.Min(Decay, (1.0 + updates) / (10.0 + updates));
+
+    /// <summary>One update after optimizer step number <paramref name="updates"/> + 1.</summary>
+    public void Update(UNet model, long updates)
+    {
+        double d = DecayAt(updates);
+        using var noGrad = no_grad();
+        foreach (var (ema, p) in Shadow.parameters().Zip(model.parameters()))
+            ema.mul_(d).add_(p.detach(), alpha: 1 - d);
+    }
+
+    /// <summary>Sets the average to the model's current weights.</summary>
+    public void CopyFrom(UNet model)
+    {
+        using var noGrad = no_grad();
+        foreach (var (ema, p) in Shadow.parameters().Zip(model.parameters())) ema.copy_(p);
+    }
+
+    public void Dispose() => Shadow.Dispose();
+}
