@@ -18,11 +18,21 @@ public static class CliApp
         root.Add(SampleCommand.Create());
         root.Add(InfoCommand.Create());
         root.Add(DataCommand.Create());
+        root.Add(BenchCommand.Create());
         return root;
     }
 
     public static int Run(string[] args)
     {
+        try
+        {
+            Runtime.LibTorchLocation.UseFromEnvironment();
+        }
+        catch (Exception e) when (e is IOException or DllNotFoundException or BadImageFormatException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return Failure;
+        }
         var parse = Build().Parse(args);
         if (parse.Errors.Count > 0)
         {

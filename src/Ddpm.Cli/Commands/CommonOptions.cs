@@ -13,12 +13,23 @@ internal static class CommonOptions
         DefaultValueFactory = _ => "auto",
     };
 
-    public static Device ResolveDevice(string name) => name.ToLowerInvariant() switch
+    public static Device ResolveDevice(string name)
     {
-        "auto" => cuda.is_available() ? CUDA : CPU,
-        "cpu" => CPU,
-        "cuda" => cuda.is_available() ? CUDA
-            : throw new UsageException("--device cuda: no CUDA device is available (is a CUDA libtorch on the library path?)"),
-        _ => throw new UsageException($"--device: unknown device '{name}' (expected cpu or cuda)"),
-    };
+        var device = name.ToLowerInvariant() switch
+        {
+            "auto" => cuda.is_available() ? CUDA : CPU,
+            "cpu" => CPU,
+            "cuda" => cuda.is_available() ? CUDA
+                : throw new UsageException("--device cuda: no CUDA device is available (set DDPM_LIBTORCH to PyTorch's torch/lib folder, " +
+                    "with a build made with -p:DdpmCpuLibTorch=false, e.g. scripts/bundle.sh)"),
+            _ => throw new UsageException($"--device: unknown device '{name}' (expected cpu or cuda)"),
+        };
+        if (device.type == DeviceType.CUDA)
+        {
+            // fp32 math on TF32 tensor cores, as PyTorch users enable with torch.backends.*.allow_tf32.
+            backends.cuda.matmul.allow_tf32 = true;
+            backends.cudnn.allow_tf32 = true;
+        }
+        return device;
+    }
 }

@@ -109,6 +109,8 @@ internal static class SampleCommand
         var shape = new long[] { n, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize };
         // x_T is drawn on the CPU from the seeded generator, so the same seed gives the same images on any device.
         var xT = randn(shape, dtype: float32, generator: generator).to(device);
+        // On the GPU the per-step noise comes from the device's default generator, seeded here.
+        if (device.type == DeviceType.CUDA) cuda.manual_seed(seed);
         var generatorForSteps = device.type == DeviceType.CPU ? generator : null;
         using var result = SamplingLoop.Run(sampler, predictor, xT, generatorForSteps, (i, t, x) =>
         {
