@@ -2,6 +2,7 @@ using System.CommandLine;
 using Ddpm.Cli.Commands;
 using Ddpm.Configuration;
 using Ddpm.Data;
+using Ddpm.Interop;
 using Ddpm.Training;
 
 namespace Ddpm.Cli;
@@ -18,6 +19,8 @@ public static class CliApp
         root.Add(SampleCommand.Create());
         root.Add(InfoCommand.Create());
         root.Add(DataCommand.Create());
+        root.Add(ImportCommand.Create());
+        root.Add(ExportCommand.Create());
         return root;
     }
 
@@ -48,7 +51,7 @@ public static class CliApp
             case UsageException u:
                 Console.Error.WriteLine($"error: {u.Message}");
                 return Usage;
-            case ConfigException or DataException or CheckpointException or TrainingException:
+            case ConfigException or DataException or CheckpointException or TrainingException or WeightsException:
                 Console.Error.WriteLine($"error: {e.Message}");
                 return Failure;
             case OperationCanceledException:

@@ -1,8 +1,10 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using Ddpm.Configuration;
 using Ddpm.Diffusion;
 using Ddpm.Imaging;
+using Ddpm.Interop;
 using Ddpm.Sampling;
 using Ddpm.Training;
 using TorchSharp;
@@ -15,7 +17,13 @@ internal static class SampleCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "checkpoint written by 'ddpm train'", Required = true };
+        var checkpoint = new Option<string>("--checkpoint")
+        {
+            Description = "checkpoint written by 'ddpm train' or 'ddpm import', or raw PyTorch weights (.pth state_dict, .safetensors) with --config",
+            Required = true,
+        };
+        var config = WeightOptions.ConfigOption("YAML config giving the architecture of raw weights (required for .pth/.safetensors)");
+        var strict = WeightOptions.StrictOption();
         var num = new Option<int?>("--num") { Description = "number of images (default: train_params.num_samples)" };
         var rows = new Option<int?>("--grid-rows") { Description = "images per grid row, as make_grid's nrow (default: train_params.num_grid_rows)" };
         var seed = new Option<long>("--seed") { Description = "sampling seed (same seed → same images on CPU)", DefaultValueFactory = _ => 0 };
@@ -29,15 +37,15 @@ internal static class SampleCommand
 
         var cmd = new Command("sample", "Generate images from a checkpoint (Algorithm 2)")
         {
-            checkpoint, num, rows, seed, output, sigma, clip, saveEvery, frames, device,
+            checkpoint, config, strict, num, rows, seed, output, sigma, clip, saveEvery, frames, device,
         };
-        cmd.SetAction(p => Run(p.GetValue(checkpoint)!, p.GetValue(num), p.GetValue(rows), p.GetValue(seed), p.GetValue(output)!,
+        cmd.SetAction(p => Run(p.GetValue(checkpoint)!, p.GetValue(config), p.GetValue(strict), p.GetValue(num), p.GetValue(rows), p.GetValue(seed), p.GetValue(output)!,
             p.GetValue(sigma) == "beta" ? VarianceKind.Beta : VarianceKind.BetaTilde, p.GetValue(clip), p.GetValue(saveEvery),
             p.GetValue(frames), CommonOptions.ResolveDevice(p.GetValue(device)!)));
         return cmd;
     }
 
-    private static int Run(string checkpointPath, int? num, int? gridRows, long seed, string outDir, VarianceKind variance,
+    private static int Run(string checkpointPath, string? configPath, bool strict, int? num, int? gridRows, long seed, string outDir, VarianceKind variance,
         bool clipX0, int saveEvery, int frames, Device device)
     {
         if (num is < 1) throw new UsageException($"--num must be >= 1, got {num}");
@@ -45,8 +53,8 @@ internal static class SampleCommand
         if (saveEvery < 0) throw new UsageException($"--save-every must be >= 0, got {saveEvery}");
         if (frames < 0) throw new UsageException($"--frames must be >= 0, got {frames}");
 
-        var (model, config, manifest) = Checkpoint.LoadModel(checkpointPath);
-        using var _ = model;
+        using var loaded = WeightOptions.Load(checkpointPath, configPath, strict);
+        var (model, config, manifest) = (loaded.Model, loaded.Config, loaded.Manifest);
         model.to(device).eval();
         int n = num ?? config.Train.NumSamples, perRow = gridRows ?? config.Train.NumGridRows;
         var diffusion = new GaussianDiffusion(NoiseSchedule.FromOptions(config.Diffusion));
@@ -78,9 +86,10 @@ internal static class SampleCommand
         var gridPath = Path.Combine(outDir, "samples.png");
         ImageGrid.SavePng(result, perRow, gridPath);
         if (animation.Count > 0) AtomicFile.WriteAllBytes(Path.Combine(outDir, "reverse.png"), AnimatedPng.Assemble(animation));
+        var origin = manifest is null ? $"{loaded.Format} weights" : $"epoch {manifest.Epoch}, step {manifest.Step}";
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"sampled {n} images in {steps} steps, {clock.Elapsed.TotalSeconds:F1} s ({clock.Elapsed.TotalMilliseconds / steps:F1} ms/step) " +
-            $"from {checkpointPath} (epoch {manifest.Epoch}, step {manifest.Step})"));
+            $"from {checkpointPath} ({origin})"));
         Console.WriteLine(gridPath);
         return CliApp.Ok;
     }
