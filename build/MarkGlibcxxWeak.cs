@@ -7,6 +7,7 @@
 // that one Vernaux entry of .gnu.version_r turns the hard requirement into a weak one and the library loads.
 // The patch is idempotent and only applied when the libstdc++ this build runs against lacks the version
 // (or when Force is set, for self-contained bundles that travel to unknown machines).
+#nullable enable
 using System;
 using System.IO;
 using System.Text;

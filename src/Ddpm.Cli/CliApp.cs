@@ -2,6 +2,7 @@ using System.CommandLine;
 using Ddpm.Cli.Commands;
 using Ddpm.Configuration;
 using Ddpm.Data;
+using Ddpm.Interop;
 using Ddpm.Training;
 
 namespace Ddpm.Cli;
@@ -19,6 +20,8 @@ public static class CliApp
         root.Add(InfoCommand.Create());
         root.Add(DataCommand.Create());
         root.Add(BenchCommand.Create());
+        root.Add(ImportCommand.Create());
+        root.Add(ExportCommand.Create());
         return root;
     }
 
@@ -58,7 +61,7 @@ public static class CliApp
             case UsageException u:
                 Console.Error.WriteLine($"error: {u.Message}");
                 return Usage;
-            case ConfigException or DataException or CheckpointException or TrainingException:
+            case ConfigException or DataException or CheckpointException or TrainingException or WeightsException:
                 Console.Error.WriteLine($"error: {e.Message}");
                 return Failure;
             case OperationCanceledException:

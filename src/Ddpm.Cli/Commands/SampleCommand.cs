@@ -1,8 +1,10 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using Ddpm.Configuration;
 using Ddpm.Diffusion;
 using Ddpm.Imaging;
+using Ddpm.Interop;
 using Ddpm.Sampling;
 using Ddpm.Training;
 using TorchSharp;
@@ -15,7 +17,13 @@ internal static class SampleCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "checkpoint written by 'ddpm train'", Required = true };
+        var checkpoint = new Option<string>("--checkpoint")
+        {
+            Description = "checkpoint written by 'ddpm train' or 'ddpm import', or raw PyTorch weights (.pth state_dict, .safetensors) with --config",
+            Required = true,
+        };
+        var config = WeightOptions.ConfigOption("YAML config giving the architecture of raw weights (required for .pth/.safetensors)");
+        var strict = WeightOptions.StrictOption();
         var num = new Option<int?>("--num") { Description = "number of images (default: train_params.num_samples)" };
         var rows = new Option<int?>("--grid-rows") { Description = "images per grid row, as make_grid's nrow (default: train_params.num_grid_rows)" };
         var seed = new Option<long>("--seed") { Description = "sampling seed (same seed → same images on CPU)", DefaultValueFactory = _ => 0 };
@@ -38,7 +46,7 @@ internal static class SampleCommand
 
         var cmd = new Command("sample", "Generate images from a checkpoint (Algorithm 2, DDIM, respaced DDPM, guidance)")
         {
-            checkpoint, num, rows, seed, output, sigma, clip, saveEvery, frames, device, samplerKind, steps, eta, spacing, label, guidance, noEma,
+            checkpoint, config, strict, num, rows, seed, output, sigma, clip, saveEvery, frames, device, samplerKind, steps, eta, spacing, label, guidance, noEma,
         };
         cmd.SetAction(p =>
         {
@@ -51,14 +59,14 @@ internal static class SampleCommand
                 Variance = p.GetValue(sigma) == "beta" ? VarianceKind.Beta : VarianceKind.BetaTilde,
                 ClipX0 = p.GetValue(clip),
             };
-            return Run(p.GetValue(checkpoint)!, p.GetValue(num), p.GetValue(rows), p.GetValue(seed), p.GetValue(output)!,
+            return Run(p.GetValue(checkpoint)!, p.GetValue(config), p.GetValue(strict), p.GetValue(num), p.GetValue(rows), p.GetValue(seed), p.GetValue(output)!,
                 options, p.GetValue(saveEvery), p.GetValue(frames), CommonOptions.ResolveDevice(p.GetValue(device)!),
                 p.GetValue(label), p.GetValue(guidance), !p.GetValue(noEma));
         });
         return cmd;
     }
 
-    private static int Run(string checkpointPath, int? num, int? gridRows, long seed, string outDir, SamplerOptions samplerOptions,
+    private static int Run(string checkpointPath, string? configPath, bool strict, int? num, int? gridRows, long seed, string outDir, SamplerOptions samplerOptions,
         int saveEvery, int frames, Device device, int? label, double guidance, bool useEma)
     {
         if (num is < 1) throw new UsageException($"--num must be >= 1, got {num}");
@@ -67,10 +75,10 @@ internal static class SampleCommand
         if (frames < 0) throw new UsageException($"--frames must be >= 0, got {frames}");
 
         if (guidance < 0 || !double.IsFinite(guidance)) throw new UsageException($"--guidance must be a finite number >= 0, got {guidance}");
-        var (model, config, manifest) = Checkpoint.LoadModel(checkpointPath);
-        using var _ = model;
+        using var loaded = WeightOptions.Load(checkpointPath, configPath, strict);
+        var (model, config, manifest) = (loaded.Model, loaded.Config, loaded.Manifest);
         string weights = "raw weights";
-        if (useEma && Checkpoint.HasEma(checkpointPath))
+        if (useEma && manifest is not null && Checkpoint.HasEma(checkpointPath))
         {
             Checkpoint.LoadEmaInto(checkpointPath, model);
             weights = "EMA weights";
@@ -127,9 +135,10 @@ internal static class SampleCommand
         var gridPath = Path.Combine(outDir, "samples.png");
         ImageGrid.SavePng(result, perRow, gridPath);
         if (animation.Count > 0) AtomicFile.WriteAllBytes(Path.Combine(outDir, "reverse.png"), AnimatedPng.Assemble(animation));
+        var origin = manifest is null ? $"{loaded.Format} weights" : $"epoch {manifest.Epoch}, step {manifest.Step}";
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"sampled {n} images in {steps} {samplerOptions.Kind.ToString().ToUpperInvariant()} steps, {clock.Elapsed.TotalSeconds:F1} s ({clock.Elapsed.TotalMilliseconds / steps:F1} ms/step) " +
-            $"from {checkpointPath} (epoch {manifest.Epoch}, step {manifest.Step}, {weights})"));
+            $"from {checkpointPath} ({origin}, {weights})"));
         Console.WriteLine(gridPath);
         return CliApp.Ok;
     }

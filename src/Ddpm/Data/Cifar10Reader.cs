@@ -8,7 +8,7 @@ namespace Ddpm.Data;
 /// label byte (0..9) followed by a 32×32 RGB image as three 1,024-byte planes (R, G, B), i.e. already [C, H, W].
 /// Training = <c>data_batch_1.bin</c> … <c>data_batch_5.bin</c> (50,000 images), test = <c>test_batch.bin</c> (10,000).
 /// </summary>
-public static class Cifar10Reader
+internal static class Cifar10Reader
 {
     /// <summary>Image side in pixels.</summary>
     public const int Size = 32;

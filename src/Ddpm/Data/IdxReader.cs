@@ -10,7 +10,7 @@ namespace Ddpm.Data;
 /// Gzipped files (<c>.gz</c>, detected by their bytes) are decompressed on the fly. Every size in a header is checked
 /// against what the file holds before anything of that size is allocated.
 /// </summary>
-public static class IdxReader
+internal static class IdxReader
 {
     /// <summary>Magic number of an IDX image file: unsigned bytes, 3 dimensions.</summary>
     public const int ImageMagic = 0x0803;

@@ -12,7 +12,7 @@ namespace Ddpm.Data;
 /// <c>Resize(size)</c> + <c>CenterCrop(size)</c>). Images already size × size are copied unresampled.
 /// Files and folders whose names start with '.' are skipped; any other non-image file is an error.
 /// </summary>
-public static class ImageFolderReader
+internal static class ImageFolderReader
 {
     /// <summary>File extensions read as images (case-insensitive).</summary>
     public static readonly IReadOnlyList<string> Extensions = [".png", ".jpg", ".jpeg"];

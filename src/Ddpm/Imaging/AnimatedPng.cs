@@ -9,7 +9,7 @@ namespace Ddpm.Imaging;
 /// the seed's "from pure noise to an image" story. Each frame's IDAT data is reused as-is (fdAT for frames after the
 /// first); only the acTL/fcTL control chunks are ours.
 /// </summary>
-public static class AnimatedPng
+internal static class AnimatedPng
 {
     private static readonly byte[] Signature = [137, 80, 78, 71, 13, 10, 26, 10];
 

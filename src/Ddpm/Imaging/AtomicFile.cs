@@ -1,7 +1,7 @@
 namespace Ddpm.Imaging;
 
 /// <summary>Writes files through a temporary sibling and a rename, so readers never see a partial file.</summary>
-public static class AtomicFile
+internal static class AtomicFile
 {
     public static void WriteAllBytes(string path, byte[] bytes)
     {

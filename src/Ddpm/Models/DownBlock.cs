@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Ddpm.Models;
 
 /// <summary>(resnet → attention) × layers, then a 4×4 stride-2 convolution when down-sampling (reference <c>DownBlock</c>).</summary>
-public sealed class DownBlock : ResnetAttentionLayers
+internal sealed class DownBlock : ResnetAttentionLayers
 {
     private readonly nn.Module<Tensor, Tensor> down_sample_conv;
     private readonly int _layers;

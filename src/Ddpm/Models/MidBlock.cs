@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Ddpm.Models;
 
 /// <summary>resnet, then (attention → resnet) × layers (reference <c>MidBlock</c>).</summary>
-public sealed class MidBlock : ResnetAttentionLayers
+internal sealed class MidBlock : ResnetAttentionLayers
 {
     private readonly int _layers;
 

@@ -10,7 +10,7 @@ namespace Ddpm.Models;
 /// TorchSharp registers submodules under their field names, so fields here and in every module of the U-Net are
 /// named exactly as the PyTorch keys; derived classes call RegisterComponents() once their own fields are set.
 /// </summary>
-public abstract class ResnetAttentionLayers : nn.Module
+internal abstract class ResnetAttentionLayers : nn.Module
 {
     protected readonly ModuleList<Sequential> resnet_conv_first = new();
     protected readonly ModuleList<Sequential> t_emb_layers = new();

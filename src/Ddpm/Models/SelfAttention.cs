@@ -10,7 +10,7 @@ namespace Ddpm.Models;
 /// Computed with scaled_dot_product_attention instead of TorchSharp's MultiheadAttention, which takes (L, N, E)
 /// only, materialises the (B·heads, L, L) matrix and compares query with key on every call.
 /// </summary>
-public sealed class SelfAttention : nn.Module<Tensor, Tensor>
+internal sealed class SelfAttention : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter in_proj_weight;
     private readonly Parameter in_proj_bias;

@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Ddpm.Models;
 
 /// <summary>Sinusoidal timestep embedding, exactly as the seed and the reference's <c>get_time_embedding</c>.</summary>
-public static class TimeEmbedding
+internal static class TimeEmbedding
 {
     /// <summary>
     /// emb(t) = [sin(t / 10000^(i/(d/2))), cos(t / 10000^(i/(d/2)))] for i = 0..d/2−1 (half sin, half cos).

@@ -6,7 +6,7 @@ namespace Ddpm.Models;
 /// A 4×4 stride-2 transposed convolution (when up-sampling), concatenation with the skip connection, then
 /// (resnet → attention) × layers (reference <c>UpBlock</c>; the input channel count includes the concatenated skip).
 /// </summary>
-public sealed class UpBlock : ResnetAttentionLayers
+internal sealed class UpBlock : ResnetAttentionLayers
 {
     private readonly nn.Module<Tensor, Tensor> up_sample_conv;
     private readonly int _layers;

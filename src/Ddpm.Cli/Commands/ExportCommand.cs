@@ -1,0 +1,35 @@
+using System.CommandLine;
+using Ddpm.Interop;
+
+namespace Ddpm.Cli.Commands;
+
+/// <summary><c>ddpm export</c>: a checkpoint's weights as a PyTorch state_dict (.pth) or safetensors file.</summary>
+internal static class ExportCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "checkpoint written by 'ddpm train' or 'ddpm import' (or raw weights with --config)", Required = true };
+        var to = new Option<string>("--to")
+        {
+            Description = "output file: .pth (loads with Unet(config).load_state_dict(torch.load(path))) or .safetensors",
+            Required = true,
+        };
+        var config = WeightOptions.ConfigOption("YAML config, only when --checkpoint is raw weights (to convert .safetensors ↔ .pth)");
+        var cmd = new Command("export", "Write a checkpoint's weights for the PyTorch reference (.pth or .safetensors)") { checkpoint, to, config };
+        cmd.SetAction(p => Run(p.GetValue(checkpoint)!, p.GetValue(to)!, p.GetValue(config)));
+        return cmd;
+    }
+
+    private static int Run(string checkpointPath, string to, string? configPath)
+    {
+        var ext = Path.GetExtension(to).ToLowerInvariant();
+        if (ext is not (".pth" or ".pt" or ".bin" or ".safetensors"))
+            throw new UsageException($"--to: '{to}' must end in .pth, .pt, .bin (PyTorch) or .safetensors");
+        using var loaded = WeightOptions.Load(checkpointPath, configPath, strict: true);
+        ModelFile.Export(loaded.Model, to);
+        Console.Error.WriteLine($"exported {loaded.Model.state_dict().Count} float32 tensors ({loaded.Model.ParameterCount():N0} parameters) " +
+            $"from {checkpointPath}");
+        Console.WriteLine(to);
+        return CliApp.Ok;
+    }
+}

@@ -1,0 +1,43 @@
+using System.CommandLine;
+using Ddpm.Configuration;
+using Ddpm.Interop;
+
+namespace Ddpm.Cli.Commands;
+
+/// <summary>The <c>--config</c>/<c>--strict</c> pair of commands that read raw PyTorch weights, and the loading they imply.</summary>
+internal static class WeightOptions
+{
+    public static Option<string> ConfigOption(string description) => new("--config") { Description = description };
+
+    public static Option<bool> StrictOption() => new("--strict")
+    {
+        Description = "require every model key in raw weights (false: missing keys keep their initial values, with a warning; " +
+            "unexpected or mis-shaped keys are errors either way)",
+        DefaultValueFactory = _ => true,
+    };
+
+    /// <summary>Loads any weight file; raw weights need <paramref name="configPath"/> (a usage error otherwise).</summary>
+    public static LoadedModel Load(string path, string? configPath, bool strict)
+    {
+        var format = StateDictIo.Detect(path);
+        if (format == WeightFormat.Checkpoint)
+        {
+            if (configPath is not null)
+                Console.Error.WriteLine($"warning: --config ignored: '{path}' is a ddpm checkpoint and carries its own config");
+            return ModelFile.Load(path);
+        }
+        if (configPath is null)
+            throw new UsageException($"'{path}' holds raw {format} weights with no architecture: pass --config CONFIG.yaml " +
+                "(the model_params they were trained with)");
+        var loaded = ModelFile.Load(path, DdpmConfig.Load(configPath), strict);
+        WarnMissing(loaded.MissingKeys);
+        return loaded;
+    }
+
+    public static void WarnMissing(IReadOnlyList<string> missing)
+    {
+        if (missing.Count > 0)
+            Console.Error.WriteLine($"warning: --strict false: {missing.Count} key(s) missing from the weights keep their " +
+                $"initial values: {string.Join(", ", missing)}");
+    }
+}

@@ -1,0 +1,74 @@
+using Ddpm.Configuration;
+using Ddpm.Models;
+using Ddpm.Training;
+
+namespace Ddpm.Interop;
+
+/// <summary>
+/// Loads a U-Net from any weight file this project reads (its own checkpoint, a PyTorch <c>.pth</c> state_dict, a
+/// safetensors state_dict), converts raw weights into a checkpoint, and exports weights for PyTorch.
+/// </summary>
+public static class ModelFile
+{
+    /// <summary>
+    /// Loads by content (<see cref="StateDictIo.Detect"/>). A ddpm checkpoint carries its config and
+    /// <paramref name="config"/> is not used; raw weights need <paramref name="config"/> for the architecture.
+    /// </summary>
+    /// <param name="strict">When false, keys missing from raw weights keep their initial values (listed in
+    /// <see cref="LoadedModel.MissingKeys"/>); unexpected keys and shape mismatches are errors either way.</param>
+    /// <exception cref="ArgumentException">Raw weights without a config.</exception>
+    /// <exception cref="WeightsException">Unreadable, unsafe or non-fitting raw weights (every bad key listed).</exception>
+    /// <exception cref="CheckpointException">A corrupt ddpm checkpoint.</exception>
+    public static LoadedModel Load(string path, DdpmConfig? config = null, bool strict = true)
+    {
+        var format = StateDictIo.Detect(path);
+        if (format == WeightFormat.Checkpoint)
+        {
+            var (model, stored, manifest) = Checkpoint.LoadModel(path);
+            return new LoadedModel(model, stored, format, manifest, []);
+        }
+        if (config is null)
+            throw new ArgumentException($"'{path}' holds raw {format} weights without an architecture: a config is required", nameof(config));
+        var stateDict = StateDictIo.Read(path);
+        try
+        {
+            var unet = new UNet(config.Model);
+            try
+            {
+                var missing = StateDictIo.LoadInto(unet, stateDict, strict, path);
+                return new LoadedModel(unet, config, format, null, missing);
+            }
+            catch
+            {
+                unet.Dispose();
+                throw;
+            }
+        }
+        finally
+        {
+            foreach (var t in stateDict.Values) t.Dispose();
+        }
+    }
+
+    /// <summary>Converts raw weights (<c>.pth</c> or <c>.safetensors</c>) plus a config into a ddpm checkpoint (step 0).</summary>
+    /// <returns>The keys left at their initial values (only with <c>strict: false</c>).</returns>
+    public static IReadOnlyList<string> Import(string weightsPath, DdpmConfig config, string checkpointPath, bool strict = true)
+    {
+        using var loaded = Load(weightsPath, config, strict);
+        if (loaded.Format == WeightFormat.Checkpoint)
+            throw new WeightsException(weightsPath, "is already a ddpm checkpoint; nothing to import");
+        Checkpoint.Save(checkpointPath, loaded.Model, config, epoch: 0, step: 0);
+        return loaded.MissingKeys;
+    }
+
+    /// <summary>
+    /// Writes a model's weights for PyTorch: exactly the reference's keys and shapes, float32, as <c>.pth</c>
+    /// (<c>Unet(config).load_state_dict(torch.load(path))</c>) or <c>.safetensors</c>, chosen by extension.
+    /// </summary>
+    public static void Export(UNet model, string path)
+    {
+        var stateDict = StateDictIo.Export(model);
+        try { StateDictIo.Write(path, stateDict); }
+        finally { foreach (var t in stateDict.Values) t.Dispose(); }
+    }
+}
