@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Ddpm.Interop;
+using Ddpm.Training;
 
 namespace Ddpm.Cli.Commands;
 
@@ -15,20 +16,27 @@ internal static class ExportCommand
             Required = true,
         };
         var config = WeightOptions.ConfigOption("YAML config, only when --checkpoint is raw weights (to convert .safetensors ↔ .pth)");
-        var cmd = new Command("export", "Write a checkpoint's weights for the PyTorch reference (.pth or .safetensors)") { checkpoint, to, config };
-        cmd.SetAction(p => Run(p.GetValue(checkpoint)!, p.GetValue(to)!, p.GetValue(config)));
+        var ema = new Option<bool>("--ema") { Description = "export the checkpoint's EMA weights instead of the raw ones" };
+        var cmd = new Command("export", "Write a checkpoint's weights for the PyTorch reference (.pth or .safetensors)") { checkpoint, to, config, ema };
+        cmd.SetAction(p => Run(p.GetValue(checkpoint)!, p.GetValue(to)!, p.GetValue(config), p.GetValue(ema)));
         return cmd;
     }
 
-    private static int Run(string checkpointPath, string to, string? configPath)
+    private static int Run(string checkpointPath, string to, string? configPath, bool ema)
     {
         var ext = Path.GetExtension(to).ToLowerInvariant();
         if (ext is not (".pth" or ".pt" or ".bin" or ".safetensors"))
             throw new UsageException($"--to: '{to}' must end in .pth, .pt, .bin (PyTorch) or .safetensors");
         using var loaded = WeightOptions.Load(checkpointPath, configPath, strict: true);
+        if (ema)
+        {
+            if (loaded.Manifest is null || !Checkpoint.HasEma(checkpointPath))
+                throw new UsageException($"--ema: '{checkpointPath}' holds no EMA weights (train with train_params.ema_decay > 0)");
+            Checkpoint.LoadEmaInto(checkpointPath, loaded.Model);
+        }
         ModelFile.Export(loaded.Model, to);
         Console.Error.WriteLine($"exported {loaded.Model.state_dict().Count} float32 tensors ({loaded.Model.ParameterCount():N0} parameters) " +
-            $"from {checkpointPath}");
+            $"from {checkpointPath}{(ema ? " (EMA)" : "")}");
         Console.WriteLine(to);
         return CliApp.Ok;
     }

@@ -154,5 +154,11 @@ public class CliTests : IDisposable
         Assert.Equal(0, Run("sample", "--checkpoint", ckpt, "--num", "2", "--out", Path.Combine(_dir, "c1"), "--class", "1", "--guidance", "3", "--steps", "5", "--frames", "0", "--device", "cpu"));
         Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Path.Combine(_dir, "c2"), "--class", "2", "--device", "cpu"));
         Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Path.Combine(_dir, "c3"), "--guidance", "1", "--device", "cpu"));
+        // --ema exports the average, which differs from the raw weights after training.
+        var raw = Path.Combine(_dir, "raw.safetensors");
+        var ema = Path.Combine(_dir, "ema.safetensors");
+        Assert.Equal(0, Run("export", "--checkpoint", ckpt, "--to", raw));
+        Assert.Equal(0, Run("export", "--checkpoint", ckpt, "--to", ema, "--ema"));
+        Assert.NotEqual(File.ReadAllBytes(raw), File.ReadAllBytes(ema));
     }
 }
