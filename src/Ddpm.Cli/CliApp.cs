@@ -18,6 +18,7 @@ public static class CliApp
         root.Add(SampleCommand.Create());
         root.Add(InfoCommand.Create());
         root.Add(DataCommand.Create());
+        root.Add(ClassifierCommand.Create());
         return root;
     }
 
