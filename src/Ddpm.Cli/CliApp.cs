@@ -19,6 +19,7 @@ public static class CliApp
         root.Add(InfoCommand.Create());
         root.Add(DataCommand.Create());
         root.Add(ClassifierCommand.Create());
+        root.Add(EvalCommand.Create());
         return root;
     }
 
