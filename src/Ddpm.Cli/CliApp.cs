@@ -22,6 +22,8 @@ public static class CliApp
         root.Add(BenchCommand.Create());
         root.Add(ImportCommand.Create());
         root.Add(ExportCommand.Create());
+        root.Add(ClassifierCommand.Create());
+        root.Add(EvalCommand.Create());
         return root;
     }
 
