@@ -36,22 +36,39 @@ internal static class EvalCommand
         var clip = new Option<bool>("--clip-x0") { Description = "clip the predicted x_0 to [-1, 1] when sampling and in p_θ" };
         var dataDir = new Option<string>("--data-dir") { Description = "MNIST folder, where the classifier and its anchors are cached", DefaultValueFactory = _ => "data/mnist" };
         var device = CommonOptions.DeviceOption();
+        var samplerKind = new Option<string>("--sampler") { Description = "ddpm or ddim", DefaultValueFactory = _ => "ddpm" };
+        samplerKind.AcceptOnlyFromAmong("ddpm", "ddim");
+        var steps = new Option<int?>("--steps") { Description = "reverse steps S ≤ T (default T; ddpm with S < T is respaced)" };
+        var eta = new Option<double>("--eta") { Description = "DDIM η in [0, 1]", DefaultValueFactory = _ => 0.0 };
+        var guidance = new Option<double?>("--guidance") { Description = "class-conditional models: sample N/10 of each class with guidance w and report how often the classifier agrees" };
+        var noEma = new Option<bool>("--no-ema") { Description = "use the raw weights even when the checkpoint has an EMA" };
 
         var cmd = new Command("eval", "Evaluate a checkpoint or an image set: classifier-space Fréchet distance, confidence, class balance, bits/dim, plots")
         {
             checkpoint, images, num, seed, output, nll, nllImages, nllTimesteps, batch, sigma, clip, dataDir, device,
+            samplerKind, steps, eta, guidance, noEma,
         };
         cmd.SetAction(p => Run(new Settings(
             p.GetValue(checkpoint), p.GetValue(images), p.GetValue(num), p.GetValue(seed), p.GetValue(output)!,
             p.GetValue(nll) switch { "exact" => NllMethod.Exact, "none" => NllMethod.None, _ => NllMethod.Estimate },
             p.GetValue(nllImages), p.GetValue(nllTimesteps), p.GetValue(batch),
             p.GetValue(sigma) == "beta" ? VarianceKind.Beta : VarianceKind.BetaTilde, p.GetValue(clip), p.GetValue(dataDir)!,
-            CommonOptions.ResolveDevice(p.GetValue(device)!))));
+            CommonOptions.ResolveDevice(p.GetValue(device)!),
+            new SamplerOptions
+            {
+                Kind = p.GetValue(samplerKind) == "ddim" ? SamplerKind.Ddim : SamplerKind.Ddpm,
+                Steps = p.GetValue(steps),
+                Eta = p.GetValue(eta),
+                Variance = p.GetValue(sigma) == "beta" ? VarianceKind.Beta : VarianceKind.BetaTilde,
+                ClipX0 = p.GetValue(clip),
+            },
+            p.GetValue(guidance), !p.GetValue(noEma))));
         return cmd;
     }
 
     private sealed record Settings(string? Checkpoint, string? Images, int Num, long Seed, string Out, NllMethod Nll, int NllImages,
-        int NllTimesteps, int BatchSize, VarianceKind Variance, bool ClipX0, string DataDir, Device Device);
+        int NllTimesteps, int BatchSize, VarianceKind Variance, bool ClipX0, string DataDir, Device Device,
+        SamplerOptions SamplerOptions, double? Guidance, bool UseEma);
 
     private static void Validate(Settings s)
     {
@@ -78,6 +95,13 @@ internal static class EvalCommand
         if (s.Checkpoint is not null)
         {
             (model, config, manifest) = Checkpoint.LoadModel(s.Checkpoint);
+            if (s.UseEma && Checkpoint.HasEma(s.Checkpoint)) Checkpoint.LoadEmaInto(s.Checkpoint, model);
+            if (s.Guidance is { } w && (!model.IsConditional || w < 0 || !double.IsFinite(w)))
+            {
+                model.Dispose();
+                throw new UsageException(model.IsConditional ? $"--guidance must be a finite number >= 0, got {w}"
+                    : "--guidance needs a class-conditional checkpoint (model_params.num_classes > 0)");
+            }
             if (config.Model.ImChannels != 1 || config.Model.ImSize != MnistClassifier.ImageSize)
             {
                 model.Dispose();
@@ -87,7 +111,7 @@ internal static class EvalCommand
             model.to(s.Device).eval();
         }
         using var _ = model;
-        var diffusion = config is null ? null : new GaussianDiffusion(NoiseSchedule.FromOptions(config.Diffusion));
+        var diffusion = config is null ? null : GaussianDiffusion.FromOptions(config.Diffusion);
         if (s.Checkpoint is not null && s.Nll == NllMethod.Estimate && s.NllTimesteps > diffusion!.T - 1)
             throw new UsageException($"--nll-timesteps {s.NllTimesteps} exceeds the checkpoint's T − 1 = {diffusion.T - 1} KL terms (use --nll exact)");
 
@@ -112,6 +136,7 @@ internal static class EvalCommand
         // The images to measure: sampled from the checkpoint, or read from --images.
         var clock = Stopwatch.StartNew();
         Tensor evaluated;
+        Tensor? requested = null;
         string source;
         SamplerSettings? samplerSettings = null;
         if (s.Images is not null)
@@ -125,9 +150,14 @@ internal static class EvalCommand
         }
         else
         {
-            var sampler = new DdpmSampler(diffusion!, s.Variance, s.ClipX0);
-            samplerSettings = new SamplerSettings("ddpm", s.Variance, s.ClipX0, sampler.Timesteps.Count, s.BatchSize);
-            evaluated = Sample(model!, sampler, s, config!.Model.ImSize);
+            ISampler sampler;
+            try { sampler = s.SamplerOptions.Create(diffusion!.Schedule); }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
+            var name = s.SamplerOptions.Kind == SamplerKind.Ddim ? $"ddim (eta {s.SamplerOptions.Eta.ToString(inv)})"
+                : sampler.Timesteps.Count < diffusion!.T ? "ddpm (respaced)" : "ddpm";
+            if (s.Guidance is { } w) name += $", guidance w = {w.ToString(inv)}, classes i mod {config!.Model.NumClasses}";
+            samplerSettings = new SamplerSettings(name, s.Variance, s.ClipX0, sampler.Timesteps.Count, s.BatchSize);
+            evaluated = Sample(model!, diffusion!, sampler, s, config!.Model.ImSize, out requested);
             source = $"{s.Num} images sampled from {s.Checkpoint}";
             var idxPath = Path.Combine(s.Out, "samples-idx3-ubyte");
             EvaluationImages.SaveIdx(evaluated, idxPath);
@@ -140,9 +170,15 @@ internal static class EvalCommand
         clock.Restart();
         long n = evaluated.shape[0];
         SampleQuality quality, realAtN;
+        double? agreement = null;
         using (var quantized = Pixels.Quantize(evaluated))
         using (var outputs = classifier.Embed(quantized))
+        {
             quality = SampleQuality.Measure(outputs, testStats, source);
+            if (requested is not null)
+                agreement = outputs.Probabilities.argmax(1).cpu().eq(requested).to(float64).mean().item<double>();
+        }
+        requested?.Dispose();
         using (var g = new Generator((ulong)s.Seed, new Device("cpu")))
         using (var pick = randperm(train.Count, dtype: int64, generator: g).narrow(0, 0, Math.Min(n, train.Count)))
         using (var real = train.Images.index_select(0, pick))
@@ -185,7 +221,7 @@ internal static class EvalCommand
                 progress.Update(done, m * perImage, string.Create(inv, $"bits/dim ({s.Nll.ToString().ToLowerInvariant()}) image-terms"),
                     TimeSpan.FromSeconds((m * perImage - done) / Math.Max(rate, 1e-9)));
             };
-            NoisePredictor eps = (x, t) => model.forward(x, t);
+            NoisePredictor eps = diffusion!.AsEpsPredictor((x, t) => model.forward(x, t));
             var batches = Batches(test, m, s.BatchSize, s.Device);
             bpd = s.Nll == NllMethod.Exact
                 ? bound.Exact(eps, batches, s.Seed, onProgress)
@@ -211,6 +247,7 @@ internal static class EvalCommand
             RealAtSameN = realAtN,
             Anchors = anchors,
             Nll = bpd,
+            ClassAgreement = agreement,
             NllData = nllData,
             Timings = new EvaluationTimings { Setup = setup, Sampling = sampling, Metrics = metrics, Nll = nllSeconds, Total = total.Elapsed.TotalSeconds },
             Files = files.Append(Path.Combine(s.Out, "eval.json")).ToList(),
@@ -220,9 +257,13 @@ internal static class EvalCommand
         return CliApp.Ok;
     }
 
-    /// <summary>Algorithm 2 for s.Num images, batch by batch; x_T and the step noise come from one CPU generator seeded by --seed.</summary>
-    private static Tensor Sample(UNet model, DdpmSampler sampler, Settings s, int size)
+    /// <summary>
+    /// The sampler for s.Num images, batch by batch; x_T and the step noise come from one CPU generator seeded by --seed.
+    /// With --guidance, image i asks for class i mod num_classes (returned in <paramref name="requested"/>).
+    /// </summary>
+    private static Tensor Sample(UNet model, GaussianDiffusion diffusion, ISampler sampler, Settings s, int size, out Tensor? requested)
     {
+        requested = s.Guidance is null ? null : arange(s.Num, dtype: int64).remainder(model.Options.NumClasses).DetachFromDisposeScope();
         using var generator = new Generator((ulong)s.Seed, new Device("cpu"));
         var parts = new List<Tensor>();
         var progress = new ProgressLine();
@@ -237,7 +278,10 @@ internal static class EvalCommand
                 int b = Math.Min(s.BatchSize, s.Num - start);
                 var xT = randn([b, 1, size, size], dtype: float32, generator: generator).to(s.Device);
                 var stepGenerator = s.Device.type == DeviceType.CPU ? generator : null;
-                var x = SamplingLoop.Run(sampler, (xt, t) => model.forward(xt, t), xT, stepGenerator, (_, t, _) =>
+                NoisePredictor predictor = s.Guidance is { } w
+                    ? ClassifierFreeGuidance.Guided(model, requested!.narrow(0, start, b).to(s.Device), w, diffusion.EpsFromOutput)
+                    : diffusion.AsEpsPredictor((xt, t) => model.forward(xt, t));
+                var x = SamplingLoop.Run(sampler, predictor, xT, stepGenerator, (_, t, _) =>
                 {
                     done++;
                     double perStep = clock.Elapsed.TotalSeconds / done;
@@ -275,6 +319,8 @@ internal static class EvalCommand
             : $"ddpm eval: {r.ImagesSource}");
         if (r.Sampler is { } sm)
             w.WriteLine($"sampler: {sm.Name}, σ² = {(sm.Variance == VarianceKind.Beta ? "β_t" : "β̃_t")}, clip x0 {sm.ClipX0}, {sm.Steps} steps");
+        if (r.ClassAgreement is { } agree)
+            w.WriteLine(string.Create(inv, $"class agreement (classifier's label = requested class): {100 * agree:F1}%"));
         w.WriteLine(string.Create(inv, $"classifier: {r.ClassifierPath}, test accuracy {100 * r.Classifier!.TestAccuracy:F2}%"));
         w.WriteLine();
         w.WriteLine("sample quality (MNIST classifier; Fréchet distance vs the MNIST test set's feature statistics):");

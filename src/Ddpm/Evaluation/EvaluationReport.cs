@@ -21,6 +21,8 @@ public sealed record EvaluationReport
     /// <summary>Where the evaluated images came from: "sampled from the checkpoint" or the --images path.</summary>
     public string ImagesSource { get; init; } = "";
     public SamplerSettings? Sampler { get; init; }
+    /// <summary>Class-conditional sampling with guidance: the share of samples the classifier assigns to the requested class.</summary>
+    public double? ClassAgreement { get; init; }
     public long Num { get; init; }
     public long Seed { get; init; }
     public string Device { get; init; } = "cpu";
