@@ -110,6 +110,8 @@ public sealed record DdpmConfig
         sb.AppendLine($"  max_steps: {Train.MaxSteps}");
         sb.AppendLine($"  ema_decay: {D(Train.EmaDecay)}");
         sb.AppendLine($"  label_dropout: {D(Train.LabelDropout)}");
+        sb.AppendLine($"  keep_checkpoints: {Train.KeepCheckpoints}");
+        sb.AppendLine($"  on_nonfinite: {Train.OnNonFinite.ToString().ToLowerInvariant()}");
         return sb.ToString();
     }
 
@@ -282,8 +284,19 @@ public sealed record DdpmConfig
         public TrainOptions ReadTrain()
         {
             RejectUnknown("task_name", "batch_size", "num_epochs", "num_samples", "num_grid_rows", "lr", "ckpt_name",
-                "seed", "max_steps", "ema_decay", "label_dropout");
+                "seed", "max_steps", "ema_decay", "label_dropout", "keep_checkpoints", "on_nonfinite");
             var d = new TrainOptions();
+            var onNonFinite = d.OnNonFinite;
+            if (_values.ContainsKey("on_nonfinite"))
+            {
+                var s = Scalar("on_nonfinite");
+                onNonFinite = s.ToLowerInvariant() switch
+                {
+                    "stop" => NonFiniteAction.Stop,
+                    "skip" => NonFiniteAction.Skip,
+                    _ => throw new ConfigException($"{_name}.on_nonfinite", $"unknown action '{s}' (known: stop, skip)"),
+                };
+            }
             return d with
             {
                 TaskName = Str("task_name", d.TaskName),
@@ -297,6 +310,8 @@ public sealed record DdpmConfig
                 MaxSteps = Long("max_steps", d.MaxSteps),
                 EmaDecay = Double("ema_decay", d.EmaDecay),
                 LabelDropout = Double("label_dropout", d.LabelDropout),
+                KeepCheckpoints = Int("keep_checkpoints", d.KeepCheckpoints),
+                OnNonFinite = onNonFinite,
             };
         }
     }

@@ -34,7 +34,7 @@ public sealed record CheckpointManifest
 /// <c>model.safetensors</c> (the U-Net's weights under the reference's keys), and when training state is saved
 /// <c>optimizer.bin</c> (Adam's state) and <c>rng.bin</c> (the training generator's state), and with an EMA of the weights
 /// <c>ema.safetensors</c>.
-/// Written to a temporary file in the same directory, flushed, then renamed: a crash never leaves a torn file.
+/// Written to a temporary file in the same directory, flushed, then renamed (and the directory fsynced): a crash never leaves a torn file.
 /// </summary>
 public static class Checkpoint
 {
@@ -54,7 +54,11 @@ public static class Checkpoint
     /// <summary>Training state beyond the weights.</summary>
     public sealed record TrainingState(OptimizerHelper Optimizer, Generator Generator);
 
-    /// <summary>Saves atomically.</summary>
+    /// <summary>
+    /// Saves atomically: a temporary sibling is written, flushed to disk, renamed over <paramref name="path"/>, and the
+    /// directory is fsynced. A failed write (e.g. a full disk) throws <see cref="CheckpointException"/> and leaves the
+    /// previous file at <paramref name="path"/> untouched.
+    /// </summary>
     public static void Save(string path, UNet model, DdpmConfig config, int epoch, long step, long stepInEpoch = 0,
         TrainingState? training = null, UNet? ema = null)
     {
@@ -99,6 +103,14 @@ public static class Checkpoint
                 file.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);
+            FileDurability.FsyncDirectory(Path.GetDirectoryName(full)!);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(tmp);
+            // A full disk or a failing write: the rename never happened, so what was at the path is untouched.
+            throw new CheckpointException(path, $"could not be written ({e.Message}); " +
+                (File.Exists(full) ? "the previous checkpoint there is intact" : "no earlier checkpoint was there"), e);
         }
         catch
         {
