@@ -59,6 +59,8 @@ internal static class TrainCommand
 
     private static int Run(DdpmConfig cfg, TorchSharp.torch.Device device, string outDir, bool resume, string configPath)
     {
+        // Refuse a model or batch that cannot fit before loading data or allocating weights (resume checks its stored config).
+        if (!resume) MemoryEstimate.EnsureFits(cfg, device);
         Directory.CreateDirectory(outDir);
         var checkpoints = new CheckpointFolder(outDir, cfg.Train.KeepCheckpoints);
         var ckpt = checkpoints.LatestPath;

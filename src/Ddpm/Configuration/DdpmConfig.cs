@@ -40,13 +40,18 @@ public sealed record DdpmConfig
         var stream = new YamlStream();
         try { stream.Load(new StringReader(yaml)); }
         catch (YamlException e) { throw new ConfigException("(yaml)", $"not valid YAML at line {e.Start.Line}: {e.Message}"); }
+        // YamlDotNet's scanner throws these on some malformed input (found by fuzzing).
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            throw new ConfigException("(yaml)", $"not valid YAML: {e.Message}");
+        }
         if (stream.Documents.Count == 0) return new DdpmConfig().Validate();
         if (stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new ConfigException("(root)", "the document must be a mapping of sections");
         var config = new DdpmConfig();
         foreach (var (keyNode, value) in root.Children)
         {
-            var key = ((YamlScalarNode)keyNode).Value ?? "";
+            var key = (keyNode as YamlScalarNode)?.Value ?? throw new ConfigException("(root)", "section names must be plain words");
             var section = new Section(key, value);
             config = key switch
             {
@@ -135,7 +140,8 @@ public sealed record DdpmConfig
             _name = name;
             if (node is YamlScalarNode { Value: null or "" or "~" or "null" }) return; // empty section
             if (node is not YamlMappingNode map) throw new ConfigException(name, "must be a mapping of keys to values");
-            foreach (var (k, v) in map.Children) _values[((YamlScalarNode)k).Value ?? ""] = v;
+            foreach (var (k, v) in map.Children)
+                _values[(k as YamlScalarNode)?.Value ?? throw new ConfigException(name, "keys must be plain words")] = v;
         }
 
         private void RejectUnknown(params string[] known)

@@ -137,8 +137,7 @@ public static class Checkpoint
         var model = new UNet(config.Model);
         try
         {
-            using var weights = new MemoryStream(ReadVerified(path, zip, manifest, ModelEntry));
-            model.load_safetensors(weights, strict: true);
+            SafetensorsWeights.LoadInto(model, ReadVerified(path, zip, manifest, ModelEntry), path);
         }
         catch (Exception e) when (e is not CheckpointException)
         {
@@ -159,8 +158,7 @@ public static class Checkpoint
         if (!manifest.Sha256.ContainsKey(EmaEntry)) throw new CheckpointException(path, "holds no EMA weights");
         try
         {
-            using var weights = new MemoryStream(ReadVerified(path, zip, manifest, EmaEntry));
-            into.load_safetensors(weights, strict: true);
+            SafetensorsWeights.LoadInto(into, ReadVerified(path, zip, manifest, EmaEntry), path);
         }
         catch (Exception e) when (e is not CheckpointException)
         {
@@ -193,9 +191,23 @@ public static class Checkpoint
     private static ZipArchive Open(string path)
     {
         if (!File.Exists(path)) throw new CheckpointException(path, "file does not exist");
-        try { return ZipFile.OpenRead(path); }
-        catch (InvalidDataException e) { throw new CheckpointException(path, "not a ddpm checkpoint (truncated or not a zip archive)", e); }
-        catch (IOException e) { throw new CheckpointException(path, "cannot be read: " + e.Message, e); }
+        ZipArchive? zip = null;
+        try
+        {
+            zip = ZipFile.OpenRead(path);
+            _ = zip.Entries.Count; // reads the whole central directory now, inside this handler
+            return zip;
+        }
+        catch (InvalidDataException e)
+        {
+            zip?.Dispose();
+            throw new CheckpointException(path, "not a ddpm checkpoint (truncated or not a zip archive)", e);
+        }
+        catch (IOException e)
+        {
+            zip?.Dispose();
+            throw new CheckpointException(path, "cannot be read: " + e.Message, e);
+        }
     }
 
     private static CheckpointManifest ReadManifest(string path, ZipArchive zip)
@@ -207,6 +219,7 @@ public static class Checkpoint
             var m = JsonSerializer.Deserialize<CheckpointManifest>(s, Json) ?? throw new CheckpointException(path, "empty manifest");
             if (m.Format != CheckpointManifest.CurrentFormat)
                 throw new CheckpointException(path, $"format {m.Format} is not supported (this build reads {CheckpointManifest.CurrentFormat})");
+            if (m.Sha256 is null || m.ConfigYaml is null) throw new CheckpointException(path, "manifest lacks sha256 or config_yaml");
             if (!m.Sha256.ContainsKey(ModelEntry)) throw new CheckpointException(path, "manifest lists no model weights");
             return m;
         }

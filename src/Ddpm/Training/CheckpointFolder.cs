@@ -58,7 +58,15 @@ public sealed class CheckpointFolder
         else
         {
             var numbered = NumberedPath(step);
-            save(numbered);
+            try
+            {
+                save(numbered);
+            }
+            catch (CheckpointException e) when (e.InnerException is IOException or UnauthorizedAccessException)
+            {
+                throw new CheckpointException(numbered, $"{e.InnerException!.Message}; " + (File.Exists(LatestPath)
+                    ? $"the latest checkpoint {LatestPath} is intact" : "no earlier checkpoint exists"), e);
+            }
             Publish(numbered);
             Prune(keepAlso: numbered);
         }

@@ -74,7 +74,7 @@ public sealed record MemoryEstimate(long Parameters, long StateBytes, long Activ
         {
             long cin = m.DownChannels[i], c = m.DownChannels[i + 1];
             for (int l = 0; l < m.NumDownLayers; l++) total += Layer(l == 0 ? cin : c, c, true);
-            total += 16 * c * c + c;
+            if (m.DownSample[i]) total += 16 * c * c + c;
         }
         for (int i = 0; i < m.MidChannels.Count - 1; i++)
         {
