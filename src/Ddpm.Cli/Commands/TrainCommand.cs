@@ -1,15 +1,22 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using Ddpm.Configuration;
 using Ddpm.Data;
 using Ddpm.Training;
 
 namespace Ddpm.Cli.Commands;
 
-/// <summary><c>ddpm train</c>: Algorithm 1 with a progress bar, a CSV log and a checkpoint per epoch.</summary>
+/// <summary>
+/// <c>ddpm train</c>: Algorithm 1 with a progress bar, a CSV log and a checkpoint per epoch (the last
+/// <c>keep_checkpoints</c> as <c>checkpoint-&lt;step&gt;.ckpt</c>, the latest as <c>checkpoint.ckpt</c>). SIGINT (Ctrl-C)
+/// and SIGTERM finish the current step, save a checkpoint and exit with 130 / 143.
+/// </summary>
 internal static class TrainCommand
 {
-    public const string CheckpointFile = "checkpoint.ckpt";
+    public const string CheckpointFile = CheckpointFolder.LatestName;
+    /// <summary>Exit codes after an interrupt (128 + the signal number, as shells report it).</summary>
+    public const int InterruptedBySigint = 130, InterruptedBySigterm = 143;
 
     public static Command Create()
     {
@@ -32,7 +39,7 @@ internal static class TrainCommand
             var cfg = DdpmConfig.Load(p.GetValue(config)!);
             cfg = ApplyOverrides(cfg, p.GetValue(epochs), p.GetValue(maxSteps), p.GetValue(batch), p.GetValue(lr), p.GetValue(seed));
             var outDir = p.GetValue(output) ?? Path.Combine("runs", cfg.Train.TaskName);
-            return Run(cfg, CommonOptions.ResolveDevice(p.GetValue(device)!), outDir, p.GetValue(resume));
+            return Run(cfg, CommonOptions.ResolveDevice(p.GetValue(device)!), outDir, p.GetValue(resume), p.GetValue(config)!);
         });
         return cmd;
     }
@@ -50,10 +57,13 @@ internal static class TrainCommand
             },
         }).Validate();
 
-    private static int Run(DdpmConfig cfg, TorchSharp.torch.Device device, string outDir, bool resume)
+    private static int Run(DdpmConfig cfg, TorchSharp.torch.Device device, string outDir, bool resume, string configPath)
     {
+        // Refuse a model or batch that cannot fit before loading data or allocating weights (resume checks its stored config).
+        if (!resume) MemoryEstimate.EnsureFits(cfg, device);
         Directory.CreateDirectory(outDir);
-        var ckpt = Path.Combine(outDir, CheckpointFile);
+        var checkpoints = new CheckpointFolder(outDir, cfg.Train.KeepCheckpoints);
+        var ckpt = checkpoints.LatestPath;
         var loadClock = System.Diagnostics.Stopwatch.StartNew();
         using var data = DatasetFactory.Load(cfg.Dataset, cfg.Model, new MnistSource { Log = Console.Error.WriteLine });
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -75,54 +85,59 @@ internal static class TrainCommand
             trainer = Trainer.Create(cfg, device);
         }
         using var _ = trainer;
+        trainer.Warn = Console.Error.WriteLine;
         cfg = trainer.Config;
+        if (cfg.Train.KeepCheckpoints != checkpoints.Keep) checkpoints = new CheckpointFolder(outDir, cfg.Train.KeepCheckpoints);
         File.WriteAllText(Path.Combine(outDir, "config.yaml"), cfg.ToYaml());
         Console.Error.WriteLine($"training {trainer.Model.ParameterCount():N0} parameters on {data.Description} " +
             $"({data.Count:N0} images), device {device.type}, batch {cfg.Train.BatchSize}, " +
             $"{cfg.Train.NumEpochs} epochs{(cfg.Train.MaxSteps > 0 ? $", at most {cfg.Train.MaxSteps} steps" : "")} → {outDir}");
 
         using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
-        Console.CancelKeyPress += onCancel;
-        try
+        int interruptCode = 0;
+        // Both signals only request a stop: the current step finishes, a checkpoint is written, then the exit code says which.
+        void OnSignal(PosixSignalContext context)
         {
-            var epochLog = OpenLog(Path.Combine(outDir, "train_log.csv"), "epoch,step,mean_loss,seconds,images_per_s,rss_start_mb,rss_end_mb");
-            var stepLog = OpenLog(Path.Combine(outDir, "loss.csv"), "step,loss");
-            using (epochLog)
-            using (stepLog)
-            {
-                var progress = new ProgressLine();
-                while (!trainer.Finished && !cancel.IsCancellationRequested)
-                {
-                    var report = trainer.TrainEpoch(data, s =>
-                    {
-                        stepLog.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{s.Step},{s.Loss:G6}"));
-                        long remaining = (s.StepsInEpoch - s.StepInEpoch) * cfg.Train.BatchSize;
-                        progress.Update(s.StepInEpoch, s.StepsInEpoch,
-                            string.Create(CultureInfo.InvariantCulture, $"epoch {s.Epoch}/{cfg.Train.NumEpochs} loss {s.Loss:F4} {s.ImagesPerSecond:F1} img/s"),
-                            s.ImagesPerSecond > 0 ? TimeSpan.FromSeconds(remaining / s.ImagesPerSecond) : null);
-                    }, cancel.Token);
-                    progress.Finish();
-                    if (report is null) break;
-                    trainer.Save(ckpt);
-                    epochLog.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{report.Epoch},{report.Step},{report.MeanLoss:G6},{report.Seconds:F2},{report.ImagesPerSecond:F2},{report.RssStartBytes / 1048576.0:F1},{report.RssEndBytes / 1048576.0:F1}"));
-                    epochLog.Flush();
-                    stepLog.Flush();
-                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"epoch {report.Epoch}{(report.Complete ? "" : " (partial)")}: mean loss {report.MeanLoss:F4}, {report.Steps} steps in {report.Seconds:F1} s " +
-                        $"({report.ImagesPerSecond:F1} img/s), RSS {report.RssStartBytes / 1048576.0:F0} → {report.RssEndBytes / 1048576.0:F0} MB; saved {ckpt}"));
-                }
-            }
+            context.Cancel = true;
+            Interlocked.CompareExchange(ref interruptCode, context.Signal == PosixSignal.SIGTERM ? InterruptedBySigterm : InterruptedBySigint, 0);
+            cancel.Cancel();
         }
-        finally
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        var epochLog = OpenLog(Path.Combine(outDir, "train_log.csv"), "epoch,step,mean_loss,seconds,images_per_s,rss_start_mb,rss_end_mb");
+        var stepLog = OpenLog(Path.Combine(outDir, "loss.csv"), "step,loss");
+        using (epochLog)
+        using (stepLog)
         {
-            Console.CancelKeyPress -= onCancel;
+            var progress = new ProgressLine();
+            while (!trainer.Finished && !cancel.IsCancellationRequested)
+            {
+                var report = trainer.TrainEpoch(data, s =>
+                {
+                    stepLog.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{s.Step},{s.Loss:G6}"));
+                    long remaining = (s.StepsInEpoch - s.StepInEpoch) * cfg.Train.BatchSize;
+                    progress.Update(s.StepInEpoch, s.StepsInEpoch,
+                        string.Create(CultureInfo.InvariantCulture, $"epoch {s.Epoch}/{cfg.Train.NumEpochs} loss {s.Loss:F4} {s.ImagesPerSecond:F1} img/s"),
+                        s.ImagesPerSecond > 0 ? TimeSpan.FromSeconds(remaining / s.ImagesPerSecond) : null);
+                }, cancel.Token);
+                progress.Finish();
+                if (report is null) break;
+                checkpoints.Save(trainer.Step, trainer.Save);
+                epochLog.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{report.Epoch},{report.Step},{report.MeanLoss:G6},{report.Seconds:F2},{report.ImagesPerSecond:F2},{report.RssStartBytes / 1048576.0:F1},{report.RssEndBytes / 1048576.0:F1}"));
+                epochLog.Flush();
+                stepLog.Flush();
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"epoch {report.Epoch}{(report.Complete ? "" : " (partial)")}: mean loss {report.MeanLoss:F4}, {report.Steps} steps in {report.Seconds:F1} s " +
+                    $"({report.ImagesPerSecond:F1} img/s), RSS {report.RssStartBytes / 1048576.0:F0} → {report.RssEndBytes / 1048576.0:F0} MB; saved {ckpt}"));
+            }
         }
         if (cancel.IsCancellationRequested)
         {
-            Console.Error.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved. Resume with: ddpm train --config ... --out {outDir} --resume");
-            return 130;
+            var signal = interruptCode == InterruptedBySigterm ? "SIGTERM" : "SIGINT";
+            Console.Error.WriteLine($"interrupted by {signal} at step {trainer.Step}; checkpoint saved to {ckpt}. " +
+                $"Resume with: ddpm train --config {configPath} --out {outDir} --resume");
+            return interruptCode == 0 ? InterruptedBySigint : interruptCode;
         }
         Console.WriteLine(ckpt);
         return CliApp.Ok;

@@ -40,13 +40,18 @@ public sealed record DdpmConfig
         var stream = new YamlStream();
         try { stream.Load(new StringReader(yaml)); }
         catch (YamlException e) { throw new ConfigException("(yaml)", $"not valid YAML at line {e.Start.Line}: {e.Message}"); }
+        // YamlDotNet's scanner throws these on some malformed input (found by fuzzing).
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            throw new ConfigException("(yaml)", $"not valid YAML: {e.Message}");
+        }
         if (stream.Documents.Count == 0) return new DdpmConfig().Validate();
         if (stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new ConfigException("(root)", "the document must be a mapping of sections");
         var config = new DdpmConfig();
         foreach (var (keyNode, value) in root.Children)
         {
-            var key = ((YamlScalarNode)keyNode).Value ?? "";
+            var key = (keyNode as YamlScalarNode)?.Value ?? throw new ConfigException("(root)", "section names must be plain words");
             var section = new Section(key, value);
             config = key switch
             {
@@ -110,6 +115,8 @@ public sealed record DdpmConfig
         sb.AppendLine($"  max_steps: {Train.MaxSteps}");
         sb.AppendLine($"  ema_decay: {D(Train.EmaDecay)}");
         sb.AppendLine($"  label_dropout: {D(Train.LabelDropout)}");
+        sb.AppendLine($"  keep_checkpoints: {Train.KeepCheckpoints}");
+        sb.AppendLine($"  on_nonfinite: {Train.OnNonFinite.ToString().ToLowerInvariant()}");
         return sb.ToString();
     }
 
@@ -133,7 +140,8 @@ public sealed record DdpmConfig
             _name = name;
             if (node is YamlScalarNode { Value: null or "" or "~" or "null" }) return; // empty section
             if (node is not YamlMappingNode map) throw new ConfigException(name, "must be a mapping of keys to values");
-            foreach (var (k, v) in map.Children) _values[((YamlScalarNode)k).Value ?? ""] = v;
+            foreach (var (k, v) in map.Children)
+                _values[(k as YamlScalarNode)?.Value ?? throw new ConfigException(name, "keys must be plain words")] = v;
         }
 
         private void RejectUnknown(params string[] known)
@@ -282,8 +290,19 @@ public sealed record DdpmConfig
         public TrainOptions ReadTrain()
         {
             RejectUnknown("task_name", "batch_size", "num_epochs", "num_samples", "num_grid_rows", "lr", "ckpt_name",
-                "seed", "max_steps", "ema_decay", "label_dropout");
+                "seed", "max_steps", "ema_decay", "label_dropout", "keep_checkpoints", "on_nonfinite");
             var d = new TrainOptions();
+            var onNonFinite = d.OnNonFinite;
+            if (_values.ContainsKey("on_nonfinite"))
+            {
+                var s = Scalar("on_nonfinite");
+                onNonFinite = s.ToLowerInvariant() switch
+                {
+                    "stop" => NonFiniteAction.Stop,
+                    "skip" => NonFiniteAction.Skip,
+                    _ => throw new ConfigException($"{_name}.on_nonfinite", $"unknown action '{s}' (known: stop, skip)"),
+                };
+            }
             return d with
             {
                 TaskName = Str("task_name", d.TaskName),
@@ -297,6 +316,8 @@ public sealed record DdpmConfig
                 MaxSteps = Long("max_steps", d.MaxSteps),
                 EmaDecay = Double("ema_decay", d.EmaDecay),
                 LabelDropout = Double("label_dropout", d.LabelDropout),
+                KeepCheckpoints = Int("keep_checkpoints", d.KeepCheckpoints),
+                OnNonFinite = onNonFinite,
             };
         }
     }

@@ -17,6 +17,10 @@ public sealed record TrainOptions
     public double EmaDecay { get; init; } = 0;
     /// <summary>Probability of replacing a label by the null label during class-conditional training (classifier-free guidance).</summary>
     public double LabelDropout { get; init; } = 0;
+    /// <summary>How many step-numbered checkpoints (<c>checkpoint-&lt;step&gt;.ckpt</c>) to keep beside the latest (0 = only the latest).</summary>
+    public int KeepCheckpoints { get; init; } = 3;
+    /// <summary>What a non-finite loss or gradient does: stop the run (default) or skip that step.</summary>
+    public NonFiniteAction OnNonFinite { get; init; } = NonFiniteAction.Stop;
 
     public void Validate()
     {
@@ -28,6 +32,7 @@ public sealed record TrainOptions
         if (!(Lr > 0) || double.IsInfinity(Lr)) throw new ConfigException(p + "lr", $"must be a positive number, got {Lr}");
         if (!(EmaDecay >= 0 && EmaDecay < 1)) throw new ConfigException(p + "ema_decay", $"must lie in [0, 1), got {EmaDecay}");
         if (!(LabelDropout >= 0 && LabelDropout < 1)) throw new ConfigException(p + "label_dropout", $"must lie in [0, 1), got {LabelDropout}");
+        if (KeepCheckpoints < 0) throw new ConfigException(p + "keep_checkpoints", $"must be >= 0, got {KeepCheckpoints}");
         if (MaxSteps < 0) throw new ConfigException(p + "max_steps", $"must be >= 0, got {MaxSteps}");
     }
 }

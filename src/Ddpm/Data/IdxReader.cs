@@ -112,7 +112,9 @@ internal static class IdxReader
             int d = BinaryPrimitives.ReadInt32BigEndian(word);
             if (d <= 0) throw new DataException(path, $"dimension {i} has size {d}; IDX {what} sizes must be positive");
             dims[i] = d;
-            items = checked(items * d);
+            if (items > long.MaxValue / d)
+                throw new DataException(path, $"dimension sizes [{string.Join(", ", dims.Take(i + 1))}, …] declare more {what} bytes than any file holds");
+            items *= d;
         }
         long header = 4 + 4L * expectedDims;
         // Raw files: the length is known up front, so a truncated or padded file fails before any allocation.

@@ -17,6 +17,9 @@ internal static class ImageFolderReader
     /// <summary>File extensions read as images (case-insensitive).</summary>
     public static readonly IReadOnlyList<string> Extensions = [".png", ".jpg", ".jpeg"];
 
+    /// <summary>The most pixels one image may declare (64 MP, 256 MiB as RGBA); larger headers are refused before decoding.</summary>
+    public const long MaxPixels = 1L << 26;
+
     /// <summary>Reads <paramref name="folder"/> into images [N, <paramref name="channels"/>, <paramref name="size"/>, <paramref name="size"/>], labelled when it has label subfolders.</summary>
     public static ImageDataset Read(string folder, int channels, int size)
     {
@@ -113,7 +116,12 @@ internal static class ImageFolderReader
             ?? throw new DataException(path, $"cannot be decoded as an image ({result})");
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         if (info.Width < 1 || info.Height < 1) throw new DataException(path, $"has no pixels ({info.Width}×{info.Height})");
+        // The header's size is checked before the RGBA buffer of that size is allocated (a corrupt or hostile file may
+        // declare billions of pixels in a few bytes).
+        if ((long)info.Width * info.Height > MaxPixels)
+            throw new DataException(path, $"declares {info.Width:N0}×{info.Height:N0} pixels, more than the {MaxPixels:N0} this reader decodes");
         using var decoded = new SKBitmap(info);
+        if (decoded.GetPixels() == IntPtr.Zero) throw new DataException(path, $"cannot allocate {info.Width}×{info.Height} pixels");
         var status = codec.GetPixels(info, decoded.GetPixels());
         if (status != SKCodecResult.Success)
             throw new DataException(path, $"cannot be decoded as an image ({status})");

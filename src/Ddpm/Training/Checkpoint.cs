@@ -34,7 +34,7 @@ public sealed record CheckpointManifest
 /// <c>model.safetensors</c> (the U-Net's weights under the reference's keys), and when training state is saved
 /// <c>optimizer.bin</c> (Adam's state) and <c>rng.bin</c> (the training generator's state), and with an EMA of the weights
 /// <c>ema.safetensors</c>.
-/// Written to a temporary file in the same directory, flushed, then renamed: a crash never leaves a torn file.
+/// Written to a temporary file in the same directory, flushed, then renamed (and the directory fsynced): a crash never leaves a torn file.
 /// </summary>
 public static class Checkpoint
 {
@@ -54,7 +54,11 @@ public static class Checkpoint
     /// <summary>Training state beyond the weights.</summary>
     public sealed record TrainingState(OptimizerHelper Optimizer, Generator Generator);
 
-    /// <summary>Saves atomically.</summary>
+    /// <summary>
+    /// Saves atomically: a temporary sibling is written, flushed to disk, renamed over <paramref name="path"/>, and the
+    /// directory is fsynced. A failed write (e.g. a full disk) throws <see cref="CheckpointException"/> and leaves the
+    /// previous file at <paramref name="path"/> untouched.
+    /// </summary>
     public static void Save(string path, UNet model, DdpmConfig config, int epoch, long step, long stepInEpoch = 0,
         TrainingState? training = null, UNet? ema = null)
     {
@@ -99,6 +103,14 @@ public static class Checkpoint
                 file.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);
+            FileDurability.FsyncDirectory(Path.GetDirectoryName(full)!);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(tmp);
+            // A full disk or a failing write: the rename never happened, so what was at the path is untouched.
+            throw new CheckpointException(path, $"could not be written ({e.Message}); " +
+                (File.Exists(full) ? "the previous checkpoint there is intact" : "no earlier checkpoint was there"), e);
         }
         catch
         {
@@ -125,8 +137,7 @@ public static class Checkpoint
         var model = new UNet(config.Model);
         try
         {
-            using var weights = new MemoryStream(ReadVerified(path, zip, manifest, ModelEntry));
-            model.load_safetensors(weights, strict: true);
+            SafetensorsWeights.LoadInto(model, ReadVerified(path, zip, manifest, ModelEntry), path);
         }
         catch (Exception e) when (e is not CheckpointException)
         {
@@ -147,8 +158,7 @@ public static class Checkpoint
         if (!manifest.Sha256.ContainsKey(EmaEntry)) throw new CheckpointException(path, "holds no EMA weights");
         try
         {
-            using var weights = new MemoryStream(ReadVerified(path, zip, manifest, EmaEntry));
-            into.load_safetensors(weights, strict: true);
+            SafetensorsWeights.LoadInto(into, ReadVerified(path, zip, manifest, EmaEntry), path);
         }
         catch (Exception e) when (e is not CheckpointException)
         {
@@ -181,9 +191,23 @@ public static class Checkpoint
     private static ZipArchive Open(string path)
     {
         if (!File.Exists(path)) throw new CheckpointException(path, "file does not exist");
-        try { return ZipFile.OpenRead(path); }
-        catch (InvalidDataException e) { throw new CheckpointException(path, "not a ddpm checkpoint (truncated or not a zip archive)", e); }
-        catch (IOException e) { throw new CheckpointException(path, "cannot be read: " + e.Message, e); }
+        ZipArchive? zip = null;
+        try
+        {
+            zip = ZipFile.OpenRead(path);
+            _ = zip.Entries.Count; // reads the whole central directory now, inside this handler
+            return zip;
+        }
+        catch (InvalidDataException e)
+        {
+            zip?.Dispose();
+            throw new CheckpointException(path, "not a ddpm checkpoint (truncated or not a zip archive)", e);
+        }
+        catch (IOException e)
+        {
+            zip?.Dispose();
+            throw new CheckpointException(path, "cannot be read: " + e.Message, e);
+        }
     }
 
     private static CheckpointManifest ReadManifest(string path, ZipArchive zip)
@@ -195,6 +219,7 @@ public static class Checkpoint
             var m = JsonSerializer.Deserialize<CheckpointManifest>(s, Json) ?? throw new CheckpointException(path, "empty manifest");
             if (m.Format != CheckpointManifest.CurrentFormat)
                 throw new CheckpointException(path, $"format {m.Format} is not supported (this build reads {CheckpointManifest.CurrentFormat})");
+            if (m.Sha256 is null || m.ConfigYaml is null) throw new CheckpointException(path, "manifest lacks sha256 or config_yaml");
             if (!m.Sha256.ContainsKey(ModelEntry)) throw new CheckpointException(path, "manifest lists no model weights");
             return m;
         }

@@ -34,6 +34,10 @@ public sealed class Trainer : IDisposable
     public long StepInEpoch { get; private set; }
     /// <summary>The moving average of the weights, when <c>ema_decay</c> &gt; 0.</summary>
     public ExponentialMovingAverage? Ema { get; }
+    /// <summary>Steps skipped for a non-finite loss or gradient (<c>on_nonfinite: skip</c>) in this process.</summary>
+    public long SkippedSteps { get; private set; }
+    /// <summary>Receives warnings (e.g. a skipped step); null = silent.</summary>
+    public Action<string>? Warn { get; set; }
 
     public Trainer(UNet model, DdpmConfig config, Device device)
     {
@@ -50,6 +54,7 @@ public sealed class Trainer : IDisposable
     /// <summary>A fresh model from the config, initialised from the seed.</summary>
     public static Trainer Create(DdpmConfig config, Device device)
     {
+        MemoryEstimate.EnsureFits(config, device);
         UNet model;
         // Weight init draws from TorchSharp's process-wide generator: seed and build as one step.
         lock (SeededInit)
@@ -63,6 +68,8 @@ public sealed class Trainer : IDisposable
     /// <summary>Continues from a checkpoint saved by <see cref="Save"/>: weights, Adam state, RNG, epoch and step.</summary>
     public static Trainer Resume(string checkpointPath, Device device, Func<DdpmConfig, DdpmConfig>? adjust = null)
     {
+        if (adjust is not null) MemoryEstimate.EnsureFits(adjust(StoredConfig(checkpointPath)).Validate(), device);
+        else MemoryEstimate.EnsureFits(StoredConfig(checkpointPath), device);
         var (model, config, manifest) = Checkpoint.LoadModel(checkpointPath);
         if (adjust is not null) config = adjust(config).Validate();
         var trainer = new Trainer(model, config, device);
@@ -72,6 +79,13 @@ public sealed class Trainer : IDisposable
         trainer.Step = manifest.Step;
         trainer.StepInEpoch = manifest.StepInEpoch;
         return trainer;
+    }
+
+    private static DdpmConfig StoredConfig(string checkpointPath)
+    {
+        var manifest = Checkpoint.ReadManifest(checkpointPath);
+        try { return DdpmConfig.Parse(manifest.ConfigYaml); }
+        catch (ConfigException e) { throw new CheckpointException(checkpointPath, "its stored config is invalid: " + e.Message, e); }
     }
 
     /// <summary>Whether the step budget (<c>max_steps</c>) or the epoch count is reached.</summary>
@@ -92,28 +106,51 @@ public sealed class Trainer : IDisposable
         long rssStart = Environment.WorkingSet;
         var clock = Stopwatch.StartNew();
         double lossSum = 0;
-        long steps = 0, images = 0;
+        long steps = 0, images = 0, finiteSteps = 0;
         foreach (var (batch, indices) in sampler.Batches(epochNumber, (int)StepInEpoch))
         {
             if (cancel.IsCancellationRequested || (Config.Train.MaxSteps > 0 && Step >= Config.Train.MaxSteps)) break;
             using var scope = NewDisposeScope();
             using var flips = Config.Dataset.RandomFlip ? sampler.FlipGenerator(epochNumber, batch) : null;
-            var x0 = data.Batch(indices, Device, flips);
-            _optimizer.zero_grad();
-            var labels = Model.IsConditional ? DropLabels(data.BatchLabels(indices)!).to(Device) : null;
-            var loss = Diffusion.TrainingLoss((xt, t) => Model.forward(xt, t, labels), x0, Generator);
-            float value = loss.item<float>();
-            if (!float.IsFinite(value))
-                throw new TrainingException($"loss became {value} at step {Step + 1} (epoch {epochNumber}); " +
-                    "training stopped and the last checkpoint was kept. Try a lower learning rate.");
-            loss.backward();
-            _optimizer.step();
-            Ema?.Update(Model, Step);
+            float value;
+            try
+            {
+                var x0 = data.Batch(indices, Device, flips);
+                _optimizer.zero_grad();
+                var labels = Model.IsConditional ? DropLabels(data.BatchLabels(indices)!).to(Device) : null;
+                var loss = Diffusion.TrainingLoss((xt, t) => Model.forward(xt, t, labels), x0, Generator);
+                value = loss.item<float>();
+                string? problem = float.IsFinite(value) ? null : $"loss became {value}";
+                if (problem is null)
+                {
+                    loss.backward();
+                    if (!GradientsFinite()) problem = "a gradient became non-finite";
+                }
+                if (problem is not null)
+                {
+                    if (Config.Train.OnNonFinite == NonFiniteAction.Stop)
+                        throw new TrainingException($"{problem} at step {Step + 1} (epoch {epochNumber}); " +
+                            "training stopped and the last checkpoint was kept. Try a lower learning rate, or train_params.on_nonfinite: skip.");
+                    _optimizer.zero_grad();
+                    SkippedSteps++;
+                    Warn?.Invoke($"warning: {problem} at step {Step + 1} (epoch {epochNumber}); step skipped (on_nonfinite: skip)");
+                }
+                else
+                {
+                    _optimizer.step();
+                    Ema?.Update(Model, Step);
+                }
+            }
+            catch (Exception e) when (e is not TrainingException && IsOutOfMemory(e))
+            {
+                throw new TrainingException($"out of memory at step {Step + 1} on {Device.type} with batch_size {Config.Train.BatchSize}; " +
+                    $"try a smaller train_params.batch_size (e.g. --batch-size {Math.Max(1, Config.Train.BatchSize / 2)}). The last checkpoint was kept. ({FirstLine(e.Message)})");
+            }
             Step++;
             StepInEpoch = batch + 1;
             steps++;
             images += indices.shape[0];
-            lossSum += value;
+            if (float.IsFinite(value)) { lossSum += value; finiteSteps++; }
             onStep?.Invoke(new StepReport(epochNumber, Step, batch + 1, stepsInEpoch, value, images / clock.Elapsed.TotalSeconds));
         }
         bool complete = StepInEpoch >= stepsInEpoch;
@@ -122,9 +159,23 @@ public sealed class Trainer : IDisposable
             Epoch = epochNumber;
             StepInEpoch = 0;
         }
-        return new EpochReport(epochNumber, Step, steps, steps > 0 ? lossSum / steps : double.NaN, clock.Elapsed.TotalSeconds,
+        return new EpochReport(epochNumber, Step, steps, finiteSteps > 0 ? lossSum / finiteSteps : double.NaN, clock.Elapsed.TotalSeconds,
             images / clock.Elapsed.TotalSeconds, rssStart, Environment.WorkingSet, complete);
     }
+
+    private bool GradientsFinite()
+    {
+        using var scope = NewDisposeScope();
+        var checks = Model.parameters().Select(p => p.grad).Where(g => g is not null).Select(g => g!.isfinite().all()).ToArray();
+        return checks.Length == 0 || stack(checks).all().item<bool>();
+    }
+
+    /// <summary>Whether <paramref name="e"/> is an allocation failure of libtorch (CUDA or CPU) or of .NET.</summary>
+    public static bool IsOutOfMemory(Exception e) =>
+        e is OutOfMemoryException || e.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase)
+        || e.Message.Contains("DefaultCPUAllocator: can't allocate memory", StringComparison.Ordinal);
+
+    private static string FirstLine(string message) => message.Split('\n', 2)[0].Trim();
 
     /// <summary>Classifier-free guidance training: each label becomes ∅ with probability <c>label_dropout</c>.</summary>
     private Tensor DropLabels(Tensor labels)

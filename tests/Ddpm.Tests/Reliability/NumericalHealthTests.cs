@@ -1,0 +1,77 @@
+using Ddpm.Configuration;
+using Ddpm.Data;
+using Ddpm.Tests.Training;
+using Ddpm.Training;
+using static TorchSharp.torch;
+
+namespace Ddpm.Tests.Reliability;
+
+/// <summary>
+/// lr = 1e30 makes the first Adam step push the weights to ~1e30, so the next forward pass overflows: the run stops
+/// naming the step (the default) and the last good checkpoint keeps its bytes, or with <c>on_nonfinite: skip</c> the
+/// bad steps are skipped and the weights stay finite.
+/// </summary>
+public class NumericalHealthTests : IDisposable
+{
+    private readonly string _dir = TestPaths.TempDir("nonfinite");
+    private static readonly Device Cpu = new("cpu");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static DdpmConfig Exploding(NonFiniteAction action) => TrainingFixtures.TinyConfig(maxSteps: 6, batchSize: 8, lr: 1e30) with
+    {
+        Train = TrainingFixtures.TinyConfig(6, 8, 1e30).Train with { OnNonFinite = action },
+    };
+
+    [Fact]
+    public void A_non_finite_loss_stops_training_with_its_step_and_leaves_the_last_checkpoint_byte_for_byte_intact()
+    {
+        using var data = SyntheticImages.Create(8, 1, 8); // one step per epoch: a checkpoint after every step
+        var folder = new CheckpointFolder(_dir, keep: 3);
+        using var trainer = new Trainer(new Ddpm.Models.UNet(Exploding(NonFiniteAction.Stop).Model), Exploding(NonFiniteAction.Stop), Cpu);
+        byte[]? lastGood = null;
+        var e = Assert.Throws<TrainingException>(() =>
+        {
+            while (!trainer.Finished)
+            {
+                trainer.TrainEpoch(data);
+                folder.Save(trainer.Step, trainer.Save);
+                lastGood = File.ReadAllBytes(folder.LatestPath);
+            }
+        });
+        Assert.NotNull(lastGood);
+        Assert.Contains($"at step {trainer.Step + 1}", e.Message);
+        Assert.Contains("last checkpoint was kept", e.Message);
+        Assert.Equal(lastGood, File.ReadAllBytes(folder.LatestPath));
+        Assert.Equal(trainer.Step, Checkpoint.ReadManifest(folder.LatestPath).Step);
+        Checkpoint.LoadModel(folder.LatestPath).Model.Dispose();
+    }
+
+    [Fact]
+    public void With_on_nonfinite_skip_the_bad_steps_are_skipped_and_the_weights_stay_finite()
+    {
+        var config = Exploding(NonFiniteAction.Skip);
+        using var data = SyntheticImages.Create(8, 1, 8);
+        using var trainer = new Trainer(new Ddpm.Models.UNet(config.Model), config, Cpu);
+        var warnings = new List<string>();
+        trainer.Warn = warnings.Add;
+        while (trainer.TrainEpoch(data) is not null) { }
+        Assert.Equal(6, trainer.Step);
+        Assert.True(trainer.SkippedSteps >= 1, "no step was skipped: lr = 1e30 did not blow up");
+        Assert.Equal(trainer.SkippedSteps, warnings.Count);
+        Assert.Contains("skipped", warnings[0]);
+        foreach (var p in trainer.Model.parameters()) Assert.True(p.isfinite().all().item<bool>(), "a weight became non-finite");
+    }
+
+    [Fact]
+    public void The_on_nonfinite_and_keep_checkpoints_keys_round_trip_through_yaml_and_are_validated()
+    {
+        var config = DdpmConfig.Parse("train_params:\n  on_nonfinite: skip\n  keep_checkpoints: 5\n");
+        Assert.Equal(NonFiniteAction.Skip, config.Train.OnNonFinite);
+        Assert.Equal(5, config.Train.KeepCheckpoints);
+        Assert.Equal(config, DdpmConfig.Parse(config.ToYaml()) with { Model = config.Model, Dataset = config.Dataset, Diffusion = config.Diffusion });
+        Assert.Equal(3, new DdpmConfig().Train.KeepCheckpoints);
+        Assert.Equal("train_params.on_nonfinite", Assert.Throws<ConfigException>(() => DdpmConfig.Parse("train_params:\n  on_nonfinite: ignore\n")).Key);
+        Assert.Equal("train_params.keep_checkpoints", Assert.Throws<ConfigException>(() => DdpmConfig.Parse("train_params:\n  keep_checkpoints: -1\n")).Key);
+    }
+}

@@ -1,0 +1,47 @@
+using Ddpm.Training;
+
+namespace Ddpm.Tests.Reliability;
+
+/// <summary>
+/// <c>ddpm train</c> as a child process receiving SIGTERM / SIGINT (sent with kill(2)) mid-epoch: it finishes the
+/// current step, writes a checkpoint, says how to resume and exits with 143 / 130.
+/// </summary>
+public class SignalTests : IDisposable
+{
+    private readonly string _dir = TestPaths.TempDir("signal");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Theory]
+    [InlineData(ChildProcess.Sigterm, 143, "SIGTERM")]
+    [InlineData(ChildProcess.Sigint, 130, "SIGINT")]
+    public void A_signal_mid_epoch_saves_a_checkpoint_and_exits_with_128_plus_the_signal(int signal, int exitCode, string name)
+    {
+        var config = Path.Combine(_dir, "tiny.yaml");
+        File.WriteAllText(config, ReliabilityConfigs.TinyYaml(batchSize: 64)); // 8 steps per epoch
+        var run = Path.Combine(_dir, name);
+        var lossLog = Path.Combine(run, "loss.csv");
+        using var child = ChildProcess.Start(ChildProcess.CliDll, "train", "--config", config, "--out", run, "--device", "cpu");
+        // loss.csv gets its first step line after the signal handlers are in place.
+        child.WaitUntil(() => File.Exists(lossLog) && ReadShared(lossLog).Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= 3,
+            TimeSpan.FromSeconds(90), "the first training steps");
+        ChildProcess.Signal(child.Process, signal);
+        Assert.Equal(exitCode, child.WaitForExit(TimeSpan.FromSeconds(60)));
+
+        Assert.Contains(name, child.Stderr);
+        Assert.Contains("--resume", child.Stderr);
+        var ckpt = Path.Combine(run, CheckpointFolder.LatestName);
+        var manifest = Checkpoint.ReadManifest(ckpt);
+        long logged = ReadShared(lossLog).Split('\n', StringSplitOptions.RemoveEmptyEntries).Length - 1;
+        Assert.Equal(logged, manifest.Step); // every finished step is in the checkpoint, none half-done
+        Assert.True(manifest.Step >= 2);
+        using var resumed = Trainer.Resume(ckpt, new TorchSharp.torch.Device("cpu"));
+        Assert.Equal(manifest.Step, resumed.Step);
+    }
+
+    private static string ReadShared(string path)
+    {
+        using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(s).ReadToEnd();
+    }
+}
