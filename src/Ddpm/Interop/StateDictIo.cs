@@ -141,7 +141,15 @@ public static class StateDictIo
 
     private static Dictionary<string, Tensor> ReadSafetensors(string path)
     {
-        try { return Safetensors.LoadStateDict(path); }
+        // PyBridge trusts the header (lengths, offsets); check it first, on the same bytes it then reads.
+        var bytes = File.ReadAllBytes(path);
+        try { Training.SafetensorsWeights.Validate(bytes, path); }
+        catch (Training.CheckpointException e) { throw new WeightsException(path, "not a readable safetensors file: " + e.Message, e); }
+        try
+        {
+            using var stream = new MemoryStream(bytes, writable: false);
+            return Safetensors.LoadStateDict(stream);
+        }
         catch (Exception e) when (e is not WeightsException and not OutOfMemoryException)
         {
             throw new WeightsException(path, "not a readable safetensors file: " + e.Message, e);
