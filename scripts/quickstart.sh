@@ -14,5 +14,5 @@ ddpm() { dotnet src/Ddpm.Cli/bin/Release/net10.0/Ddpm.Cli.dll "$@"; }
 ddpm data mnist --dir data/mnist
 ddpm info --config "$config"
 ddpm train --config "$config" --out "$out"
-ddpm sample --checkpoint "$out/checkpoint.ckpt" --out "$out/samples" --num 100 --grid-rows 10 --seed 0
+ddpm sample --checkpoint "$out/checkpoint.ckpt" --out "$out/samples" --num 100 --grid-rows 10 --seed 0 --clip-x0
 echo "samples: $out/samples/samples.png (reverse process: $out/samples/reverse.png)"
