@@ -13,30 +13,7 @@ public class CliTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private const string TinyYaml = """
-        dataset_params:
-          name: synthetic
-        diffusion_params:
-          num_timesteps: 20
-          beta_start: 0.0001
-          beta_end: 0.2
-        model_params:
-          im_channels: 1
-          im_size: 16
-          down_channels: [8, 16, 16, 16]
-          mid_channels: [16, 16, 16]
-          down_sample: [True, True, False]
-          time_emb_dim: 16
-          num_down_layers: 1
-          num_mid_layers: 1
-          num_up_layers: 1
-          num_heads: 4
-        train_params:
-          task_name: 'cli'
-          batch_size: 8
-          num_epochs: 1
-          lr: 0.001
-        """;
+    private static readonly string TinyYaml = TinyCli.Yaml(imSize: 16, numEpochs: 1, taskName: "cli");
 
     private string WriteConfig(string text, string name = "tiny.yaml")
     {
@@ -45,21 +22,7 @@ public class CliTests : IDisposable
         return path;
     }
 
-    private static int Run(params string[] args)
-    {
-        var (stdout, stderr) = (Console.Out, Console.Error);
-        try
-        {
-            Console.SetOut(TextWriter.Null);
-            Console.SetError(TextWriter.Null);
-            return CliApp.Run(args);
-        }
-        finally
-        {
-            Console.SetOut(stdout);
-            Console.SetError(stderr);
-        }
-    }
+    private static int Run(params string[] args) => TinyCli.Run(args);
 
     [Fact]
     public void Train_then_sample_writes_a_checkpoint_a_log_and_a_decodable_grid()

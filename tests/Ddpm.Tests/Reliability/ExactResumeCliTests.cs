@@ -15,7 +15,7 @@ public class ExactResumeCliTests : IDisposable
     public void Training_in_two_cli_runs_with_resume_gives_the_same_weights_and_optimizer_state_as_one_run()
     {
         var config = Path.Combine(_dir, "tiny.yaml");
-        File.WriteAllText(config, ReliabilityConfigs.TinyYaml(batchSize: 8, extraTrain: "  ema_decay: 0.9\n"));
+        File.WriteAllText(config, TinyCli.Yaml(batchSize: 8, extraTrain: "  ema_decay: 0.9\n"));
         // 512 images / batch 8 = 64 steps per epoch: k = 5 stops mid-epoch, N = 70 crosses an epoch boundary.
         var straight = Path.Combine(_dir, "straight");
         var split = Path.Combine(_dir, "split");
@@ -44,19 +44,5 @@ public class ExactResumeCliTests : IDisposable
         });
     }
 
-    private static int Cli(params string[] args)
-    {
-        var (stdout, stderr) = (Console.Out, Console.Error);
-        try
-        {
-            Console.SetOut(TextWriter.Null);
-            Console.SetError(TextWriter.Null);
-            return CliApp.Run(args);
-        }
-        finally
-        {
-            Console.SetOut(stdout);
-            Console.SetError(stderr);
-        }
-    }
+    private static int Cli(params string[] args) => TinyCli.Run(args);
 }

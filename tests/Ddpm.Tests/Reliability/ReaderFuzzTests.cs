@@ -75,7 +75,7 @@ public class ReaderFuzzTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void Yaml_configs()
     {
-        var valid = Encoding.UTF8.GetBytes(ReliabilityConfigs.TinyYaml(extraTrain: "  on_nonfinite: skip\n  keep_checkpoints: 2\n"));
+        var valid = Encoding.UTF8.GetBytes(TinyCli.Yaml(extraTrain: "  on_nonfinite: skip\n  keep_checkpoints: 2\n"));
         int n = Cases(600);
         var r = Corruptions.Check<ConfigException>(Corruptions.Of(valid, n, 3), bytes => DdpmConfig.Parse(Encoding.UTF8.GetString(bytes)));
         Report("YAML config", n, r);

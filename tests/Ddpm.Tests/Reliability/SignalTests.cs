@@ -18,7 +18,7 @@ public class SignalTests : IDisposable
     public void A_signal_mid_epoch_saves_a_checkpoint_and_exits_with_128_plus_the_signal(int signal, int exitCode, string name)
     {
         var config = Path.Combine(_dir, "tiny.yaml");
-        File.WriteAllText(config, ReliabilityConfigs.TinyYaml(batchSize: 64)); // 8 steps per epoch
+        File.WriteAllText(config, TinyCli.Yaml(batchSize: 64)); // 8 steps per epoch
         var run = Path.Combine(_dir, name);
         var lossLog = Path.Combine(run, "loss.csv");
         using var child = ChildProcess.Start(ChildProcess.CliDll, "train", "--config", config, "--out", run, "--device", "cpu");
