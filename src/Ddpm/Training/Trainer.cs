@@ -99,8 +99,14 @@ public sealed class Trainer : IDisposable
         var sampler = new BatchSampler(data.Count, Config.Train.BatchSize, Config.Train.Seed);
         long stepsInEpoch = sampler.BatchesPerEpoch;
         int epochNumber = Epoch + 1;
-        if (Model.IsConditional && data.Labels is null)
-            throw new TrainingException($"model_params.num_classes = {Config.Model.NumClasses} needs labels, but {data.Description} has none");
+        if (Model.IsConditional)
+        {
+            if (data.Labels is null)
+                throw new TrainingException($"model_params.num_classes = {Config.Model.NumClasses} needs labels, but {data.Description} has none");
+            // Checked once per epoch, not per step (each check is a host sync).
+            if (data.Labels.max().item<long>() >= Config.Model.NumClasses || data.Labels.min().item<long>() < 0)
+                throw new TrainingException($"labels of {data.Description} must lie in 0..{Config.Model.NumClasses - 1} for model_params.num_classes = {Config.Model.NumClasses}");
+        }
 
         Model.train();
         long rssStart = Environment.WorkingSet;
@@ -180,8 +186,6 @@ public sealed class Trainer : IDisposable
     /// <summary>Classifier-free guidance training: each label becomes ∅ with probability <c>label_dropout</c>.</summary>
     private Tensor DropLabels(Tensor labels)
     {
-        if (labels.max().item<long>() >= Config.Model.NumClasses || labels.min().item<long>() < 0)
-            throw new TrainingException($"labels must lie in 0..{Config.Model.NumClasses - 1} for model_params.num_classes = {Config.Model.NumClasses}");
         if (Config.Train.LabelDropout <= 0) return labels;
         var drop = rand(labels.shape[0], generator: Generator) < Config.Train.LabelDropout;
         return where(drop, full_like(labels, Model.NullLabel), labels);

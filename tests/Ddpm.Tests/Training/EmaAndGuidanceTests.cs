@@ -93,5 +93,8 @@ public class EmaAndGuidanceTests : IDisposable
         using var c = Trainer.Create(conditional, CPU);
         using var unlabelled = new ImageDataset(zeros(new long[] { 8, 1, 8, 8 }, dtype: ScalarType.Byte), null, "unlabelled");
         Assert.Throws<TrainingException>(() => c.TrainEpoch(unlabelled));
+        using var tooManyClasses = new ImageDataset(zeros(new long[] { 8, 1, 8, 8 }, dtype: ScalarType.Byte), arange(8, dtype: int64), "labels 0..7");
+        var e = Assert.Throws<TrainingException>(() => c.TrainEpoch(tooManyClasses));
+        Assert.Contains("0..1", e.Message);
     }
 }
