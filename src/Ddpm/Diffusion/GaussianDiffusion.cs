@@ -212,12 +212,13 @@ public sealed class GaussianDiffusion
     /// <summary>
     /// Algorithm 1 (training): t ~ U{0..T−1}, ε ~ N(0, I), loss = ‖ε − ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) ε, t)‖² averaged
     /// over every element (the seed's nn.MSELoss, DDPM eq. 14). For x_0- or v-prediction the target changes accordingly.
-    /// t and ε are drawn on the CPU from <paramref name="generator"/> (reproducible on any device), then moved.
+    /// t and ε are drawn on the CPU from <paramref name="generator"/> (reproducible on any device), then moved without
+    /// waiting: a blocking copy to a GPU would synchronise the host with it on every step.
     /// </summary>
     public Tensor TrainingLoss(NoisePredictor network, Tensor x0, Generator? generator = null)
     {
-        var t = randint(0, T, [x0.shape[0]], dtype: int64, generator: generator).to(x0.device);
-        var noise = randn(x0.shape, dtype: x0.dtype, generator: generator).to(x0.device);
+        var t = randint(0, T, [x0.shape[0]], dtype: int64, generator: generator).to(x0.device, non_blocking: true);
+        var noise = randn(x0.shape, dtype: x0.dtype, generator: generator).to(x0.device, non_blocking: true);
         var xt = QSample(x0, t, noise);
         return nn.functional.mse_loss(network(xt, t), TargetFor(x0, t, noise));
     }

@@ -7,12 +7,14 @@ namespace Ddpm.Training;
 /// <summary>
 /// An exponential moving average of the weights, θ_ema ← d·θ_ema + (1 − d)·θ with the warm-up
 /// d = min(decay, (1 + n)/(10 + n)) after n updates (as in improved-diffusion / TensorFlow's EMA with num_updates).
-/// Kept as a second U-Net, so it samples, saves and exports like any model.
+/// Kept as a second U-Net, so it samples, saves and exports like any model; its parameters are views of one flat
+/// buffer, so with a flat model (<see cref="FlatAdam.Weights"/>) an update is one kernel.
 /// </summary>
 public sealed class ExponentialMovingAverage : IDisposable
 {
     public double Decay { get; }
     public UNet Shadow { get; }
+    private readonly Tensor _flat;
 
     public ExponentialMovingAverage(UNet model, double decay)
     {
@@ -23,6 +25,15 @@ public sealed class ExponentialMovingAverage : IDisposable
         CopyFrom(model);
         Shadow.eval();
         foreach (var p in Shadow.parameters()) p.requires_grad = false;
+        using var noGrad = no_grad();
+        _flat = cat(Shadow.parameters().Select(p => p.detach().reshape(-1)).ToArray()).DetachFromDisposeScope();
+        long offset = 0;
+        foreach (var p in Shadow.parameters())
+        {
+            long n = p.numel();
+            p.set_(_flat.narrow(0, offset, n).view(p.shape));
+            offset += n;
+        }
     }
 
     /// <summary>The decay used for update number <paramref name="updates"/> (0-based): min(decay, (1 + n)/(10 + n)).</summary>
@@ -37,6 +48,23 @@ public sealed class ExponentialMovingAverage : IDisposable
             ema.mul_(d).add_(p.detach(), alpha: 1 - d);
     }
 
+    /// <summary>
+    /// The same update from all weights flattened in <c>parameters()</c> order (<see cref="FlatAdam.Weights"/>):
+    /// θ_ema ← θ_ema + (1 − d)(θ − θ_ema). With <paramref name="apply"/> (a bool scalar on the device) false, nothing
+    /// changes, without a host synchronisation.
+    /// </summary>
+    public void Update(Tensor weights, long updates, Tensor? apply = null)
+    {
+        if (weights.numel() != _flat.numel())
+            throw new ArgumentException($"expected {_flat.numel()} flattened weights, got {weights.numel()}", nameof(weights));
+        double d = DecayAt(updates);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        // A fill kernel, not a host-to-device copy (which would synchronise).
+        var w = apply is null ? full(Array.Empty<long>(), 1 - d, dtype: _flat.dtype, device: _flat.device) : apply.to(_flat.dtype) * (1 - d);
+        _flat.lerp_(weights, w);
+    }
+
     /// <summary>Sets the average to the model's current weights.</summary>
     public void CopyFrom(UNet model)
     {
@@ -44,5 +72,9 @@ public sealed class ExponentialMovingAverage : IDisposable
         foreach (var (ema, p) in Shadow.parameters().Zip(model.parameters())) ema.copy_(p);
     }
 
-    public void Dispose() => Shadow.Dispose();
+    public void Dispose()
+    {
+        Shadow.Dispose();
+        _flat.Dispose();
+    }
 }

@@ -14,11 +14,25 @@ namespace Ddpm.Training;
 /// loss = MSE(ε, ε_θ(x_t, t)). Given data, never opens folders. Randomness is reproducible: data order and flips come
 /// from <see cref="BatchSampler"/> streams seeded by (seed, epoch), timesteps, noise and label dropout from one training
 /// generator whose state is checkpointed.
+/// <para>
+/// Built for a GPU that the host must keep fed: Adam runs over one flat buffer (<see cref="FlatAdam"/>), a step with a
+/// non-finite loss or gradient is masked out on the device, and the host reads losses and those flags only every
+/// <see cref="SyncEvery"/> steps, so nothing in a step waits for the GPU.
+/// </para>
 /// </summary>
 public sealed class Trainer : IDisposable
 {
     private static readonly object SeededInit = new();
     private readonly Adam _optimizer;
+    private readonly FlatAdam? _flat;
+    private readonly List<PendingStep> _pending = [];
+    private StepContext _context;
+    private Action<StepReport>? _onSynced;
+
+    /// <summary>Where a step sits in the run, kept until its loss is read.</summary>
+    private readonly record struct StepContext(int Epoch, long StepInEpoch, long StepsInEpoch, long Images, Stopwatch? Clock);
+
+    private sealed record PendingStep(long Step, StepContext Context, Tensor Loss, Tensor Applied);
 
     public UNet Model { get; }
     public DdpmConfig Config { get; }
@@ -38,21 +52,44 @@ public sealed class Trainer : IDisposable
     public long SkippedSteps { get; private set; }
     /// <summary>Receives warnings (e.g. a skipped step); null = silent.</summary>
     public Action<string>? Warn { get; set; }
+    /// <summary>
+    /// Steps between host reads of the losses and non-finite flags (each read waits for the device): 1 on the CPU, where
+    /// reading costs nothing, 50 on CUDA. Weights do not depend on it; with <c>on_nonfinite: stop</c> a bad step is
+    /// reported at the next read (its update was never applied).
+    /// </summary>
+    public int SyncEvery
+    {
+        get => _syncEvery;
+        set => _syncEvery = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(SyncEvery), "must be at least 1");
+    }
+    private int _syncEvery;
+    /// <summary>Whether Adam runs over one flat buffer (<see cref="FlatAdam"/>) or as TorchSharp's per-tensor loop.</summary>
+    public bool FlatOptimizer => _flat is not null;
 
-    public Trainer(UNet model, DdpmConfig config, Device device)
+    /// <param name="flatOptimizer">
+    /// false = TorchSharp's per-tensor Adam with the finiteness check read on the host every step (the slower path, kept
+    /// so <c>ddpm bench</c> can compare); both give the same weights.
+    /// </param>
+    public Trainer(UNet model, DdpmConfig config, Device device, bool flatOptimizer = true)
     {
         Model = model;
         Config = config;
         Device = device;
         Diffusion = GaussianDiffusion.FromOptions(config.Diffusion);
         Model.to(device);
-        _optimizer = optim.Adam(Model.parameters(), config.Train.Lr);
+        if (flatOptimizer)
+        {
+            _flat = new FlatAdam(Model.parameters(), config.Train.Lr);
+            _optimizer = _flat.Optimizer;
+        }
+        else _optimizer = optim.Adam(Model.parameters(), config.Train.Lr);
         Generator = new Generator((ulong)config.Train.Seed, new Device("cpu"));
         if (config.Train.EmaDecay > 0) Ema = new ExponentialMovingAverage(Model, config.Train.EmaDecay);
+        SyncEvery = device.type == DeviceType.CUDA ? 50 : 1;
     }
 
     /// <summary>A fresh model from the config, initialised from the seed.</summary>
-    public static Trainer Create(DdpmConfig config, Device device)
+    public static Trainer Create(DdpmConfig config, Device device, bool flatOptimizer = true)
     {
         MemoryEstimate.EnsureFits(config, device);
         UNet model;
@@ -62,18 +99,19 @@ public sealed class Trainer : IDisposable
             manual_seed(config.Train.Seed);
             model = new UNet(config.Model);
         }
-        return new Trainer(model, config, device);
+        return new Trainer(model, config, device, flatOptimizer);
     }
 
     /// <summary>Continues from a checkpoint saved by <see cref="Save"/>: weights, Adam state, RNG, epoch and step.</summary>
-    public static Trainer Resume(string checkpointPath, Device device, Func<DdpmConfig, DdpmConfig>? adjust = null)
+    public static Trainer Resume(string checkpointPath, Device device, Func<DdpmConfig, DdpmConfig>? adjust = null, bool flatOptimizer = true)
     {
         if (adjust is not null) MemoryEstimate.EnsureFits(adjust(StoredConfig(checkpointPath)).Validate(), device);
         else MemoryEstimate.EnsureFits(StoredConfig(checkpointPath), device);
         var (model, config, manifest) = Checkpoint.LoadModel(checkpointPath);
         if (adjust is not null) config = adjust(config).Validate();
-        var trainer = new Trainer(model, config, device);
+        var trainer = new Trainer(model, config, device, flatOptimizer);
         Checkpoint.LoadTrainingState(checkpointPath, new Checkpoint.TrainingState(trainer._optimizer, trainer.Generator));
+        trainer._flat?.SyncUpdatesFromState();
         if (trainer.Ema is not null && Checkpoint.HasEma(checkpointPath)) Checkpoint.LoadEmaInto(checkpointPath, trainer.Ema.Shadow);
         trainer.Epoch = manifest.Epoch;
         trainer.Step = manifest.Step;
@@ -92,10 +130,14 @@ public sealed class Trainer : IDisposable
     public bool Finished =>
         Epoch >= Config.Train.NumEpochs || (Config.Train.MaxSteps > 0 && Step >= Config.Train.MaxSteps);
 
-    /// <summary>Trains one epoch (or up to the step budget). Returns null when there was nothing left to do.</summary>
+    /// <summary>
+    /// Trains one epoch (or up to the step budget). Returns null when there was nothing left to do.
+    /// <paramref name="onStep"/> sees every step, in order, each time the host reads a window of losses.
+    /// </summary>
     public EpochReport? TrainEpoch(ImageDataset data, Action<StepReport>? onStep = null, CancellationToken cancel = default)
     {
         if (Finished) return null;
+        Synchronize();
         var sampler = new BatchSampler(data.Count, Config.Train.BatchSize, Config.Train.Seed);
         long stepsInEpoch = sampler.BatchesPerEpoch;
         int epochNumber = Epoch + 1;
@@ -113,51 +155,32 @@ public sealed class Trainer : IDisposable
         var clock = Stopwatch.StartNew();
         double lossSum = 0;
         long steps = 0, images = 0, finiteSteps = 0;
-        foreach (var (batch, indices) in sampler.Batches(epochNumber, (int)StepInEpoch))
+        _onSynced = s =>
         {
-            if (cancel.IsCancellationRequested || (Config.Train.MaxSteps > 0 && Step >= Config.Train.MaxSteps)) break;
-            using var scope = NewDisposeScope();
-            using var flips = Config.Dataset.RandomFlip ? sampler.FlipGenerator(epochNumber, batch) : null;
-            float value;
-            try
+            if (float.IsFinite(s.Loss)) { lossSum += s.Loss; finiteSteps++; }
+            onStep?.Invoke(s);
+        };
+        try
+        {
+            foreach (var (batch, indices) in sampler.Batches(epochNumber, (int)StepInEpoch))
             {
+                if (cancel.IsCancellationRequested || (Config.Train.MaxSteps > 0 && Step >= Config.Train.MaxSteps)) break;
+                using var scope = NewDisposeScope();
+                using var flips = Config.Dataset.RandomFlip ? sampler.FlipGenerator(epochNumber, batch) : null;
                 var x0 = data.Batch(indices, Device, flips);
-                _optimizer.zero_grad();
-                var labels = Model.IsConditional ? DropLabels(data.BatchLabels(indices)!).to(Device) : null;
-                var loss = Diffusion.TrainingLoss((xt, t) => Model.forward(xt, t, labels), x0, Generator);
-                value = loss.item<float>();
-                string? problem = float.IsFinite(value) ? null : $"loss became {value}";
-                if (problem is null)
-                {
-                    loss.backward();
-                    if (!GradientsFinite()) problem = "a gradient became non-finite";
-                }
-                if (problem is not null)
-                {
-                    if (Config.Train.OnNonFinite == NonFiniteAction.Stop)
-                        throw new TrainingException($"{problem} at step {Step + 1} (epoch {epochNumber}); " +
-                            "training stopped and the last checkpoint was kept. Try a lower learning rate, or train_params.on_nonfinite: skip.");
-                    _optimizer.zero_grad();
-                    SkippedSteps++;
-                    Warn?.Invoke($"warning: {problem} at step {Step + 1} (epoch {epochNumber}); step skipped (on_nonfinite: skip)");
-                }
-                else
-                {
-                    _optimizer.step();
-                    Ema?.Update(Model, Step);
-                }
+                var labels = Model.IsConditional ? DropLabels(data.BatchLabels(indices)!).to(Device, non_blocking: true) : null;
+                images += indices.shape[0];
+                _context = new StepContext(epochNumber, batch + 1, stepsInEpoch, images, clock);
+                TrainBatch(x0, labels);
+                StepInEpoch = batch + 1;
+                steps++;
             }
-            catch (Exception e) when (e is not TrainingException && IsOutOfMemory(e))
-            {
-                throw new TrainingException($"out of memory at step {Step + 1} on {Device.type} with batch_size {Config.Train.BatchSize}; " +
-                    $"try a smaller train_params.batch_size (e.g. --batch-size {Math.Max(1, Config.Train.BatchSize / 2)}). The last checkpoint was kept. ({FirstLine(e.Message)})");
-            }
-            Step++;
-            StepInEpoch = batch + 1;
-            steps++;
-            images += indices.shape[0];
-            if (float.IsFinite(value)) { lossSum += value; finiteSteps++; }
-            onStep?.Invoke(new StepReport(epochNumber, Step, batch + 1, stepsInEpoch, value, images / clock.Elapsed.TotalSeconds));
+            Synchronize();
+        }
+        finally
+        {
+            _onSynced = null;
+            _context = default;
         }
         bool complete = StepInEpoch >= stepsInEpoch;
         if (complete)
@@ -169,11 +192,97 @@ public sealed class Trainer : IDisposable
             images / clock.Elapsed.TotalSeconds, rssStart, Environment.WorkingSet, complete);
     }
 
-    private bool GradientsFinite()
+    /// <summary>
+    /// One optimizer step on <paramref name="x0"/> (already on <see cref="Device"/>): Algorithm 1's loss, backward, Adam
+    /// and the EMA, with no host synchronisation on the flat path. The loss is read at the next
+    /// <see cref="Synchronize"/>, which runs by itself every <see cref="SyncEvery"/> steps.
+    /// </summary>
+    public void TrainBatch(Tensor x0, Tensor? labels = null)
     {
-        using var scope = NewDisposeScope();
-        var checks = Model.parameters().Select(p => p.grad).Where(g => g is not null).Select(g => g!.isfinite().all()).ToArray();
-        return checks.Length == 0 || stack(checks).all().item<bool>();
+        using (var scope = NewDisposeScope())
+        {
+            try
+            {
+                var loss = Diffusion.TrainingLoss((xt, t) => Model.forward(xt, t, labels), x0, Generator);
+                if (_flat is null) _optimizer.zero_grad();
+                loss.backward();
+                Tensor applied;
+                if (_flat is not null)
+                {
+                    var gradients = _flat.Gradients();
+                    applied = gradients.isfinite().all().logical_and_(loss.isfinite());
+                    _flat.Step(gradients, applied);
+                    Ema?.Update(_flat.Weights, Step, applied);
+                    _flat.ZeroGrad();
+                }
+                else
+                {
+                    applied = PerTensorFinite(loss);
+                    if (applied.item<bool>())
+                    {
+                        _optimizer.step();
+                        Ema?.Update(Model, Step);
+                    }
+                }
+                _pending.Add(new PendingStep(Step + 1, _context, loss.detach().DetachFromDisposeScope(), applied.DetachFromDisposeScope()));
+            }
+            catch (Exception e) when (e is not TrainingException && IsOutOfMemory(e))
+            {
+                throw new TrainingException($"out of memory at step {Step + 1} on {Device.type} with batch_size {x0.shape[0]}; " +
+                    $"try a smaller train_params.batch_size (e.g. --batch-size {Math.Max(1, x0.shape[0] / 2)}). The last checkpoint was kept. ({FirstLine(e.Message)})");
+            }
+        }
+        Step++;
+        if (_pending.Count >= SyncEvery) Synchronize();
+    }
+
+    /// <summary>
+    /// Reads the losses and non-finite flags of the steps since the last read (one wait for the device), applies
+    /// <c>on_nonfinite</c> to them in order, and reports them.
+    /// </summary>
+    public void Synchronize()
+    {
+        if (_pending.Count == 0) return;
+        var window = _pending.ToArray();
+        _pending.Clear();
+        float[] values;
+        using (var scope = NewDisposeScope())
+        {
+            var packed = stack(window.Select(p => p.Loss.to(float32)).Concat(window.Select(p => p.Applied.to(float32))).ToArray());
+            values = packed.cpu().data<float>().ToArray();
+        }
+        foreach (var p in window)
+        {
+            p.Loss.Dispose();
+            p.Applied.Dispose();
+        }
+        int n = window.Length;
+        int skipped = Enumerable.Range(0, n).Count(i => values[n + i] == 0);
+        if (skipped > 0) _flat?.Unapply(skipped);
+        for (int i = 0; i < n; i++)
+        {
+            var (step, context) = (window[i].Step, window[i].Context);
+            float loss = values[i];
+            if (values[n + i] == 0)
+            {
+                string problem = float.IsFinite(loss) ? "a gradient became non-finite" : $"loss became {loss}";
+                string where = context.Epoch > 0 ? $"step {step} (epoch {context.Epoch})" : $"step {step}";
+                if (Config.Train.OnNonFinite == NonFiniteAction.Stop)
+                    throw new TrainingException($"{problem} at {where}; its update was not applied, " +
+                        "training stopped and the last checkpoint was kept. Try a lower learning rate, or train_params.on_nonfinite: skip.");
+                SkippedSteps++;
+                Warn?.Invoke($"warning: {problem} at {where}; step skipped (on_nonfinite: skip)");
+            }
+            double rate = context.Clock is null ? double.NaN : context.Images / context.Clock.Elapsed.TotalSeconds;
+            _onSynced?.Invoke(new StepReport(context.Epoch, step, context.StepInEpoch, context.StepsInEpoch, loss, rate));
+        }
+    }
+
+    /// <summary>The per-tensor path's check: the loss and every gradient finite (a bool scalar).</summary>
+    private Tensor PerTensorFinite(Tensor loss)
+    {
+        var checks = Model.parameters().Select(p => p.grad).Where(g => g is not null).Select(g => g!.isfinite().all()).Append(loss.isfinite());
+        return stack(checks.ToArray()).all();
     }
 
     /// <summary>Whether <paramref name="e"/> is an allocation failure of libtorch (CUDA or CPU) or of .NET.</summary>
@@ -191,13 +300,23 @@ public sealed class Trainer : IDisposable
         return where(drop, full_like(labels, Model.NullLabel), labels);
     }
 
-    /// <summary>Saves weights, optimizer and RNG state, epoch and step (atomically).</summary>
-    public void Save(string path) =>
+    /// <summary>Saves weights, optimizer and RNG state, epoch and step (atomically), after reading any pending steps.</summary>
+    public void Save(string path)
+    {
+        Synchronize();
         Checkpoint.Save(path, Model, Config, Epoch, Step, StepInEpoch, new Checkpoint.TrainingState(_optimizer, Generator), Ema?.Shadow);
+    }
 
     public void Dispose()
     {
-        _optimizer.Dispose();
+        foreach (var p in _pending)
+        {
+            p.Loss.Dispose();
+            p.Applied.Dispose();
+        }
+        _pending.Clear();
+        if (_flat is not null) _flat.Dispose();
+        else _optimizer.Dispose();
         Ema?.Dispose();
         Generator.Dispose();
         Model.Dispose();

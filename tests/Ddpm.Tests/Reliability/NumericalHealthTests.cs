@@ -40,10 +40,11 @@ public class NumericalHealthTests : IDisposable
             }
         });
         Assert.NotNull(lastGood);
-        Assert.Contains($"at step {trainer.Step + 1}", e.Message);
+        // The failed step counts as taken (its update was masked out); the checkpoint is from the step before.
+        Assert.Contains($"at step {trainer.Step} ", e.Message);
         Assert.Contains("last checkpoint was kept", e.Message);
         Assert.Equal(lastGood, File.ReadAllBytes(folder.LatestPath));
-        Assert.Equal(trainer.Step, Checkpoint.ReadManifest(folder.LatestPath).Step);
+        Assert.Equal(trainer.Step - 1, Checkpoint.ReadManifest(folder.LatestPath).Step);
         Checkpoint.LoadModel(folder.LatestPath).Model.Dispose();
     }
 
@@ -61,6 +62,26 @@ public class NumericalHealthTests : IDisposable
         Assert.Equal(trainer.SkippedSteps, warnings.Count);
         Assert.Contains("skipped", warnings[0]);
         foreach (var p in trainer.Model.parameters()) Assert.True(p.isfinite().all().item<bool>(), "a weight became non-finite");
+    }
+
+    [Fact]
+    public void Reading_losses_every_4_steps_names_the_first_bad_step_and_never_applies_a_non_finite_update()
+    {
+        var config = Exploding(NonFiniteAction.Stop);
+        using var data = SyntheticImages.Create(64, 1, 8); // 8 steps per epoch
+        using var eager = new Trainer(new Ddpm.Models.UNet(config.Model), config, Cpu);
+        var eagerError = Assert.Throws<TrainingException>(() => eager.TrainEpoch(data));
+        long firstBad = eager.Step;
+
+        using var windowed = new Trainer(new Ddpm.Models.UNet(config.Model), config, Cpu) { SyncEvery = 4 };
+        var seen = new List<long>();
+        var e = Assert.Throws<TrainingException>(() => windowed.TrainEpoch(data, s => seen.Add(s.Step)));
+        Assert.Contains($"at step {firstBad} ", e.Message);
+        Assert.Contains("update was not applied", e.Message);
+        Assert.Equal(Enumerable.Range(1, (int)firstBad - 1).Select(i => (long)i), seen);
+        Assert.True(windowed.Step >= firstBad && windowed.Step <= 4 * ((firstBad + 3) / 4), $"step {windowed.Step} after a window of 4 ending past {firstBad}");
+        foreach (var p in windowed.Model.parameters()) Assert.True(p.isfinite().all().item<bool>(), "a non-finite update was applied");
+        Assert.Contains($"at step {firstBad} ", eagerError.Message);
     }
 
     [Fact]

@@ -1,0 +1,144 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Ddpm.Training;
+
+/// <summary>
+/// Adam over one flat buffer. Every parameter of the model is re-pointed to a view of one contiguous tensor θ, and
+/// Adam's moments m and v are views of two more, so an update is about twenty kernels for the whole model instead of
+/// about seven per parameter tensor (TorchSharp's <see cref="Adam"/> runs a C# loop; the seed's U-Net has 300+
+/// tensors, so thousands of kernel launches per step on a GPU).
+/// <para>
+/// The arithmetic is the same as TorchSharp's (and PyTorch's) Adam, element for element:
+/// m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g², θ ← θ − (lr/(1 − β₁ᵗ))·m/(√v/√(1 − β₂ᵗ) + ε).
+/// The state lives in an ordinary <see cref="Adam"/> (<see cref="Optimizer"/>) whose per-parameter moments
+/// are those views, so checkpoints keep TorchSharp's optimizer format and older checkpoints resume.
+/// </para>
+/// <para>
+/// An update can be made conditional on a device-side flag (<see cref="Step(Tensor, Tensor?)"/>): a step with a non-finite
+/// gradient leaves θ, m and v untouched without the host waiting for the GPU. The step counter t is kept on the host
+/// assuming the update applied; <see cref="Unapply"/> corrects it once the host has read the flag.
+/// </para>
+/// </summary>
+public sealed class FlatAdam : IDisposable
+{
+    private readonly Parameter[] _parameters;
+    private readonly Adam.State[] _states;
+    private readonly Tensor _m, _v;
+    private readonly Adam.Options _options;
+
+    /// <summary>The optimizer holding lr, β, ε and the per-parameter state (views of the flat moments).</summary>
+    public Adam Optimizer { get; }
+    /// <summary>All parameters, concatenated in <c>parameters()</c> order; each parameter is a view of it.</summary>
+    public Tensor Weights { get; }
+    /// <summary>Updates applied (t in the bias corrections).</summary>
+    public long Updates { get; private set; }
+
+    public FlatAdam(IEnumerable<Parameter> parameters, double lr)
+    {
+        _parameters = parameters.ToArray();
+        if (_parameters.Length == 0) throw new ArgumentException("no parameters to optimize", nameof(parameters));
+        var first = _parameters[0];
+        if (_parameters.Any(p => p.dtype != first.dtype || p.device_type != first.device_type || p.device_index != first.device_index))
+            throw new ArgumentException("all parameters must share one dtype and device to be flattened", nameof(parameters));
+
+        Optimizer = optim.Adam(_parameters, lr);
+        var state = Optimizer.state_dict();
+        _states = state.State.Cast<Adam.State>().ToArray();
+        _options = (Adam.Options)state.Options[0];
+        using (no_grad())
+        {
+            Weights = cat(_parameters.Select(p => p.detach().reshape(-1)).ToArray()).DetachFromDisposeScope();
+            _m = zeros_like(Weights).DetachFromDisposeScope();
+            _v = zeros_like(Weights).DetachFromDisposeScope();
+            long offset = 0;
+            for (int i = 0; i < _parameters.Length; i++)
+            {
+                var p = _parameters[i];
+                long n = p.numel();
+                p.set_(View(Weights, offset, p.shape));
+                var s = _states[i];
+                s.exp_avg.Dispose();
+                s.exp_avg_sq.Dispose();
+                s.exp_avg = View(_m, offset, p.shape);
+                s.exp_avg_sq = View(_v, offset, p.shape);
+                offset += n;
+            }
+        }
+        SyncUpdatesFromState();
+    }
+
+    private static Tensor View(Tensor flat, long offset, long[] shape) =>
+        flat.narrow(0, offset, shape.Aggregate(1L, (a, b) => a * b)).view(shape).DetachFromDisposeScope();
+
+    /// <summary>Reads t back from the per-parameter state (after loading a checkpoint into <see cref="Optimizer"/>).</summary>
+    public void SyncUpdatesFromState()
+    {
+        long t = _states[0].step;
+        if (_states.Any(s => s.step != t))
+            throw new InvalidOperationException("the optimizer state holds different step counts per parameter; it was not saved by Adam over these parameters");
+        Updates = t;
+    }
+
+    /// <summary>All gradients, concatenated like <see cref="Weights"/> (zeros for a parameter without one).</summary>
+    public Tensor Gradients() =>
+        cat(_parameters.Select(p => p.grad is { } g ? g.reshape(-1) : zeros(p.numel(), dtype: p.dtype, device: p.device)).ToArray());
+
+    /// <summary>Drops every gradient (the next backward pass writes fresh ones without a zeroing kernel).</summary>
+    public void ZeroGrad()
+    {
+        foreach (var p in _parameters) p.grad = null;
+    }
+
+    /// <summary>
+    /// One Adam update from <paramref name="gradients"/> (<see cref="Gradients"/>). With <paramref name="apply"/> (a bool
+    /// scalar on the device) the new θ, m and v are kept only where it is true; no host synchronisation either way.
+    /// </summary>
+    public void Step(Tensor gradients, Tensor? apply = null)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var o = _options; // loading a checkpoint updates this object in place
+        double beta1 = o.beta1!.Value, beta2 = o.beta2!.Value, eps = o.eps!.Value, lr = o.LearningRate!.Value;
+        long t = Updates + 1;
+        double biasCorrection1 = 1 - Math.Pow(beta1, t);
+        double biasCorrection2 = 1 - Math.Pow(beta2, t);
+        var g = gradients;
+        if (apply is null)
+        {
+            _m.mul_(beta1).add_(g, alpha: 1 - beta1);
+            _v.mul_(beta2).addcmul_(g, g, value: 1 - beta2);
+            var denom = (_v.sqrt() / Math.Sqrt(biasCorrection2)).add_(eps);
+            Weights.addcdiv_(_m, denom, value: -lr / biasCorrection1);
+        }
+        else
+        {
+            var m = _m.mul(beta1).add_(g, alpha: 1 - beta1);
+            var v = _v.mul(beta2).addcmul_(g, g, value: 1 - beta2);
+            var denom = (v.sqrt() / Math.Sqrt(biasCorrection2)).add_(eps);
+            var theta = Weights.addcdiv(m, denom, value: -lr / biasCorrection1);
+            _m.copy_(where(apply, m, _m));
+            _v.copy_(where(apply, v, _v));
+            Weights.copy_(where(apply, theta, Weights));
+        }
+        Updates = t;
+        foreach (var s in _states) s.step = t;
+    }
+
+    /// <summary>Takes back the step count of <paramref name="count"/> updates the device flag turned out to skip.</summary>
+    public void Unapply(int count)
+    {
+        if (count < 0 || count > Updates) throw new ArgumentOutOfRangeException(nameof(count));
+        Updates -= count;
+        foreach (var s in _states) s.step = Updates;
+    }
+
+    public void Dispose()
+    {
+        Optimizer.Dispose();
+        _m.Dispose();
+        _v.Dispose();
+        Weights.Dispose();
+    }
+}
