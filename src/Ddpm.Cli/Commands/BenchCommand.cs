@@ -6,6 +6,7 @@ using Ddpm.Configuration;
 using Ddpm.Diffusion;
 using Ddpm.Models;
 using Ddpm.Sampling;
+using Ddpm.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -17,9 +18,11 @@ namespace Ddpm.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
-    public sealed record TrainResult(string Config, long Parameters, int Batch, double MedianImagesPerSecond, double[] ImagesPerSecond);
-    public sealed record SampleResult(string Config, int Batch, double MedianMsPerStep, double[] MsPerStep);
-    public sealed record Report(string Device, string Machine, int Threads, IReadOnlyList<TrainResult> Training,
+    public sealed record TrainResult(string Config, long Parameters, int Batch, double MedianImagesPerSecond, double[] ImagesPerSecond,
+        string? GpuMemoryAfter);
+    public sealed record SampleResult(string Config, int Batch, double MedianMsPerStep, double[] MsPerStep, int? FullSteps, double? FullSeconds);
+    public sealed record Settings(string Optimizer, int SyncEvery, string Precision, bool CudnnBenchmark);
+    public sealed record Report(string Device, string Machine, int Threads, Settings Settings, IReadOnlyList<TrainResult> Training,
         IReadOnlyList<SampleResult> Sampling, double PeakRssMb, string? PeakGpuMemory, DateTimeOffset When);
 
     public static Command Create()
@@ -36,10 +39,18 @@ internal static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "untimed steps first", DefaultValueFactory = _ => 2 };
         var output = new Option<string>("--out") { Description = "JSON report path", DefaultValueFactory = _ => "bench.json" };
         var noSample = new Option<bool>("--no-sample") { Description = "skip the sampling measurement" };
+        var sampleFull = new Option<bool>("--sample-full") { Description = "also time one whole sampling run (all T steps) per config" };
+        var optimizer = new Option<string>("--optimizer")
+        {
+            Description = "flat (Adam over one buffer, the default) or per-tensor (TorchSharp's Adam, host check every step)",
+            DefaultValueFactory = _ => "flat",
+        };
+        var syncEvery = new Option<int?>("--sync-every") { Description = "steps between host reads of the loss (default: the trainer's, 1 on cpu, 50 on cuda)" };
+        var precision = new Option<string?>("--precision") { Description = "fp32 or bf16 (default: each config's train_params.precision)" };
         var device = CommonOptions.DeviceOption();
         var cmd = new Command("bench", "Measure training img/s and sampling ms/step (median of repeats, warm-up excluded)")
         {
-            configs, batches, sampleBatch, repeats, steps, warmup, output, noSample, device,
+            configs, batches, sampleBatch, repeats, steps, warmup, output, noSample, sampleFull, optimizer, syncEvery, precision, device,
         };
         cmd.SetAction(p =>
         {
@@ -48,7 +59,22 @@ internal static class BenchCommand
             var sizes = ParseSizes(p.GetValue(batches), dev);
             int r = p.GetValue(repeats), s = p.GetValue(steps), w = p.GetValue(warmup), sb = p.GetValue(sampleBatch);
             if (r < 1 || s < 1 || w < 0 || sb < 1) throw new UsageException("--repeats, --steps and --sample-batch must be >= 1, --warmup >= 0");
-            return Run(paths, sizes, sb, r, s, w, dev, p.GetValue(output)!, !p.GetValue(noSample));
+            bool flat = p.GetValue(optimizer)!.ToLowerInvariant() switch
+            {
+                "flat" => true,
+                "per-tensor" => false,
+                var other => throw new UsageException($"--optimizer: unknown optimizer '{other}' (expected flat or per-tensor)"),
+            };
+            if (p.GetValue(syncEvery) is < 1) throw new UsageException("--sync-every must be >= 1");
+            Precision? prec = p.GetValue(precision)?.ToLowerInvariant() switch
+            {
+                null => null,
+                "fp32" => Precision.Fp32,
+                "bf16" => Precision.Bf16,
+                var other => throw new UsageException($"--precision: unknown precision '{other}' (expected fp32 or bf16)"),
+            };
+            var options = new Options(sizes, sb, r, s, w, flat, p.GetValue(syncEvery), prec, p.GetValue(sampleFull));
+            return Run(paths, options, dev, p.GetValue(output)!, !p.GetValue(noSample));
         });
         return cmd;
     }
@@ -68,49 +94,61 @@ internal static class BenchCommand
         }
     }
 
-    private static int Run(string[] configPaths, int[] batchSizes, int sampleBatch, int repeats, int steps, int warmup,
-        Device device, string outPath, bool sample)
+    private sealed record Options(int[] BatchSizes, int SampleBatch, int Repeats, int Steps, int Warmup, bool Flat, int? SyncEvery,
+        Precision? Precision, bool SampleFull);
+
+    private static int Run(string[] configPaths, Options o, Device device, string outPath, bool sample)
     {
+        int repeats = o.Repeats;
         var inv = CultureInfo.InvariantCulture;
         var training = new List<TrainResult>();
         var sampling = new List<SampleResult>();
         foreach (var path in configPaths)
         {
             var config = DdpmConfig.Load(path);
+            if (o.Precision is { } precision) config = config with { Train = config.Train with { Precision = precision } };
             var name = Path.GetFileNameWithoutExtension(path);
-            manual_seed(0);
-            using var model = new UNet(config.Model);
-            model.to(device);
-            var diffusion = GaussianDiffusion.FromOptions(config.Diffusion);
-            foreach (var batch in batchSizes)
+            foreach (var batch in o.BatchSizes)
             {
-                var rates = MeasureTraining(model, diffusion, config, batch, device, repeats, steps, warmup);
-                var result = new TrainResult(name, model.ParameterCount(), batch, Median(rates), rates);
+                var (parameters, rates) = MeasureTraining(config with { Train = config.Train with { BatchSize = batch } }, device, o);
+                var result = new TrainResult(name, parameters, batch, Median(rates), rates, GpuMemory(device));
                 training.Add(result);
-                Console.Error.WriteLine(string.Format(inv, "{0}: train batch {1}: {2:F1} img/s (median of {3})", name, batch, result.MedianImagesPerSecond, repeats));
+                Console.Error.WriteLine(string.Format(inv, "{0}: train batch {1}: {2:F1} img/s (median of {3}){4}", name, batch,
+                    result.MedianImagesPerSecond, repeats, result.GpuMemoryAfter is null ? "" : $", GPU memory {result.GpuMemoryAfter}"));
             }
             if (sample)
             {
-                var ms = MeasureSampling(model, diffusion, config, sampleBatch, device, repeats, steps, warmup);
-                sampling.Add(new SampleResult(name, sampleBatch, Median(ms), ms));
-                Console.Error.WriteLine(string.Format(inv, "{0}: sample {1} images: {2:F1} ms/step (median of {3})", name, sampleBatch, Median(ms), repeats));
+                manual_seed(0);
+                using var model = new UNet(config.Model);
+                model.to(device);
+                if (config.Train.Precision == Precision.Bf16) model.to(ScalarType.BFloat16);
+                var diffusion = GaussianDiffusion.FromOptions(config.Diffusion);
+                var ms = MeasureSampling(model, diffusion, config, device, o);
+                double? full = o.SampleFull ? MeasureFullSampling(model, diffusion, config, device, o.SampleBatch) : null;
+                sampling.Add(new SampleResult(name, o.SampleBatch, Median(ms), ms, o.SampleFull ? diffusion.T : null, full));
+                Console.Error.WriteLine(string.Format(inv, "{0}: sample {1} images: {2:F2} ms/step (median of {3}){4}", name, o.SampleBatch, Median(ms), repeats,
+                    full is null ? "" : string.Format(inv, "; all {0} steps: {1:F2} s", diffusion.T, full)));
             }
         }
 
+        var settings = new Settings(o.Flat ? "flat" : "per-tensor", o.SyncEvery ?? (device.type == DeviceType.CUDA ? 50 : 1),
+            o.Precision?.ToString().ToLowerInvariant() ?? "per config", device.type == DeviceType.CUDA && CommonOptions.CudnnBenchmarkRequested);
         var report = new Report(device.type.ToString().ToLowerInvariant(), $"{Environment.MachineName}, {Environment.ProcessorCount} cores",
-            get_num_threads(), training, sampling, Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, GpuMemory(device), DateTimeOffset.UtcNow);
+            get_num_threads(), settings, training, sampling, Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, GpuMemory(device), DateTimeOffset.UtcNow);
 
-        Console.WriteLine($"device {report.Device} ({report.Machine}, {report.Threads} torch threads)");
-        Console.WriteLine("| config | params | batch | train img/s (median) |");
-        Console.WriteLine("| --- | ---: | ---: | ---: |");
+        Console.WriteLine($"device {report.Device} ({report.Machine}, {report.Threads} torch threads{CudaName(device)}); " +
+            $"optimizer {settings.Optimizer}, sync every {settings.SyncEvery}, precision {settings.Precision}, cudnn benchmark {(settings.CudnnBenchmark ? "on" : "off")}");
+        Console.WriteLine("| config | params | batch | train img/s (median) | GPU memory after |");
+        Console.WriteLine("| --- | ---: | ---: | ---: | ---: |");
         foreach (var t in training)
-            Console.WriteLine(string.Format(inv, "| {0} | {1:N0} | {2} | {3:F1} |", t.Config, t.Parameters, t.Batch, t.MedianImagesPerSecond));
+            Console.WriteLine(string.Format(inv, "| {0} | {1:N0} | {2} | {3:F1} | {4} |", t.Config, t.Parameters, t.Batch, t.MedianImagesPerSecond, t.GpuMemoryAfter ?? "–"));
         if (sampling.Count > 0)
         {
-            Console.WriteLine("| config | images | sample ms/step (median) |");
-            Console.WriteLine("| --- | ---: | ---: |");
+            Console.WriteLine("| config | images | sample ms/step (median) | whole run |");
+            Console.WriteLine("| --- | ---: | ---: | ---: |");
             foreach (var s in sampling)
-                Console.WriteLine(string.Format(inv, "| {0} | {1} | {2:F1} |", s.Config, s.Batch, s.MedianMsPerStep));
+                Console.WriteLine(string.Format(inv, "| {0} | {1} | {2:F2} | {3} |", s.Config, s.Batch, s.MedianMsPerStep,
+                    s.FullSeconds is { } f ? string.Format(inv, "{0} steps in {1:F2} s", s.FullSteps, f) : "–"));
         }
         Console.WriteLine(string.Format(inv, "peak RSS {0:F0} MB{1}", report.PeakRssMb, report.PeakGpuMemory is null ? "" : $", GPU memory {report.PeakGpuMemory}"));
         File.WriteAllText(outPath, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
@@ -118,39 +156,45 @@ internal static class BenchCommand
         return CliApp.Ok;
     }
 
-    private static double[] MeasureTraining(UNet model, GaussianDiffusion diffusion, DdpmConfig config, int batch, Device device,
-        int repeats, int steps, int warmup)
+    /// <summary>Training steps of the real <see cref="Trainer"/> on one fixed random batch: img/s per repeat.</summary>
+    private static (long Parameters, double[] Rates) MeasureTraining(DdpmConfig config, Device device, Options o)
     {
-        model.train();
-        using var optimizer = optim.Adam(model.parameters(), config.Train.Lr);
+        int batch = config.Train.BatchSize;
+        using var trainer = Trainer.Create(config, device, o.Flat);
+        if (o.SyncEvery is int n) trainer.SyncEvery = n;
         using var generator = new Generator(0, new Device("cpu"));
         var shape = new long[] { batch, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize };
         using var x0 = (rand(shape, generator: generator) * 2 - 1).to(device);
-        void Step()
+        using var labels = trainer.Model.IsConditional ? randint(0, config.Model.NumClasses, [batch], generator: generator).to(device) : null;
+        void Steps(int count)
         {
-            using var scope = NewDisposeScope();
-            optimizer.zero_grad();
-            var loss = diffusion.TrainingLoss((xt, t) => model.forward(xt, t), x0, generator);
-            loss.backward();
-            optimizer.step();
+            for (int i = 0; i < count; i++) trainer.TrainBatch(x0, labels);
+            trainer.Synchronize();
+            Sync(device);
         }
-        for (int i = 0; i < warmup; i++) Step();
-        Sync(device);
-        var rates = new double[repeats];
-        for (int r = 0; r < repeats; r++)
+        Steps(o.Warmup);
+        var rates = new double[o.Repeats];
+        for (int r = 0; r < o.Repeats; r++)
         {
             var clock = Stopwatch.StartNew();
-            for (int i = 0; i < steps; i++) Step();
-            Sync(device);
-            rates[r] = batch * steps / clock.Elapsed.TotalSeconds;
+            Steps(o.Steps);
+            rates[r] = batch * o.Steps / clock.Elapsed.TotalSeconds;
         }
-        return rates;
+        return (trainer.Model.ParameterCount(), rates);
     }
 
-    private static double[] MeasureSampling(UNet model, GaussianDiffusion diffusion, DdpmConfig config, int batch, Device device,
-        int repeats, int steps, int warmup)
+    /// <summary>The network as the sampler calls it: float32 in and out, bf16 inside for a bf16 model.</summary>
+    private static NoisePredictor Predictor(UNet model)
+    {
+        var dtype = model.parameters().First().dtype;
+        return dtype == ScalarType.Float32 ? model.forward : (x, t) => model.forward(x.to(dtype), t).to(ScalarType.Float32);
+    }
+
+    private static double[] MeasureSampling(UNet model, GaussianDiffusion diffusion, DdpmConfig config, Device device, Options o)
     {
         model.eval();
+        int batch = o.SampleBatch;
+        var predict = Predictor(model);
         var sampler = new DdpmSampler(diffusion);
         using var noGrad = no_grad();
         using var generator = new Generator(1, new Device("cpu"));
@@ -161,25 +205,42 @@ internal static class BenchCommand
         {
             using var scope = NewDisposeScope();
             int t = sampler.Timesteps[index % sampler.Timesteps.Count];
-            var next = sampler.Step(model.forward(x, full(batch, (long)t, dtype: int64, device: device)), index % sampler.Timesteps.Count, x, stepGenerator);
+            var next = sampler.Step(predict(x, full(batch, (long)t, dtype: int64, device: device)), index % sampler.Timesteps.Count, x, stepGenerator);
             next.MoveToOuterDisposeScope();
             x.Dispose();
             x = next;
             index++;
         }
-        for (int i = 0; i < warmup; i++) Step();
+        for (int i = 0; i < o.Warmup; i++) Step();
         Sync(device);
-        var ms = new double[repeats];
-        for (int r = 0; r < repeats; r++)
+        var ms = new double[o.Repeats];
+        for (int r = 0; r < o.Repeats; r++)
         {
             var clock = Stopwatch.StartNew();
-            for (int i = 0; i < steps; i++) Step();
+            for (int i = 0; i < o.Steps; i++) Step();
             Sync(device);
-            ms[r] = clock.Elapsed.TotalMilliseconds / steps;
+            ms[r] = clock.Elapsed.TotalMilliseconds / o.Steps;
         }
         x.Dispose();
         return ms;
     }
+
+    /// <summary>One whole run of Algorithm 2 (x_T to x_0, all T steps) through <see cref="SamplingLoop"/>, in seconds.</summary>
+    private static double MeasureFullSampling(UNet model, GaussianDiffusion diffusion, DdpmConfig config, Device device, int batch)
+    {
+        model.eval();
+        var shape = new long[] { batch, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize };
+        var clock = Stopwatch.StartNew();
+        using var x0 = SamplingLoop.Run(new DdpmSampler(diffusion), Predictor(model), shape, device);
+        Sync(device);
+        return clock.Elapsed.TotalSeconds;
+    }
+
+    private static string CudaName(Device device) => device.type == DeviceType.CUDA ? ", " + GpuName() : "";
+
+    /// <summary>The card's name as nvidia-smi reports it.</summary>
+    private static string GpuName() =>
+        NvidiaSmi("--query-gpu=name --format=csv,noheader") is { Length: > 0 } name ? name.Split('\n')[0] : "GPU name not reported";
 
     private static void Sync(Device device)
     {
@@ -193,25 +254,34 @@ internal static class BenchCommand
         return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     }
 
-    /// <summary>Device memory in use by this process as nvidia-smi reports it (TorchSharp exposes no allocator statistics).</summary>
+    /// <summary>
+    /// Device memory in use by this process as nvidia-smi reports it (the caching allocator's reserve plus the CUDA
+    /// context; TorchSharp exposes no allocator statistics), else the whole card's used memory, marked as such.
+    /// </summary>
     private static string? GpuMemory(Device device)
     {
         if (device.type != DeviceType.CUDA) return null;
+        var apps = NvidiaSmi("--query-compute-apps=pid,used_memory --format=csv,noheader");
+        if (apps is null) return "nvidia-smi unavailable";
+        var mine = apps.Split('\n').FirstOrDefault(l => l.StartsWith(Environment.ProcessId + ","));
+        if (mine is not null) return mine.Split(',')[1].Trim();
+        var total = NvidiaSmi("--query-gpu=memory.used --format=csv,noheader");
+        return total is null ? "not reported" : $"{total.Split('\n')[0].Trim()} (whole card)";
+    }
+
+    private static string? NvidiaSmi(string arguments)
+    {
         try
         {
-            var psi = new ProcessStartInfo("nvidia-smi", $"--query-compute-apps=pid,used_memory --format=csv,noheader")
-            {
-                RedirectStandardOutput = true, RedirectStandardError = true,
-            };
+            var psi = new ProcessStartInfo("nvidia-smi", arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
             using var p = Process.Start(psi)!;
             var text = p.StandardOutput.ReadToEnd();
             p.WaitForExit(5000);
-            var mine = text.Split('\n').FirstOrDefault(l => l.StartsWith(Environment.ProcessId + ","));
-            return mine?.Split(',')[1].Trim() ?? "not reported";
+            return text.Trim();
         }
         catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
         {
-            return "nvidia-smi unavailable";
+            return null;
         }
     }
 }

@@ -29,7 +29,19 @@ internal static class CommonOptions
             // fp32 math on TF32 tensor cores, as PyTorch users enable with torch.backends.*.allow_tf32.
             backends.cuda.matmul.allow_tf32 = true;
             backends.cudnn.allow_tf32 = true;
+            if (CudnnBenchmarkRequested) Ddpm.Runtime.CudnnAutotune.Enabled = true;
         }
         return device;
     }
+
+    /// <summary>The variable that turns cuDNN's autotuner on (1) or off (0) for CUDA runs.</summary>
+    public const string CudnnBenchmarkVariable = "DDPM_CUDNN_BENCHMARK";
+
+    /// <summary>Whether <c>DDPM_CUDNN_BENCHMARK</c> asks for cuDNN's autotuner (default off).</summary>
+    public static bool CudnnBenchmarkRequested => Environment.GetEnvironmentVariable(CudnnBenchmarkVariable) switch
+    {
+        null or "" or "0" => false,
+        "1" => true,
+        var other => throw new UsageException($"{CudnnBenchmarkVariable}: expected 0 or 1, got '{other}'"),
+    };
 }

@@ -117,6 +117,7 @@ public sealed record DdpmConfig
         sb.AppendLine($"  label_dropout: {D(Train.LabelDropout)}");
         sb.AppendLine($"  keep_checkpoints: {Train.KeepCheckpoints}");
         sb.AppendLine($"  on_nonfinite: {Train.OnNonFinite.ToString().ToLowerInvariant()}");
+        sb.AppendLine($"  precision: {Train.Precision.ToString().ToLowerInvariant()}");
         return sb.ToString();
     }
 
@@ -290,8 +291,19 @@ public sealed record DdpmConfig
         public TrainOptions ReadTrain()
         {
             RejectUnknown("task_name", "batch_size", "num_epochs", "num_samples", "num_grid_rows", "lr", "ckpt_name",
-                "seed", "max_steps", "ema_decay", "label_dropout", "keep_checkpoints", "on_nonfinite");
+                "seed", "max_steps", "ema_decay", "label_dropout", "keep_checkpoints", "on_nonfinite", "precision");
             var d = new TrainOptions();
+            var precision = d.Precision;
+            if (_values.ContainsKey("precision"))
+            {
+                var s = Scalar("precision");
+                precision = s.ToLowerInvariant() switch
+                {
+                    "fp32" or "float32" => Precision.Fp32,
+                    "bf16" or "bfloat16" => Precision.Bf16,
+                    _ => throw new ConfigException($"{_name}.precision", $"unknown precision '{s}' (known: fp32, bf16)"),
+                };
+            }
             var onNonFinite = d.OnNonFinite;
             if (_values.ContainsKey("on_nonfinite"))
             {
@@ -318,6 +330,7 @@ public sealed record DdpmConfig
                 LabelDropout = Double("label_dropout", d.LabelDropout),
                 KeepCheckpoints = Int("keep_checkpoints", d.KeepCheckpoints),
                 OnNonFinite = onNonFinite,
+                Precision = precision,
             };
         }
     }

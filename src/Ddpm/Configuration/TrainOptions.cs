@@ -21,6 +21,8 @@ public sealed record TrainOptions
     public int KeepCheckpoints { get; init; } = 3;
     /// <summary>What a non-finite loss or gradient does: stop the run (default) or skip that step.</summary>
     public NonFiniteAction OnNonFinite { get; init; } = NonFiniteAction.Stop;
+    /// <summary>fp32 (default) or bf16 forward/backward with float32 master weights.</summary>
+    public Precision Precision { get; init; } = Precision.Fp32;
 
     public void Validate()
     {

@@ -66,7 +66,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
         if (y is not null && class_emb is null)
             throw new ArgumentException("this U-Net is unconditional (num_classes = 0) and takes no labels");
         using var scope = NewDisposeScope();
-        var tEmb = t_proj.forward(TimeEmbedding.Sinusoidal(t, Options.TimeEmbDim));
+        var tEmb = t_proj.forward(TimeEmbedding.Sinusoidal(t, Options.TimeEmbDim).to(x.dtype)); // float32, or bf16 for a bf16 copy
         if (class_emb is not null)
             tEmb = tEmb + class_emb.forward(y ?? full(x.shape[0], NullLabel, dtype: int64, device: x.device));
         var h = conv_in.forward(x);

@@ -20,10 +20,16 @@ namespace Ddpm.Training;
 /// gradient leaves θ, m and v untouched without the host waiting for the GPU. The step counter t is kept on the host
 /// assuming the update applied; <see cref="Unapply"/> corrects it once the host has read the flag.
 /// </para>
+/// <para>
+/// Mixed precision: given a second, lower-precision copy of the model (<c>compute</c>, e.g. bfloat16), its parameters
+/// become views of <see cref="ComputeWeights"/>; gradients are read from it and widened to float32, Adam updates the
+/// float32 master weights, and one copy kernel refreshes the low-precision ones.
+/// </para>
 /// </summary>
 public sealed class FlatAdam : IDisposable
 {
     private readonly Parameter[] _parameters;
+    private readonly Parameter[]? _compute;
     private readonly Adam.State[] _states;
     private readonly Tensor _m, _v;
     private readonly Adam.Options _options;
@@ -32,10 +38,12 @@ public sealed class FlatAdam : IDisposable
     public Adam Optimizer { get; }
     /// <summary>All parameters, concatenated in <c>parameters()</c> order; each parameter is a view of it.</summary>
     public Tensor Weights { get; }
+    /// <summary>The low-precision copy of <see cref="Weights"/> the compute model's parameters view, or null.</summary>
+    public Tensor? ComputeWeights { get; }
     /// <summary>Updates applied (t in the bias corrections).</summary>
     public long Updates { get; private set; }
 
-    public FlatAdam(IEnumerable<Parameter> parameters, double lr)
+    public FlatAdam(IEnumerable<Parameter> parameters, double lr, IEnumerable<Parameter>? compute = null)
     {
         _parameters = parameters.ToArray();
         if (_parameters.Length == 0) throw new ArgumentException("no parameters to optimize", nameof(parameters));
@@ -65,6 +73,19 @@ public sealed class FlatAdam : IDisposable
                 s.exp_avg_sq = View(_v, offset, p.shape);
                 offset += n;
             }
+            if (compute is not null)
+            {
+                _compute = compute.ToArray();
+                if (_compute.Length != _parameters.Length || _compute.Zip(_parameters).Any(c => !c.First.shape.SequenceEqual(c.Second.shape)))
+                    throw new ArgumentException("the compute copy must have the same parameter shapes, in the same order", nameof(compute));
+                ComputeWeights = Weights.to(_compute[0].dtype, copy: true).DetachFromDisposeScope();
+                offset = 0;
+                foreach (var c in _compute)
+                {
+                    c.set_(View(ComputeWeights, offset, c.shape));
+                    offset += c.numel();
+                }
+            }
         }
         SyncUpdatesFromState();
     }
@@ -81,14 +102,28 @@ public sealed class FlatAdam : IDisposable
         Updates = t;
     }
 
-    /// <summary>All gradients, concatenated like <see cref="Weights"/> (zeros for a parameter without one).</summary>
-    public Tensor Gradients() =>
-        cat(_parameters.Select(p => p.grad is { } g ? g.reshape(-1) : zeros(p.numel(), dtype: p.dtype, device: p.device)).ToArray());
+    /// <summary>
+    /// All gradients (of the compute copy, when there is one), concatenated like <see cref="Weights"/>, as float32
+    /// (zeros for a parameter without one).
+    /// </summary>
+    public Tensor Gradients()
+    {
+        var source = _compute ?? _parameters;
+        var flat = cat(source.Select(p => p.grad is { } g ? g.reshape(-1) : zeros(p.numel(), dtype: p.dtype, device: p.device)).ToArray());
+        return _compute is null ? flat : flat.to(Weights.dtype);
+    }
 
     /// <summary>Drops every gradient (the next backward pass writes fresh ones without a zeroing kernel).</summary>
     public void ZeroGrad()
     {
-        foreach (var p in _parameters) p.grad = null;
+        foreach (var p in _compute ?? _parameters) p.grad = null;
+    }
+
+    /// <summary>Copies the master weights into the compute copy (after weights were loaded into the master).</summary>
+    public void RefreshCompute()
+    {
+        using var noGrad = no_grad();
+        ComputeWeights?.copy_(Weights);
     }
 
     /// <summary>
@@ -122,6 +157,7 @@ public sealed class FlatAdam : IDisposable
             _v.copy_(where(apply, v, _v));
             Weights.copy_(where(apply, theta, Weights));
         }
+        ComputeWeights?.copy_(Weights);
         Updates = t;
         foreach (var s in _states) s.step = t;
     }
@@ -140,5 +176,6 @@ public sealed class FlatAdam : IDisposable
         _m.Dispose();
         _v.Dispose();
         Weights.Dispose();
+        ComputeWeights?.Dispose();
     }
 }

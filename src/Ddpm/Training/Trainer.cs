@@ -25,6 +25,8 @@ public sealed class Trainer : IDisposable
     private static readonly object SeededInit = new();
     private readonly Adam _optimizer;
     private readonly FlatAdam? _flat;
+    /// <summary>The bf16 copy that runs forward and backward (<c>precision: bf16</c>), or null.</summary>
+    private readonly UNet? _compute;
     private readonly List<PendingStep> _pending = [];
     private StepContext _context;
     private Action<StepReport>? _onSynced;
@@ -77,9 +79,17 @@ public sealed class Trainer : IDisposable
         Device = device;
         Diffusion = GaussianDiffusion.FromOptions(config.Diffusion);
         Model.to(device);
+        if (config.Train.Precision == Precision.Bf16)
+        {
+            if (!flatOptimizer)
+                throw new TrainingException("train_params.precision: bf16 keeps float32 master weights in the flat optimizer; it cannot run with the per-tensor one");
+            _compute = new UNet(config.Model);
+            _compute.to(device);
+            _compute.to(ScalarType.BFloat16);
+        }
         if (flatOptimizer)
         {
-            _flat = new FlatAdam(Model.parameters(), config.Train.Lr);
+            _flat = new FlatAdam(Model.parameters(), config.Train.Lr, _compute?.parameters());
             _optimizer = _flat.Optimizer;
         }
         else _optimizer = optim.Adam(Model.parameters(), config.Train.Lr);
@@ -151,6 +161,7 @@ public sealed class Trainer : IDisposable
         }
 
         Model.train();
+        _compute?.train();
         long rssStart = Environment.WorkingSet;
         var clock = Stopwatch.StartNew();
         double lossSum = 0;
@@ -203,7 +214,9 @@ public sealed class Trainer : IDisposable
         {
             try
             {
-                var loss = Diffusion.TrainingLoss((xt, t) => Model.forward(xt, t, labels), x0, Generator);
+                var loss = _compute is null
+                    ? Diffusion.TrainingLoss((xt, t) => Model.forward(xt, t, labels), x0, Generator)
+                    : Diffusion.TrainingLoss((xt, t) => _compute.forward(xt.to(ScalarType.BFloat16), t, labels).to(ScalarType.Float32), x0, Generator);
                 if (_flat is null) _optimizer.zero_grad();
                 loss.backward();
                 Tensor applied;
@@ -317,6 +330,7 @@ public sealed class Trainer : IDisposable
         _pending.Clear();
         if (_flat is not null) _flat.Dispose();
         else _optimizer.Dispose();
+        _compute?.Dispose();
         Ema?.Dispose();
         Generator.Dispose();
         Model.Dispose();

@@ -140,3 +140,76 @@ public class FlatAdamTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 }
+
+[Collection(GlobalRngCollection.Name)]
+public class Bf16TrainingTests
+{
+    private static readonly Device Cpu = new("cpu");
+
+    private static Ddpm.Configuration.DdpmConfig Bf16Config(long maxSteps)
+    {
+        var config = TrainingFixtures.TinyConfig(maxSteps: maxSteps, seed: 11);
+        return config with { Train = config.Train with { Precision = Ddpm.Configuration.Precision.Bf16 } };
+    }
+
+    [Fact]
+    public void Bf16_training_keeps_float32_master_weights_lowers_the_loss_and_tracks_the_fp32_run()
+    {
+        using var data = SyntheticImages.Create(256, 1, 8, seed: 1);
+        var config = Bf16Config(60);
+        using var bf16 = Trainer.Create(config, Cpu);
+        using var fp32 = Trainer.Create(config with { Train = config.Train with { Precision = Ddpm.Configuration.Precision.Fp32 } }, Cpu);
+        var losses = new List<float>();
+        var reference = new List<float>();
+        while (!bf16.Finished) bf16.TrainEpoch(data, s => losses.Add(s.Loss));
+        while (!fp32.Finished) fp32.TrainEpoch(data, s => reference.Add(s.Loss));
+
+        Assert.All(bf16.Model.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+        double first = losses.Take(15).Average(), last = losses.TakeLast(15).Average();
+        Assert.True(last < 0.6 * first, $"bf16: mean loss of the last 15 steps {last:F4} is not below 0.6 × the first 15's {first:F4}");
+        double lastFp32 = reference.TakeLast(15).Average();
+        Assert.True(Math.Abs(last - lastFp32) < 0.25 * lastFp32, $"bf16 ends at loss {last:F4}, fp32 at {lastFp32:F4}");
+        // The same init: the first loss differs only by bf16 rounding of weights and activations.
+        Assert.True(Math.Abs(losses[0] - reference[0]) < 0.05 * reference[0], $"first loss bf16 {losses[0]:F4} vs fp32 {reference[0]:F4}");
+    }
+
+    [Fact]
+    public void The_bf16_copy_follows_the_master_weights_and_bf16_needs_the_flat_optimizer()
+    {
+        manual_seed(3);
+        using var master = new Ddpm.Models.UNet(Ddpm.Tests.Models.TestModels.Tiny(8));
+        using var compute = new Ddpm.Models.UNet(Ddpm.Tests.Models.TestModels.Tiny(8));
+        compute.to(ScalarType.BFloat16);
+        using var adam = new FlatAdam(master.parameters(), 1e-2, compute.parameters());
+        Assert.Equal(ScalarType.BFloat16, adam.ComputeWeights!.dtype);
+        Assert.True(adam.ComputeWeights.eq(adam.Weights.to(ScalarType.BFloat16)).all().item<bool>(), "the copy does not start from the master");
+        var x = randn(2, 1, 8, 8).to(ScalarType.BFloat16);
+        compute.forward(x, tensor(new long[] { 1, 2 })).to(ScalarType.Float32).square().mean().backward();
+        var g = adam.Gradients();
+        Assert.Equal(ScalarType.Float32, g.dtype);
+        Assert.True(g.abs().sum().item<float>() > 0, "no gradient reached the master");
+        adam.Step(g);
+        Assert.True(adam.ComputeWeights.eq(adam.Weights.to(ScalarType.BFloat16)).all().item<bool>(), "the copy was not refreshed after the step");
+        Assert.Equal(compute.parameters().First().detach().reshape(-1)[0].item<BFloat16>(), adam.ComputeWeights[0].item<BFloat16>());
+
+        var e = Assert.Throws<TrainingException>(() => Trainer.Create(Bf16Config(1), Cpu, flatOptimizer: false));
+        Assert.Contains("precision: bf16", e.Message);
+    }
+}
+
+public class CudnnAutotuneTests
+{
+    [Fact]
+    public void The_cudnn_benchmark_switch_reaches_libtorch_and_reads_back()
+    {
+        bool before = Ddpm.Runtime.CudnnAutotune.Enabled;
+        try
+        {
+            Ddpm.Runtime.CudnnAutotune.Enabled = true;
+            Assert.True(Ddpm.Runtime.CudnnAutotune.Enabled);
+            Ddpm.Runtime.CudnnAutotune.Enabled = false;
+            Assert.False(Ddpm.Runtime.CudnnAutotune.Enabled);
+        }
+        finally { Ddpm.Runtime.CudnnAutotune.Enabled = before; }
+    }
+}
