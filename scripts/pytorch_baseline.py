@@ -2,7 +2,7 @@
 # trained the way the reference's train loop does it (batch to device, t on CPU -> device, randn_like on device,
 # loss.item() every step). Used by scripts/device-check.sh to time PyTorch on the same card as ddpm.
 # Usage: python3 scripts/pytorch_baseline.py [cuda|cpu] [batch sizes, e.g. 64,256] [out.json]
-import json, sys, time, statistics, torch, torch.nn as nn
+import json, os, sys, time, statistics, torch, torch.nn as nn
 
 def time_emb(t, d):
     f = 10000 ** (torch.arange(0, d // 2, dtype=torch.float32, device=t.device) / (d // 2))
@@ -115,11 +115,12 @@ def main():
     model = Unet().to(dev).eval()
     alphas = (1 - betas).to(dev); abd = ab.to(dev); bd = betas.to(dev)
     abp = torch.cat([torch.ones(1), ab[:-1]]).to(dev)
+    n = int(os.environ.get("SAMPLE_BATCH", "100"))
     with torch.no_grad():
-        x = torch.randn(100, 1, 28, 28, device=dev)
+        x = torch.randn(n, 1, 28, 28, device=dev)
         def sstep(i):
             nonlocal x
-            eps = model(x, torch.full((100,), i, device=dev, dtype=torch.long))
+            eps = model(x, torch.full((n,), i, device=dev, dtype=torch.long))
             mean = (x - bd[i] / (1 - abd[i]).sqrt() * eps) / alphas[i].sqrt()
             var = (1 - abp[i]) / (1 - abd[i]) * bd[i]
             x = mean + var.sqrt() * torch.randn_like(x) if i > 0 else mean
@@ -132,11 +133,11 @@ def main():
             sync(); ms.append((time.perf_counter() - c) * 1000 / steps)
         full = None
         if dev == "cuda":
-            x = torch.randn(100, 1, 28, 28, device=dev); sync(); c = time.perf_counter()
+            x = torch.randn(n, 1, 28, 28, device=dev); sync(); c = time.perf_counter()
             for i in range(T - 1, -1, -1): sstep(i)
             sync(); full = time.perf_counter() - c
-    out["sample"] = {"median_ms_step": statistics.median(ms), "ms_step": ms, "full_1000_s": full}
-    print(f"reference-style eager, sample 100 images: {statistics.median(ms):.2f} ms/step, all 1000 steps {full} s", flush=True)
+    out["sample"] = {"images": n, "median_ms_step": statistics.median(ms), "ms_step": ms, "full_1000_s": full}
+    print(f"reference-style eager, sample {n} images: {statistics.median(ms):.2f} ms/step, all 1000 steps {full} s", flush=True)
     json.dump(out, open(sys.argv[3] if len(sys.argv) > 3 else "ref.json", "w"), indent=1)
 
 if __name__ == "__main__":

@@ -183,18 +183,11 @@ internal static class BenchCommand
         return (trainer.Model.ParameterCount(), rates);
     }
 
-    /// <summary>The network as the sampler calls it: float32 in and out, bf16 inside for a bf16 model.</summary>
-    private static NoisePredictor Predictor(UNet model)
-    {
-        var dtype = model.parameters().First().dtype;
-        return dtype == ScalarType.Float32 ? model.forward : (x, t) => model.forward(x.to(dtype), t).to(ScalarType.Float32);
-    }
-
     private static double[] MeasureSampling(UNet model, GaussianDiffusion diffusion, DdpmConfig config, Device device, Options o)
     {
         model.eval();
         int batch = o.SampleBatch;
-        var predict = Predictor(model);
+        NoisePredictor predict = model.forward; // a bf16 model casts in and out itself
         var sampler = new DdpmSampler(diffusion);
         using var noGrad = no_grad();
         using var generator = new Generator(1, new Device("cpu"));
@@ -231,7 +224,7 @@ internal static class BenchCommand
         model.eval();
         var shape = new long[] { batch, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize };
         var clock = Stopwatch.StartNew();
-        using var x0 = SamplingLoop.Run(new DdpmSampler(diffusion), Predictor(model), shape, device);
+        using var x0 = SamplingLoop.Run(new DdpmSampler(diffusion), model.forward, shape, device);
         Sync(device);
         return clock.Elapsed.TotalSeconds;
     }

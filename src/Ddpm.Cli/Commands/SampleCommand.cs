@@ -43,10 +43,11 @@ internal static class SampleCommand
         var label = new Option<int?>("--class") { Description = "class label for a class-conditional model" };
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance weight w (ε = (1+w)·ε(y) − w·ε(∅))", DefaultValueFactory = _ => 0.0 };
         var noEma = new Option<bool>("--no-ema") { Description = "use the raw weights even when the checkpoint has an EMA" };
+        var precision = new Option<string>("--precision") { Description = "fp32, or bf16 (the network in bfloat16, the sampler's arithmetic in float32)", DefaultValueFactory = _ => "fp32" };
 
         var cmd = new Command("sample", "Generate images from a checkpoint (Algorithm 2, DDIM, respaced DDPM, guidance)")
         {
-            checkpoint, config, strict, num, rows, seed, output, sigma, clip, saveEvery, frames, device, samplerKind, steps, eta, spacing, label, guidance, noEma,
+            checkpoint, config, strict, num, rows, seed, output, sigma, clip, saveEvery, frames, device, samplerKind, steps, eta, spacing, label, guidance, noEma, precision,
         };
         cmd.SetAction(p =>
         {
@@ -61,14 +62,20 @@ internal static class SampleCommand
             };
             return Run(p.GetValue(checkpoint)!, p.GetValue(config), p.GetValue(strict), p.GetValue(num), p.GetValue(rows), p.GetValue(seed), p.GetValue(output)!,
                 options, p.GetValue(saveEvery), p.GetValue(frames), CommonOptions.ResolveDevice(p.GetValue(device)!),
-                p.GetValue(label), p.GetValue(guidance), !p.GetValue(noEma));
+                p.GetValue(label), p.GetValue(guidance), !p.GetValue(noEma), p.GetValue(precision)!);
         });
         return cmd;
     }
 
     private static int Run(string checkpointPath, string? configPath, bool strict, int? num, int? gridRows, long seed, string outDir, SamplerOptions samplerOptions,
-        int saveEvery, int frames, Device device, int? label, double guidance, bool useEma)
+        int saveEvery, int frames, Device device, int? label, double guidance, bool useEma, string precision = "fp32")
     {
+        bool bf16 = precision.ToLowerInvariant() switch
+        {
+            "fp32" => false,
+            "bf16" => true,
+            _ => throw new UsageException($"--precision: unknown precision '{precision}' (expected fp32 or bf16)"),
+        };
         if (num is < 1) throw new UsageException($"--num must be >= 1, got {num}");
         if (gridRows is < 1) throw new UsageException($"--grid-rows must be >= 1, got {gridRows}");
         if (saveEvery < 0) throw new UsageException($"--save-every must be >= 0, got {saveEvery}");
@@ -84,6 +91,7 @@ internal static class SampleCommand
             weights = "EMA weights";
         }
         model.to(device).eval();
+        if (bf16) model.to(ScalarType.BFloat16); // float32 in and out; the network runs in bfloat16
         int n = num ?? config.Train.NumSamples, perRow = gridRows ?? config.Train.NumGridRows;
         var diffusion = GaussianDiffusion.FromOptions(config.Diffusion);
         ISampler sampler;
@@ -138,7 +146,7 @@ internal static class SampleCommand
         var origin = manifest is null ? $"{loaded.Format} weights" : $"epoch {manifest.Epoch}, step {manifest.Step}";
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"sampled {n} images in {steps} {samplerOptions.Kind.ToString().ToUpperInvariant()} steps, {clock.Elapsed.TotalSeconds:F1} s ({clock.Elapsed.TotalMilliseconds / steps:F1} ms/step) " +
-            $"from {checkpointPath} ({origin}, {weights})"));
+            $"from {checkpointPath} ({origin}, {weights}{(bf16 ? ", bf16" : "")})"));
         Console.WriteLine(gridPath);
         return CliApp.Ok;
     }

@@ -66,7 +66,10 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
         if (y is not null && class_emb is null)
             throw new ArgumentException("this U-Net is unconditional (num_classes = 0) and takes no labels");
         using var scope = NewDisposeScope();
-        var tEmb = t_proj.forward(TimeEmbedding.Sinusoidal(t, Options.TimeEmbDim).to(x.dtype)); // float32, or bf16 for a bf16 copy
+        // A model converted to bf16 (or another float type) takes and returns float32 like any other: cast in and out.
+        var dtype = conv_in.weight!.dtype;
+        if (x.dtype != dtype) return forward(x.to(dtype), t, y).to(x.dtype).MoveToOuterDisposeScope();
+        var tEmb = t_proj.forward(TimeEmbedding.Sinusoidal(t, Options.TimeEmbDim).to(dtype));
         if (class_emb is not null)
             tEmb = tEmb + class_emb.forward(y ?? full(x.shape[0], NullLabel, dtype: int64, device: x.device));
         var h = conv_in.forward(x);

@@ -216,7 +216,7 @@ public sealed class Trainer : IDisposable
             {
                 var loss = _compute is null
                     ? Diffusion.TrainingLoss((xt, t) => Model.forward(xt, t, labels), x0, Generator)
-                    : Diffusion.TrainingLoss((xt, t) => _compute.forward(xt.to(ScalarType.BFloat16), t, labels).to(ScalarType.Float32), x0, Generator);
+                    : Diffusion.TrainingLoss((xt, t) => _compute.forward(xt, t, labels), x0, Generator); // bf16 inside, float32 out
                 if (_flat is null) _optimizer.zero_grad();
                 loss.backward();
                 Tensor applied;

@@ -106,6 +106,32 @@ public class CliTests : IDisposable
     }
 
     [Fact]
+    public void Sampling_in_bf16_gives_nearly_the_fp32_images_and_an_unknown_precision_is_a_usage_error()
+    {
+        var config = WriteConfig(TinyYaml);
+        var run = Path.Combine(_dir, "run-bf16");
+        Assert.Equal(0, Run("train", "--config", config, "--out", run, "--max-steps", "3", "--device", "cpu"));
+        var ckpt = Path.Combine(run, "checkpoint.ckpt");
+        string Sample(string name, string precision)
+        {
+            var dir = Path.Combine(_dir, name);
+            Assert.Equal(0, Run("sample", "--checkpoint", ckpt, "--num", "4", "--out", dir, "--sampler", "ddim", "--steps", "5",
+                "--frames", "0", "--precision", precision, "--device", "cpu"));
+            return Path.Combine(dir, "samples.png");
+        }
+        using var fp32 = SKBitmap.Decode(Sample("fp32", "fp32"));
+        using var bf16 = SKBitmap.Decode(Sample("bf16", "bf16"));
+        Assert.Equal((fp32.Width, fp32.Height), (bf16.Width, bf16.Height));
+        double diff = 0;
+        for (int y = 0; y < fp32.Height; y++)
+            for (int x = 0; x < fp32.Width; x++) diff += Math.Abs(fp32.GetPixel(x, y).Red - bf16.GetPixel(x, y).Red);
+        diff /= fp32.Width * fp32.Height;
+        Assert.True(diff > 0, "the bf16 grid equals the fp32 one: --precision bf16 had no effect");
+        Assert.True(diff < 6, $"bf16 grid differs from fp32 by {diff:F2} gray levels on average (deterministic DDIM, 5 steps)");
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Path.Combine(_dir, "bad"), "--precision", "fp8", "--device", "cpu"));
+    }
+
+    [Fact]
     public void A_conditional_model_samples_a_requested_class_and_rejects_unknown_ones()
     {
         var yaml = TinyYaml.Replace("  num_heads: 4", "  num_heads: 4\n  num_classes: 2").Replace("  lr: 0.001", "  lr: 0.001\n  label_dropout: 0.2\n  ema_decay: 0.99");
