@@ -34,7 +34,8 @@ public sealed class Trainer : IDisposable
     /// <summary>Where a step sits in the run, kept until its loss is read.</summary>
     private readonly record struct StepContext(int Epoch, long StepInEpoch, long StepsInEpoch, long Images, Stopwatch? Clock);
 
-    private sealed record PendingStep(long Step, StepContext Context, Tensor Loss, Tensor Applied);
+    /// <param name="Masked">Whether the update was made conditional on the device (so the step count assumed it applied).</param>
+    private sealed record PendingStep(long Step, StepContext Context, Tensor Loss, Tensor Applied, bool Masked);
 
     public UNet Model { get; }
     public DdpmConfig Config { get; }
@@ -65,6 +66,12 @@ public sealed class Trainer : IDisposable
         set => _syncEvery = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(SyncEvery), "must be at least 1");
     }
     private int _syncEvery;
+    /// <summary>
+    /// Flat optimizer only: whether a step's update is made conditional on its finiteness flag on the device (no host
+    /// wait; the default on GPUs) or decided on the host after reading the flag (the default on the CPU, where reading
+    /// costs nothing and the unconditional update saves passes over the weights). Both give the same weights.
+    /// </summary>
+    public bool MaskOnDevice { get; set; }
     /// <summary>Whether Adam runs over one flat buffer (<see cref="FlatAdam"/>) or as TorchSharp's per-tensor loop.</summary>
     public bool FlatOptimizer => _flat is not null;
 
@@ -96,6 +103,7 @@ public sealed class Trainer : IDisposable
         Generator = new Generator((ulong)config.Train.Seed, new Device("cpu"));
         if (config.Train.EmaDecay > 0) Ema = new ExponentialMovingAverage(Model, config.Train.EmaDecay);
         SyncEvery = device.type == DeviceType.CUDA ? 50 : 1;
+        MaskOnDevice = device.type != DeviceType.CPU;
     }
 
     /// <summary>A fresh model from the config, initialised from the seed.</summary>
@@ -220,12 +228,24 @@ public sealed class Trainer : IDisposable
                 if (_flat is null) _optimizer.zero_grad();
                 loss.backward();
                 Tensor applied;
+                bool masked = false;
                 if (_flat is not null)
                 {
                     var gradients = _flat.Gradients();
                     applied = gradients.isfinite().all().logical_and_(loss.isfinite());
-                    _flat.Step(gradients, applied);
-                    Ema?.Update(_flat.Weights, Step, applied);
+                    masked = MaskOnDevice;
+                    if (masked)
+                    {
+                        // Decided on the device: no waiting, at the price of a few extra passes over the weights.
+                        _flat.Step(gradients, applied);
+                        Ema?.Update(_flat.Weights, Step, applied);
+                    }
+                    else if (applied.item<bool>())
+                    {
+                        // On the CPU reading the flag costs nothing, and the in-place update saves those passes.
+                        _flat.Step(gradients);
+                        Ema?.Update(_flat.Weights, Step);
+                    }
                     _flat.ZeroGrad();
                 }
                 else
@@ -237,7 +257,7 @@ public sealed class Trainer : IDisposable
                         Ema?.Update(Model, Step);
                     }
                 }
-                _pending.Add(new PendingStep(Step + 1, _context, loss.detach().DetachFromDisposeScope(), applied.DetachFromDisposeScope()));
+                _pending.Add(new PendingStep(Step + 1, _context, loss.detach().DetachFromDisposeScope(), applied.DetachFromDisposeScope(), masked));
             }
             catch (Exception e) when (e is not TrainingException && IsOutOfMemory(e))
             {
@@ -270,8 +290,8 @@ public sealed class Trainer : IDisposable
             p.Applied.Dispose();
         }
         int n = window.Length;
-        int skipped = Enumerable.Range(0, n).Count(i => values[n + i] == 0);
-        if (skipped > 0) _flat?.Unapply(skipped);
+        int skippedMasked = Enumerable.Range(0, n).Count(i => values[n + i] == 0 && window[i].Masked);
+        if (skippedMasked > 0) _flat?.Unapply(skippedMasked);
         for (int i = 0; i < n; i++)
         {
             var (step, context) = (window[i].Step, window[i].Context);

@@ -48,12 +48,14 @@ public class NumericalHealthTests : IDisposable
         Checkpoint.LoadModel(folder.LatestPath).Model.Dispose();
     }
 
-    [Fact]
-    public void With_on_nonfinite_skip_the_bad_steps_are_skipped_and_the_weights_stay_finite()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void With_on_nonfinite_skip_the_bad_steps_are_skipped_and_the_weights_stay_finite(bool maskOnDevice)
     {
         var config = Exploding(NonFiniteAction.Skip);
         using var data = SyntheticImages.Create(8, 1, 8);
-        using var trainer = new Trainer(new Ddpm.Models.UNet(config.Model), config, Cpu);
+        using var trainer = new Trainer(new Ddpm.Models.UNet(config.Model), config, Cpu) { MaskOnDevice = maskOnDevice, SyncEvery = maskOnDevice ? 3 : 1 };
         var warnings = new List<string>();
         trainer.Warn = warnings.Add;
         while (trainer.TrainEpoch(data) is not null) { }
@@ -73,7 +75,7 @@ public class NumericalHealthTests : IDisposable
         var eagerError = Assert.Throws<TrainingException>(() => eager.TrainEpoch(data));
         long firstBad = eager.Step;
 
-        using var windowed = new Trainer(new Ddpm.Models.UNet(config.Model), config, Cpu) { SyncEvery = 4 };
+        using var windowed = new Trainer(new Ddpm.Models.UNet(config.Model), config, Cpu) { SyncEvery = 4, MaskOnDevice = true }; // as on a GPU
         var seen = new List<long>();
         var e = Assert.Throws<TrainingException>(() => windowed.TrainEpoch(data, s => seen.Add(s.Step)));
         Assert.Contains($"at step {firstBad} ", e.Message);

@@ -12,14 +12,17 @@ public class FlatAdamTests
 
     private static double MaxAbsDiff(Tensor a, Tensor b) => (a - b).abs().max().item<float>();
 
-    [Fact]
-    public void Flat_Adam_trains_to_the_same_weights_and_EMA_as_TorchSharps_per_tensor_Adam()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Flat_Adam_trains_to_the_same_weights_and_EMA_as_TorchSharps_per_tensor_Adam(bool maskOnDevice)
     {
         var config = TrainingFixtures.TinyConfig(maxSteps: 12, seed: 3) with { };
         config = config with { Train = config.Train with { EmaDecay = 0.9 } };
         using var data = SyntheticImages.Create(40, 1, 8, seed: 4);
         using var perTensor = Trainer.Create(config, Cpu, flatOptimizer: false);
         using var flat = Trainer.Create(config, Cpu);
+        flat.MaskOnDevice = maskOnDevice;
         Assert.False(perTensor.FlatOptimizer);
         Assert.True(flat.FlatOptimizer);
         var lossesA = new List<float>();
@@ -101,6 +104,7 @@ public class FlatAdamTests
         using var eager = Trainer.Create(config, Cpu);
         using var windowed = Trainer.Create(config, Cpu);
         windowed.SyncEvery = 5;
+        windowed.MaskOnDevice = true; // as on a GPU
         var a = new List<StepReport>();
         var b = new List<StepReport>();
         while (!eager.Finished) eager.TrainEpoch(data, a.Add);
