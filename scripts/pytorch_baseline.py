@@ -2,7 +2,10 @@
 # trained the way the reference's train loop does it (batch to device, t on CPU -> device, randn_like on device,
 # loss.item() every step). Used by scripts/device-check.sh to time PyTorch on the same card as ddpm.
 # Usage: python3 scripts/pytorch_baseline.py [cuda|cpu] [batch sizes, e.g. 64,256] [out.json]
+# SDPA=1: attention through scaled_dot_product_attention (as ddpm); PROFILE=1: also a torch.profiler table of one
+# training step at the first batch size and one sampling forward (CUDA kernel time by operator).
 import json, os, sys, time, statistics, torch, torch.nn as nn
+SDPA = os.environ.get("SDPA") == "1"
 
 def time_emb(t, d):
     f = 10000 ** (torch.arange(0, d // 2, dtype=torch.float32, device=t.device) / (d // 2))
@@ -27,7 +30,13 @@ class Layers(nn.Module):
     def att(s, i, x):
         b, c, h, w = x.shape
         q = s.attention_norms[i](x.reshape(b, c, h * w)).transpose(1, 2)
-        o, _ = s.attentions[i](q, q, q)
+        if SDPA:  # the same parameters through scaled_dot_product_attention, as ddpm computes it
+            m = s.attentions[i]; nh = m.num_heads
+            qkv = nn.functional.linear(q, m.in_proj_weight, m.in_proj_bias).view(b, h * w, 3, nh, c // nh).permute(2, 0, 3, 1, 4)
+            o = nn.functional.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]).transpose(1, 2).reshape(b, h * w, c)
+            o = m.out_proj(o)
+        else:
+            o, _ = s.attentions[i](q, q, q)
         return x + o.transpose(1, 2).reshape(b, c, h, w)
 
 class Down(Layers):
@@ -78,7 +87,7 @@ def main():
     dev = sys.argv[1] if len(sys.argv) > 1 else "cuda"
     batches = [int(b) for b in (sys.argv[2] if len(sys.argv) > 2 else "64,256").split(",")]
     reps, steps, warm = 5, 3, 2
-    out = {"device": dev, "torch": torch.__version__, "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+    out = {"sdpa": SDPA, "device": dev, "torch": torch.__version__, "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
            "gpu": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "train": [], "sample": None}
     sync = (lambda: torch.cuda.synchronize()) if dev == "cuda" else (lambda: None)
     T = 1000
@@ -111,6 +120,31 @@ def main():
         mem = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None
         out["train"].append({"batch": b, "median_img_s": statistics.median(rates), "img_s": rates, "peak_alloc_mib": mem})
         print(f"reference-style eager, batch {b}: {statistics.median(rates):.1f} img/s, peak allocated {mem} MiB", flush=True)
+        del model, opt
+    if os.environ.get("PROFILE") == "1" and dev == "cuda":
+        from torch.profiler import profile, ProfilerActivity
+        b = batches[0]
+        torch.manual_seed(0); model = Unet().to(dev); opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        im = torch.rand(b, 1, 28, 28, device=dev) * 2 - 1
+        def tstep():
+            opt.zero_grad(); t = torch.randint(0, T, (b,), device=dev); n_ = torch.randn_like(im)
+            nn.functional.mse_loss(model(im * 0.5 + n_ * 0.5, t), n_).backward(); opt.step()
+        for _ in range(3): tstep()
+        sync()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(3): tstep()
+            sync()
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=30)
+        print(f"== profile: 3 training steps, batch {b}, sdpa {SDPA}\n" + table, flush=True)
+        model.eval()
+        with torch.no_grad():
+            x = torch.randn(100, 1, 28, 28, device=dev); tt = torch.full((100,), 500, device=dev, dtype=torch.long)
+            for _ in range(3): model(x, tt)
+            sync()
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for _ in range(3): model(x, tt)
+                sync()
+        print(f"== profile: 3 forwards of 100 images, sdpa {SDPA}\n" + prof.key_averages().table(sort_by="cuda_time_total", row_limit=30), flush=True)
         del model, opt
     model = Unet().to(dev).eval()
     alphas = (1 - betas).to(dev); abd = ab.to(dev); bd = betas.to(dev)

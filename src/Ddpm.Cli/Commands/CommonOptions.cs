@@ -37,11 +37,15 @@ internal static class CommonOptions
     /// <summary>The variable that turns cuDNN's autotuner on (1) or off (0) for CUDA runs.</summary>
     public const string CudnnBenchmarkVariable = "DDPM_CUDNN_BENCHMARK";
 
-    /// <summary>Whether <c>DDPM_CUDNN_BENCHMARK</c> asks for cuDNN's autotuner (default off).</summary>
+    /// <summary>
+    /// Whether cuDNN's autotuner runs: on unless <c>DDPM_CUDNN_BENCHMARK=0</c> (measured on an H200 with the seed config:
+    /// training +5 % (fp32) and +25 % (bf16) at batch 64, sampling 15.6 → 13.3 ms per step; shapes are fixed here, so
+    /// the one-time tuning per shape pays off).
+    /// </summary>
     public static bool CudnnBenchmarkRequested => Environment.GetEnvironmentVariable(CudnnBenchmarkVariable) switch
     {
-        null or "" or "0" => false,
-        "1" => true,
+        "0" => false,
+        null or "" or "1" => true,
         var other => throw new UsageException($"{CudnnBenchmarkVariable}: expected 0 or 1, got '{other}'"),
     };
 }
