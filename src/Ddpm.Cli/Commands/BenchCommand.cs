@@ -70,13 +70,10 @@ internal static class BenchCommand
                 var other => throw new UsageException($"--optimizer: unknown optimizer '{other}' (expected flat or per-tensor)"),
             };
             if (p.GetValue(syncEvery) is < 1) throw new UsageException("--sync-every must be >= 1");
-            Precision? prec = p.GetValue(precision)?.ToLowerInvariant() switch
-            {
-                null => null,
-                "fp32" => Precision.Fp32,
-                "bf16" => Precision.Bf16,
-                var other => throw new UsageException($"--precision: unknown precision '{other}' (expected fp32 or bf16)"),
-            };
+            Precision? prec = null;
+            if (p.GetValue(precision) is { } text)
+                prec = PrecisionNames.TryParse(text, out var parsed) ? parsed
+                    : throw new UsageException($"--precision: unknown precision '{text}' (expected fp32 or bf16)");
             var options = new Options(sizes, sb, r, s, w, flat, p.GetValue(syncEvery), prec, p.GetValue(sampleFull));
             return Run(paths, options, dev, p.GetValue(output)!, !p.GetValue(noSample));
         });

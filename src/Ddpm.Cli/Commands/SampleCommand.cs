@@ -70,12 +70,9 @@ internal static class SampleCommand
     private static int Run(string checkpointPath, string? configPath, bool strict, int? num, int? gridRows, long seed, string outDir, SamplerOptions samplerOptions,
         int saveEvery, int frames, Device device, int? label, double guidance, bool useEma, string precision = "fp32")
     {
-        bool bf16 = precision.ToLowerInvariant() switch
-        {
-            "fp32" => false,
-            "bf16" => true,
-            _ => throw new UsageException($"--precision: unknown precision '{precision}' (expected fp32 or bf16)"),
-        };
+        if (!PrecisionNames.TryParse(precision, out var parsedPrecision))
+            throw new UsageException($"--precision: unknown precision '{precision}' (expected fp32 or bf16)");
+        bool bf16 = parsedPrecision == Precision.Bf16;
         if (num is < 1) throw new UsageException($"--num must be >= 1, got {num}");
         if (gridRows is < 1) throw new UsageException($"--grid-rows must be >= 1, got {gridRows}");
         if (saveEvery < 0) throw new UsageException($"--save-every must be >= 0, got {saveEvery}");

@@ -297,12 +297,8 @@ public sealed record DdpmConfig
             if (_values.ContainsKey("precision"))
             {
                 var s = Scalar("precision");
-                precision = s.ToLowerInvariant() switch
-                {
-                    "fp32" or "float32" => Precision.Fp32,
-                    "bf16" or "bfloat16" => Precision.Bf16,
-                    _ => throw new ConfigException($"{_name}.precision", $"unknown precision '{s}' (known: fp32, bf16)"),
-                };
+                if (!PrecisionNames.TryParse(s, out precision))
+                    throw new ConfigException($"{_name}.precision", $"unknown precision '{s}' (known: fp32, bf16)");
             }
             var onNonFinite = d.OnNonFinite;
             if (_values.ContainsKey("on_nonfinite"))

@@ -11,3 +11,18 @@ public enum Precision
     /// </summary>
     Bf16,
 }
+
+/// <summary>The spellings of <see cref="Precision"/> in configs and on the command line.</summary>
+public static class PrecisionNames
+{
+    /// <summary>fp32 (or float32) and bf16 (or bfloat16), any case; false for anything else.</summary>
+    public static bool TryParse(string? text, out Precision precision)
+    {
+        switch (text?.ToLowerInvariant())
+        {
+            case "fp32" or "float32": precision = Precision.Fp32; return true;
+            case "bf16" or "bfloat16": precision = Precision.Bf16; return true;
+            default: precision = default; return false;
+        }
+    }
+}

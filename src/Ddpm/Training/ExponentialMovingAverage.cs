@@ -25,15 +25,7 @@ public sealed class ExponentialMovingAverage : IDisposable
         CopyFrom(model);
         Shadow.eval();
         foreach (var p in Shadow.parameters()) p.requires_grad = false;
-        using var noGrad = no_grad();
-        _flat = cat(Shadow.parameters().Select(p => p.detach().reshape(-1)).ToArray()).DetachFromDisposeScope();
-        long offset = 0;
-        foreach (var p in Shadow.parameters())
-        {
-            long n = p.numel();
-            p.set_(_flat.narrow(0, offset, n).view(p.shape));
-            offset += n;
-        }
+        _flat = FlatAdam.Flatten(Shadow.parameters().ToArray());
     }
 
     /// <summary>The decay used for update number <paramref name="updates"/> (0-based): min(decay, (1 + n)/(10 + n)).</summary>

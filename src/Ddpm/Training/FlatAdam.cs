@@ -57,37 +57,45 @@ public sealed class FlatAdam : IDisposable
         _options = (Adam.Options)state.Options[0];
         using (no_grad())
         {
-            Weights = cat(_parameters.Select(p => p.detach().reshape(-1)).ToArray()).DetachFromDisposeScope();
+            Weights = Flatten(_parameters);
             _m = zeros_like(Weights).DetachFromDisposeScope();
             _v = zeros_like(Weights).DetachFromDisposeScope();
             long offset = 0;
-            for (int i = 0; i < _parameters.Length; i++)
+            foreach (var (p, s) in _parameters.Zip(_states))
             {
-                var p = _parameters[i];
-                long n = p.numel();
-                p.set_(View(Weights, offset, p.shape));
-                var s = _states[i];
                 s.exp_avg.Dispose();
                 s.exp_avg_sq.Dispose();
                 s.exp_avg = View(_m, offset, p.shape);
                 s.exp_avg_sq = View(_v, offset, p.shape);
-                offset += n;
+                offset += p.numel();
             }
             if (compute is not null)
             {
                 _compute = compute.ToArray();
                 if (_compute.Length != _parameters.Length || _compute.Zip(_parameters).Any(c => !c.First.shape.SequenceEqual(c.Second.shape)))
                     throw new ArgumentException("the compute copy must have the same parameter shapes, in the same order", nameof(compute));
-                ComputeWeights = Weights.to(_compute[0].dtype, copy: true).DetachFromDisposeScope();
-                offset = 0;
-                foreach (var c in _compute)
-                {
-                    c.set_(View(ComputeWeights, offset, c.shape));
-                    offset += c.numel();
-                }
+                ComputeWeights = Flatten(_compute);
+                ComputeWeights.copy_(Weights);
             }
         }
         SyncUpdatesFromState();
+    }
+
+    /// <summary>
+    /// Concatenates <paramref name="parameters"/> into one new contiguous buffer and re-points each to its view of it
+    /// (values kept); returns the buffer.
+    /// </summary>
+    internal static Tensor Flatten(IReadOnlyList<Parameter> parameters)
+    {
+        using var noGrad = no_grad();
+        var flat = cat(parameters.Select(p => p.detach().reshape(-1)).ToArray()).DetachFromDisposeScope();
+        long offset = 0;
+        foreach (var p in parameters)
+        {
+            p.set_(View(flat, offset, p.shape));
+            offset += p.numel();
+        }
+        return flat;
     }
 
     private static Tensor View(Tensor flat, long offset, long[] shape) =>
@@ -117,13 +125,6 @@ public sealed class FlatAdam : IDisposable
     public void ZeroGrad()
     {
         foreach (var p in _compute ?? _parameters) p.grad = null;
-    }
-
-    /// <summary>Copies the master weights into the compute copy (after weights were loaded into the master).</summary>
-    public void RefreshCompute()
-    {
-        using var noGrad = no_grad();
-        ComputeWeights?.copy_(Weights);
     }
 
     /// <summary>

@@ -81,15 +81,17 @@ public sealed class Trainer : IDisposable
     /// </param>
     public Trainer(UNet model, DdpmConfig config, Device device, bool flatOptimizer = true)
     {
+        bool bf16 = config.Train.Precision == Precision.Bf16;
+        if (bf16 && !flatOptimizer)
+            throw new TrainingException("train_params.precision: bf16 keeps float32 master weights in the flat optimizer; it cannot run with the per-tensor one");
         Model = model;
         Config = config;
         Device = device;
         Diffusion = GaussianDiffusion.FromOptions(config.Diffusion);
         Model.to(device);
-        if (config.Train.Precision == Precision.Bf16)
+        if (bf16)
         {
-            if (!flatOptimizer)
-                throw new TrainingException("train_params.precision: bf16 keeps float32 master weights in the flat optimizer; it cannot run with the per-tensor one");
+            // Same architecture; FlatAdam overwrites its initial weights with the master's.
             _compute = new UNet(config.Model);
             _compute.to(device);
             _compute.to(ScalarType.BFloat16);

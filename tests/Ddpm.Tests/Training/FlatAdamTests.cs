@@ -17,7 +17,7 @@ public class FlatAdamTests
     [InlineData(true)]
     public void Flat_Adam_trains_to_the_same_weights_and_EMA_as_TorchSharps_per_tensor_Adam(bool maskOnDevice)
     {
-        var config = TrainingFixtures.TinyConfig(maxSteps: 12, seed: 3) with { };
+        var config = TrainingFixtures.TinyConfig(maxSteps: 12, seed: 3);
         config = config with { Train = config.Train with { EmaDecay = 0.9 } };
         using var data = SyntheticImages.Create(40, 1, 8, seed: 4);
         using var perTensor = Trainer.Create(config, Cpu, flatOptimizer: false);
