@@ -3,7 +3,8 @@
 # Prepare here:  scripts/bundle.sh  (→ .bundle/ddpm-linux-x64.tar.xz); optionally .bundle/mnist/*.gz (gzipped MNIST
 # train IDX files: gzip -c data/mnist/train-images-idx3-ubyte > .bundle/mnist/train-images-idx3-ubyte.gz, same for
 # the labels) for a real one-epoch run. scripts/pytorch_baseline.py gives same-card PyTorch numbers and a profile.
-# Run there, from the repository root:  OUT=<results dir> scripts/device-check.sh   (≈ 6 min on an H200)
+# Run there, from the repository root:  OUT=<results dir> scripts/device-check.sh   (≈ 7–8 min on an H200; give the
+# device call a 560 s limit: the steps' own limits add up to more, and results are packed after each step)
 # Builds nothing; every step has its own time limit, so one failure does not cost the rest. $OUT receives only
 # summary.log and results.tar.gz (re-packed after every step), since the device tool returns few files per run.
 set -u
@@ -17,7 +18,7 @@ step() { # name, seconds, command...
   local t0=$SECONDS
   timeout "$limit" "$@" > "$R/$name.txt" 2>&1
   echo "== $name: rc $? in $((SECONDS - t0)) s"
-  grep -E "^device|^\| |img/s|ms/step|sampled|epoch 1:" "$R/$name.txt" | grep -v -- "---" | tail -n 14
+  grep -E "^device|^\| |img/s|ms/step|sampled|epoch 1:|CUDA graphs|CUDAGraph::" "$R/$name.txt" | grep -v -- "---" | tail -n 14
   tar -C "$R/.." -czf "$OUT/results.tar.gz" results
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$R/gpu.txt"
@@ -38,6 +39,18 @@ step after-bf16 90 "$D" bench --device cuda --config "$M" --batch-sizes 64,256 -
 step host-cost 60 "$D" bench --device cuda --config "$M" --batch-sizes 1,64 --sample-batch 1 --out "$R/host-cost.json"
 step pytorch-reference 90 python3 scripts/pytorch_baseline.py cuda 64,256 "$R/pytorch-reference.json"
 step pytorch-sdpa-profile 120 env SDPA=1 PROFILE=1 python3 scripts/pytorch_baseline.py cuda 64,256 "$R/pytorch-sdpa.json"
+# What CUDA graphs would give this architecture (same kernels replayed without per-kernel host cost), and whether
+# libtorch exports what a C# capture would call.
+step pytorch-graphs 120 env SDPA=1 GRAPH=1 python3 scripts/pytorch_baseline.py cuda 64 "$R/pytorch-graphs.json"
+graph_symbols() {
+  local lib
+  lib="$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+  nm -D --defined-only "$lib/libtorch_cuda.so" | c++filt | grep -E 'CUDAGraph::|torch_(set_current|get)_cuda_stream'
+  nm -D --defined-only "$lib/libc10_cuda.so" | c++filt | grep -E 'getStreamFromPool|setCurrentCUDAStream'
+  nm -D --defined-only "$lib/libtorch_cuda.so" | grep -E 'CUDAGraph|cuda_stream'
+}
+export -f graph_symbols
+step cudagraph-symbols 30 bash -c graph_symbols
 if [ -f .bundle/mnist/train-images-idx3-ubyte.gz ]; then
   cat > "$R/mnist-gpu.yaml" <<YAML
 dataset_params:

@@ -3,7 +3,8 @@
 # loss.item() every step). Used by scripts/device-check.sh to time PyTorch on the same card as ddpm.
 # Usage: python3 scripts/pytorch_baseline.py [cuda|cpu] [batch sizes, e.g. 64,256] [out.json]
 # SDPA=1: attention through scaled_dot_product_attention (as ddpm); PROFILE=1: also a torch.profiler table of one
-# training step at the first batch size and one sampling forward (CUDA kernel time by operator).
+# training step at the first batch size and one sampling forward (CUDA kernel time by operator); GRAPH=1: also the
+# same work replayed from CUDA graphs (no per-kernel host cost: the GPU-bound floor that ddpm could reach with graphs).
 import json, os, sys, time, statistics, torch, torch.nn as nn
 SDPA = os.environ.get("SDPA") == "1"
 
@@ -172,7 +173,50 @@ def main():
             sync(); full = time.perf_counter() - c
     out["sample"] = {"images": n, "median_ms_step": statistics.median(ms), "ms_step": ms, "full_1000_s": full}
     print(f"reference-style eager, sample {n} images: {statistics.median(ms):.2f} ms/step, all 1000 steps {full} s", flush=True)
+    if os.environ.get("GRAPH") == "1" and dev == "cuda":
+        try:
+            out["graphs"] = graph_floor(batches[0], n, T, sync)
+        except Exception as e:  # a diagnosis only: report and keep the rest
+            out["graphs"] = {"error": repr(e)}
+        print(f"CUDA graphs: {out['graphs']}", flush=True)
     json.dump(out, open(sys.argv[3] if len(sys.argv) > 3 else "ref.json", "w"), indent=1)
+
+def graph_floor(b, n, T, sync, reps=20):
+    # Forward+backward of one training batch and one sampling forward, each captured once and replayed: the time per
+    # replay is the GPU time of the kernels without the host issuing them one by one.
+    dev = "cuda"
+    torch.manual_seed(0)
+    model = Unet().to(dev).train()
+    x = torch.rand(b, 1, 28, 28, device=dev) * 2 - 1
+    t = torch.randint(0, T, (b,), device=dev)
+    graphed = torch.cuda.make_graphed_callables(model, (x, t), num_warmup_iters=3)
+    def fwd_bwd():
+        graphed(x, t).square().mean().backward()
+    for _ in range(3): fwd_bwd()
+    sync(); c = time.perf_counter()
+    for _ in range(reps): fwd_bwd()
+    sync(); train_ms = (time.perf_counter() - c) * 1000 / reps
+    eager = Unet().to(dev).train(); eager.load_state_dict(model.state_dict())
+    def eager_fwd_bwd():
+        eager(x, t).square().mean().backward()
+    for _ in range(3): eager_fwd_bwd()
+    sync(); c = time.perf_counter()
+    for _ in range(reps): eager_fwd_bwd()
+    sync(); eager_ms = (time.perf_counter() - c) * 1000 / reps
+    model.eval()
+    xs = torch.randn(n, 1, 28, 28, device=dev); ts = torch.full((n,), 500, device=dev, dtype=torch.long)
+    s = torch.cuda.Stream(); s.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad(), torch.cuda.stream(s):
+        for _ in range(3): model(xs, ts)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(g):
+        ys = model(xs, ts)
+    sync(); c = time.perf_counter()
+    for _ in range(reps): g.replay()
+    sync(); sample_ms = (time.perf_counter() - c) * 1000 / reps
+    return {"batch": b, "train_fwd_bwd_graph_ms": train_ms, "train_fwd_bwd_eager_ms": eager_ms,
+            "sample_images": n, "sample_forward_graph_ms": sample_ms}
 
 if __name__ == "__main__":
     main()
