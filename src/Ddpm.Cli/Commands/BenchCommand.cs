@@ -38,7 +38,7 @@ internal static class BenchCommand
         var steps = new Option<int?>("--steps") { Description = "steps per repeat (default 3 on cpu, 10 on cuda)" };
         var warmup = new Option<int?>("--warmup")
         {
-            Description = "untimed steps first (default 2 on cpu; 40 on cuda, where the first ~30 steps still run unoptimised .NET code)",
+            Description = "untimed steps first (default 2 on cpu; 40 on cuda, past .NET's tier-0 code and cuDNN's autotuning)",
         };
         var output = new Option<string>("--out") { Description = "JSON report path", DefaultValueFactory = _ => "bench.json" };
         var noSample = new Option<bool>("--no-sample") { Description = "skip the sampling measurement" };
