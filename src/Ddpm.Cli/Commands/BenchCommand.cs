@@ -133,7 +133,7 @@ internal static class BenchCommand
         }
 
         var settings = new Settings(o.Flat ? "flat" : "per-tensor", o.SyncEvery ?? (device.type == DeviceType.CUDA ? 50 : 1),
-            o.Precision?.ToString().ToLowerInvariant() ?? "per config", device.type == DeviceType.CUDA && CommonOptions.CudnnBenchmarkRequested);
+            o.Precision?.ToString().ToLowerInvariant() ?? "per config", device.type == DeviceType.CUDA && Ddpm.Runtime.DevicePolicy.CudnnBenchmarkRequested);
         var report = new Report(device.type.ToString().ToLowerInvariant(), $"{Environment.MachineName}, {Environment.ProcessorCount} cores",
             get_num_threads(), settings, training, sampling, Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, GpuMemory(device), DateTimeOffset.UtcNow);
 

@@ -200,20 +200,3 @@ public class Bf16TrainingTests
         Assert.Contains("precision: bf16", e.Message);
     }
 }
-
-public class CudnnAutotuneTests
-{
-    [Fact]
-    public void The_cudnn_benchmark_switch_reaches_libtorch_and_reads_back()
-    {
-        bool before = Ddpm.Runtime.CudnnAutotune.Enabled;
-        try
-        {
-            Ddpm.Runtime.CudnnAutotune.Enabled = true;
-            Assert.True(Ddpm.Runtime.CudnnAutotune.Enabled);
-            Ddpm.Runtime.CudnnAutotune.Enabled = false;
-            Assert.False(Ddpm.Runtime.CudnnAutotune.Enabled);
-        }
-        finally { Ddpm.Runtime.CudnnAutotune.Enabled = before; }
-    }
-}
