@@ -6,14 +6,26 @@ using Ddpm.Models;
 
 namespace Ddpm.Cli.Commands;
 
-/// <summary><c>ddpm info</c>: parameter counts per block and a summary of the schedule.</summary>
+/// <summary>
+/// <c>ddpm info</c>: parameter counts per block and a summary of the schedule; with <c>--keys</c>, every config key with its
+/// type, default and meaning (<see cref="ConfigSchema.Describe"/>, the text of docs/config.md).
+/// </summary>
 internal static class InfoCommand
 {
     public static Command Create()
     {
-        var config = new Option<string>("--config") { Description = "YAML config", Required = true };
-        var cmd = new Command("info", "Show the model's parameter counts and the noise schedule") { config };
-        cmd.SetAction(p => Run(DdpmConfig.Load(p.GetValue(config)!)));
+        var config = new Option<string?>("--config") { Description = "YAML config (required unless --keys)" };
+        var keys = new Option<bool>("--keys") { Description = "print every config key (type, default, meaning) as Markdown instead" };
+        var cmd = new Command("info", "Show the model's parameter counts and the noise schedule, or the config keys") { config, keys };
+        cmd.SetAction(p =>
+        {
+            if (p.GetValue(keys))
+            {
+                Console.Write(ConfigSchema.Describe());
+                return CliApp.Ok;
+            }
+            return Run(DdpmConfig.Load(p.GetValue(config) ?? throw new UsageException("give --config FILE (or --keys for the list of config keys)")));
+        });
         return cmd;
     }
 
@@ -30,7 +42,7 @@ internal static class InfoCommand
         Console.WriteLine(string.Format(inv, "total parameters: {0}", model.ParameterCount()));
 
         var s = NoiseSchedule.FromOptions(cfg.Diffusion);
-        Console.WriteLine($"schedule: {cfg.Diffusion.Schedule.ToString().ToLowerInvariant()}, T = {s.T}" +
+        Console.WriteLine($"schedule: {EnumNames.Name(cfg.Diffusion.Schedule)}, T = {s.T}" +
             (cfg.Diffusion.Schedule == ScheduleKind.Linear ? string.Format(inv, ", β from {0} to {1}", cfg.Diffusion.BetaStart, cfg.Diffusion.BetaEnd) : ""));
         Console.WriteLine("       t          β_t          ᾱ_t         β̃_t   √(1−ᾱ_t)");
         foreach (var t in new[] { 0, 1, s.T / 4, s.T / 2, 3 * s.T / 4, s.T - 1 }.Where(t => t < s.T).Distinct())

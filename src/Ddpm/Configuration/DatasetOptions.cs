@@ -6,10 +6,7 @@ namespace Ddpm.Configuration;
 /// </summary>
 public sealed record DatasetOptions
 {
-    /// <summary>The names <c>name</c> accepts, in <see cref="DatasetKind"/> order.</summary>
-    public static readonly IReadOnlyList<string> KnownNames = ["folder", "mnist", "idx", "cifar10", "synthetic"];
-
-    /// <summary><c>mnist</c>, <c>idx</c>, <c>folder</c> or <c>cifar10</c>; null reads an image folder at <see cref="ImPath"/>.</summary>
+    /// <summary>A <see cref="DatasetKind"/> spelling (<see cref="EnumNames"/>): <c>mnist</c>, <c>idx</c>, <c>folder</c>, <c>cifar10</c> or <c>synthetic</c>; null reads an image folder at <see cref="ImPath"/>.</summary>
     public string? Name { get; init; }
     /// <summary>The image folder for <see cref="DatasetKind.Folder"/>.</summary>
     public string ImPath { get; init; } = "data/train/images";
@@ -25,28 +22,10 @@ public sealed record DatasetOptions
     public bool RandomFlip { get; init; }
 
     /// <summary><see cref="Name"/> as a <see cref="DatasetKind"/> (absent = <see cref="DatasetKind.Folder"/>).</summary>
-    public DatasetKind Kind => Name?.ToLowerInvariant() switch
-    {
-        null or "folder" => DatasetKind.Folder,
-        "mnist" => DatasetKind.Mnist,
-        "idx" => DatasetKind.Idx,
-        "cifar10" => DatasetKind.Cifar10,
-        "synthetic" => DatasetKind.Synthetic,
-        _ => throw new ConfigException("dataset_params.name", $"unknown dataset '{Name}' (known: {string.Join(", ", KnownNames)})"),
-    };
+    public DatasetKind Kind => Name is null ? DatasetKind.Folder
+        : EnumNames.TryParse<DatasetKind>(Name, out var kind) ? kind
+        : throw new ConfigException("dataset_params.name", EnumNames.Unknown<DatasetKind>(Name, "dataset"));
 
-    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key.</summary>
-    public void Validate()
-    {
-        const string p = "dataset_params.";
-        var kind = Kind;
-        if (kind == DatasetKind.Idx && string.IsNullOrWhiteSpace(Images))
-            throw new ConfigException(p + "images", "name: idx needs the path of an IDX image file in 'images'");
-        if (kind != DatasetKind.Idx && (Images is not null || Labels is not null))
-            throw new ConfigException(p + (Images is not null ? "images" : "labels"), "only used with name: idx");
-        if (kind == DatasetKind.Folder && string.IsNullOrWhiteSpace(ImPath))
-            throw new ConfigException(p + "im_path", "must name an image folder");
-        if (kind is DatasetKind.Mnist or DatasetKind.Cifar10 && string.IsNullOrWhiteSpace(Root))
-            throw new ConfigException(p + "root", $"name: {Name} needs a root folder");
-    }
+    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key (<see cref="ConfigSchema.Dataset"/>).</summary>
+    public void Validate() => ConfigSchema.Dataset.Validate(this);
 }

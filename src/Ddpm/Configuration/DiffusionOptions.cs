@@ -13,9 +13,9 @@ public enum ScheduleKind
 public enum PredictionTarget
 {
     /// <summary>The noise ε (Ho et al. 2020; the seed).</summary>
-    Epsilon,
+    [AlsoSpelled("eps")] Epsilon,
     /// <summary>The clean image x_0.</summary>
-    X0,
+    [AlsoSpelled("x_0", "sample")] X0,
     /// <summary>v = √ᾱ_t ε − √(1 − ᾱ_t) x_0 (Salimans &amp; Ho 2022).</summary>
     V,
 }
@@ -29,12 +29,6 @@ public sealed record DiffusionOptions
     public ScheduleKind Schedule { get; init; } = ScheduleKind.Linear;
     public PredictionTarget Prediction { get; init; } = PredictionTarget.Epsilon;
 
-    public void Validate()
-    {
-        const string p = "diffusion_params.";
-        if (NumTimesteps < 1) throw new ConfigException(p + "num_timesteps", $"must be a positive integer, got {NumTimesteps}");
-        if (!(BetaStart > 0 && BetaStart < 1)) throw new ConfigException(p + "beta_start", $"must lie in (0, 1), got {BetaStart}");
-        if (!(BetaEnd > 0 && BetaEnd < 1)) throw new ConfigException(p + "beta_end", $"must lie in (0, 1), got {BetaEnd}");
-        if (BetaEnd < BetaStart) throw new ConfigException(p + "beta_end", $"{BetaEnd} is smaller than beta_start {BetaStart}");
-    }
+    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key (<see cref="ConfigSchema.Diffusion"/>).</summary>
+    public void Validate() => ConfigSchema.Diffusion.Validate(this);
 }

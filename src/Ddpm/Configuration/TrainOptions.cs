@@ -24,17 +24,6 @@ public sealed record TrainOptions
     /// <summary>fp32 (default) or bf16 forward/backward with float32 master weights.</summary>
     public Precision Precision { get; init; } = Precision.Fp32;
 
-    public void Validate()
-    {
-        const string p = "train_params.";
-        if (BatchSize < 1) throw new ConfigException(p + "batch_size", $"must be >= 1, got {BatchSize}");
-        if (NumEpochs < 1) throw new ConfigException(p + "num_epochs", $"must be >= 1, got {NumEpochs}");
-        if (NumSamples < 1) throw new ConfigException(p + "num_samples", $"must be >= 1, got {NumSamples}");
-        if (NumGridRows < 1) throw new ConfigException(p + "num_grid_rows", $"must be >= 1, got {NumGridRows}");
-        if (!(Lr > 0) || double.IsInfinity(Lr)) throw new ConfigException(p + "lr", $"must be a positive number, got {Lr}");
-        if (!(EmaDecay >= 0 && EmaDecay < 1)) throw new ConfigException(p + "ema_decay", $"must lie in [0, 1), got {EmaDecay}");
-        if (!(LabelDropout >= 0 && LabelDropout < 1)) throw new ConfigException(p + "label_dropout", $"must lie in [0, 1), got {LabelDropout}");
-        if (KeepCheckpoints < 0) throw new ConfigException(p + "keep_checkpoints", $"must be >= 0, got {KeepCheckpoints}");
-        if (MaxSteps < 0) throw new ConfigException(p + "max_steps", $"must be >= 0, got {MaxSteps}");
-    }
+    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key (<see cref="ConfigSchema.Train"/>).</summary>
+    public void Validate() => ConfigSchema.Train.Validate(this);
 }

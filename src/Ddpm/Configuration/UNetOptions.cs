@@ -25,41 +25,6 @@ public sealed record UNetOptions
     /// <summary>Channels of the last up block and of <c>norm_out</c>, fixed at 16 by the reference.</summary>
     public const int OutChannels = 16;
 
-    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key.</summary>
-    public void Validate()
-    {
-        const string p = "model_params.";
-        if (ImChannels < 1) throw new ConfigException(p + "im_channels", $"must be >= 1, got {ImChannels}");
-        if (ImSize < 1) throw new ConfigException(p + "im_size", $"must be >= 1, got {ImSize}");
-        if (DownChannels.Count < 2) throw new ConfigException(p + "down_channels", "needs at least 2 entries");
-        if (MidChannels.Count < 2) throw new ConfigException(p + "mid_channels", "needs at least 2 entries");
-        foreach (var c in DownChannels)
-            if (c <= 0 || c % Groups != 0)
-                throw new ConfigException(p + "down_channels", $"{c} is not a positive multiple of the {Groups} GroupNorm groups");
-        foreach (var c in MidChannels)
-            if (c <= 0 || c % Groups != 0)
-                throw new ConfigException(p + "mid_channels", $"{c} is not a positive multiple of the {Groups} GroupNorm groups");
-        if (DownSample.Count != DownChannels.Count - 1)
-            throw new ConfigException(p + "down_sample",
-                $"has {DownSample.Count} entries but len(down_channels) - 1 = {DownChannels.Count - 1}");
-        if (MidChannels[0] != DownChannels[^1])
-            throw new ConfigException(p + "mid_channels",
-                $"mid_channels[0] = {MidChannels[0]} must equal down_channels[-1] = {DownChannels[^1]}");
-        if (MidChannels[^1] != DownChannels[^2])
-            throw new ConfigException(p + "mid_channels",
-                $"mid_channels[-1] = {MidChannels[^1]} must equal down_channels[-2] = {DownChannels[^2]}");
-        if (NumHeads < 1) throw new ConfigException(p + "num_heads", $"must be >= 1, got {NumHeads}");
-        foreach (var c in DownChannels.Skip(1).Concat(MidChannels).Append(OutChannels))
-            if (c % NumHeads != 0)
-                throw new ConfigException(p + "num_heads", $"{NumHeads} heads do not divide an attention width of {c} channels");
-        if (TimeEmbDim < 2 || TimeEmbDim % 2 != 0)
-            throw new ConfigException(p + "time_emb_dim", $"must be a positive even number, got {TimeEmbDim}");
-        if (NumDownLayers < 1) throw new ConfigException(p + "num_down_layers", $"must be >= 1, got {NumDownLayers}");
-        if (NumMidLayers < 1) throw new ConfigException(p + "num_mid_layers", $"must be >= 1, got {NumMidLayers}");
-        if (NumUpLayers < 1) throw new ConfigException(p + "num_up_layers", $"must be >= 1, got {NumUpLayers}");
-        if (NumClasses < 0) throw new ConfigException(p + "num_classes", $"must be >= 0 (0 = unconditional), got {NumClasses}");
-        int factor = 1 << DownSample.Count(d => d);
-        if (ImSize % factor != 0)
-            throw new ConfigException(p + "im_size", $"{ImSize} is not divisible by 2^{DownSample.Count(d => d)} = {factor} (one halving per down_sample)");
-    }
+    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key (<see cref="ConfigSchema.Model"/>).</summary>
+    public void Validate() => ConfigSchema.Model.Validate(this);
 }
