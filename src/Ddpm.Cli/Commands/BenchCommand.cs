@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using Ddpm.Configuration;
 using Ddpm.Diffusion;
+using Ddpm.IO;
 using Ddpm.Models;
 using Ddpm.Sampling;
 using Ddpm.Training;
@@ -21,6 +22,7 @@ internal static class BenchCommand
     public sealed record TrainResult(string Config, long Parameters, int Batch, double MedianImagesPerSecond, double[] ImagesPerSecond,
         string? GpuMemoryAfter);
     public sealed record SampleResult(string Config, int Batch, double MedianMsPerStep, double[] MsPerStep, int? FullSteps, double? FullSeconds);
+    /// <param name="Optimizer">Always <c>flat</c> (<see cref="FlatAdam"/>; the per-tensor path is gone, its numbers are in docs/bench/), so reports compare with older ones.</param>
     public sealed record Settings(string Optimizer, int SyncEvery, string Precision, bool CudnnBenchmark);
     public sealed record Report(string Device, string Machine, int Threads, Settings Settings, IReadOnlyList<TrainResult> Training,
         IReadOnlyList<SampleResult> Sampling, double PeakRssMb, string? PeakGpuMemory, DateTimeOffset When);
@@ -43,17 +45,12 @@ internal static class BenchCommand
         var output = new Option<string>("--out") { Description = "JSON report path", DefaultValueFactory = _ => "bench.json" };
         var noSample = new Option<bool>("--no-sample") { Description = "skip the sampling measurement" };
         var sampleFull = new Option<bool>("--sample-full") { Description = "also time one whole sampling run (all T steps) per config" };
-        var optimizer = new Option<string>("--optimizer")
-        {
-            Description = "flat (Adam over one buffer, the default) or per-tensor (TorchSharp's Adam, host check every step)",
-            DefaultValueFactory = _ => "flat",
-        };
         var syncEvery = new Option<int?>("--sync-every") { Description = "steps between host reads of the loss (default: the trainer's, 1 on cpu, 50 on cuda)" };
-        var precision = new Option<string?>("--precision") { Description = "fp32 or bf16 (default: each config's train_params.precision)" };
+        var precision = CommonOptions.OptionalEnumOption<Precision>("--precision", "fp32 or bf16 (default: each config's train_params.precision)", "precision");
         var device = CommonOptions.DeviceOption();
         var cmd = new Command("bench", "Measure training img/s and sampling ms/step (median of repeats, warm-up excluded)")
         {
-            configs, batches, sampleBatch, repeats, steps, warmup, output, noSample, sampleFull, optimizer, syncEvery, precision, device,
+            configs, batches, sampleBatch, repeats, steps, warmup, output, noSample, sampleFull, syncEvery, precision, device,
         };
         cmd.SetAction(p =>
         {
@@ -63,18 +60,8 @@ internal static class BenchCommand
             bool onGpu = dev.type == DeviceType.CUDA;
             int r = p.GetValue(repeats), s = p.GetValue(steps) ?? (onGpu ? 10 : 3), w = p.GetValue(warmup) ?? (onGpu ? 40 : 2), sb = p.GetValue(sampleBatch);
             if (r < 1 || s < 1 || w < 0 || sb < 1) throw new UsageException("--repeats, --steps and --sample-batch must be >= 1, --warmup >= 0");
-            bool flat = p.GetValue(optimizer)!.ToLowerInvariant() switch
-            {
-                "flat" => true,
-                "per-tensor" => false,
-                var other => throw new UsageException($"--optimizer: unknown optimizer '{other}' (expected flat or per-tensor)"),
-            };
             if (p.GetValue(syncEvery) is < 1) throw new UsageException("--sync-every must be >= 1");
-            Precision? prec = null;
-            if (p.GetValue(precision) is { } text)
-                prec = PrecisionNames.TryParse(text, out var parsed) ? parsed
-                    : throw new UsageException($"--precision: unknown precision '{text}' (expected fp32 or bf16)");
-            var options = new Options(sizes, sb, r, s, w, flat, p.GetValue(syncEvery), prec, p.GetValue(sampleFull));
+            var options = new Options(sizes, sb, r, s, w, new TrainerOptions { SyncEvery = p.GetValue(syncEvery) }, p.GetValue(precision), p.GetValue(sampleFull));
             return Run(paths, options, dev, p.GetValue(output)!, !p.GetValue(noSample));
         });
         return cmd;
@@ -95,7 +82,7 @@ internal static class BenchCommand
         }
     }
 
-    private sealed record Options(int[] BatchSizes, int SampleBatch, int Repeats, int Steps, int Warmup, bool Flat, int? SyncEvery,
+    private sealed record Options(int[] BatchSizes, int SampleBatch, int Repeats, int Steps, int Warmup, TrainerOptions Trainer,
         Precision? Precision, bool SampleFull);
 
     private static int Run(string[] configPaths, Options o, Device device, string outPath, bool sample)
@@ -132,8 +119,8 @@ internal static class BenchCommand
             }
         }
 
-        var settings = new Settings(o.Flat ? "flat" : "per-tensor", o.SyncEvery ?? (device.type == DeviceType.CUDA ? 50 : 1),
-            o.Precision?.ToString().ToLowerInvariant() ?? "per config", device.type == DeviceType.CUDA && Ddpm.Runtime.DevicePolicy.CudnnBenchmarkRequested);
+        var settings = new Settings("flat", o.Trainer.SyncEveryOn(device), o.Precision is { } p ? EnumNames.Name(p) : "per config",
+            device.type == DeviceType.CUDA && Ddpm.Runtime.DevicePolicy.CudnnBenchmarkRequested);
         var report = new Report(device.type.ToString().ToLowerInvariant(), $"{Environment.MachineName}, {Environment.ProcessorCount} cores",
             get_num_threads(), settings, training, sampling, Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, GpuMemory(device), DateTimeOffset.UtcNow);
 
@@ -152,7 +139,7 @@ internal static class BenchCommand
                     s.FullSeconds is { } f ? string.Format(inv, "{0} steps in {1:F2} s", s.FullSteps, f) : "–"));
         }
         Console.WriteLine(string.Format(inv, "peak RSS {0:F0} MB{1}", report.PeakRssMb, report.PeakGpuMemory is null ? "" : $", GPU memory {report.PeakGpuMemory}"));
-        File.WriteAllText(outPath, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(outPath, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine($"wrote {outPath}");
         return CliApp.Ok;
     }
@@ -161,8 +148,7 @@ internal static class BenchCommand
     private static (long Parameters, double[] Rates) MeasureTraining(DdpmConfig config, Device device, Options o)
     {
         int batch = config.Train.BatchSize;
-        using var trainer = Trainer.Create(config, device, o.Flat);
-        if (o.SyncEvery is int n) trainer.SyncEvery = n;
+        using var trainer = Trainer.Create(config, device, o.Trainer);
         using var generator = new Generator(0, new Device("cpu"));
         var shape = new long[] { batch, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize };
         using var x0 = (rand(shape, generator: generator) * 2 - 1).to(device);

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using Ddpm.Configuration;
 using Ddpm.Data;
+using Ddpm.IO;
 using Ddpm.Training;
 
 namespace Ddpm.Cli.Commands;
@@ -64,31 +65,25 @@ internal static class TrainCommand
         Directory.CreateDirectory(outDir);
         var checkpoints = new CheckpointFolder(outDir, cfg.Train.KeepCheckpoints);
         var ckpt = checkpoints.LatestPath;
+        if (resume && !File.Exists(ckpt)) throw new UsageException($"--resume: no checkpoint at {ckpt}");
         var loadClock = System.Diagnostics.Stopwatch.StartNew();
         using var data = DatasetFactory.Load(cfg.Dataset, cfg.Model, new MnistSource { Log = Console.Error.WriteLine });
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"loaded {data.Count:N0} images from {data.Description} in {loadClock.Elapsed.TotalSeconds:F2} s, RSS {Environment.WorkingSet / 1048576.0:F0} MB"));
 
-        Trainer trainer;
-        if (resume)
-        {
-            if (!File.Exists(ckpt)) throw new UsageException($"--resume: no checkpoint at {ckpt}");
-            var overrides = cfg.Train;
-            trainer = Trainer.Resume(ckpt, device, stored => stored with
+        var options = new TrainerOptions { Warn = Console.Error.WriteLine };
+        // On resume the stored config rules, but for the run's length.
+        var length = cfg.Train;
+        using var trainer = resume
+            ? Trainer.Resume(ckpt, device, stored => stored with
             {
-                Train = stored.Train with { NumEpochs = overrides.NumEpochs, MaxSteps = overrides.MaxSteps },
-            });
-            Console.Error.WriteLine($"resuming from {ckpt}: epoch {trainer.Epoch}, step {trainer.Step}");
-        }
-        else
-        {
-            trainer = Trainer.Create(cfg, device);
-        }
-        using var _ = trainer;
-        trainer.Warn = Console.Error.WriteLine;
+                Train = stored.Train with { NumEpochs = length.NumEpochs, MaxSteps = length.MaxSteps },
+            }, options)
+            : Trainer.Create(cfg, device, options);
+        if (resume) Console.Error.WriteLine($"resuming from {ckpt}: epoch {trainer.Epoch}, step {trainer.Step}");
         cfg = trainer.Config;
         if (cfg.Train.KeepCheckpoints != checkpoints.Keep) checkpoints = new CheckpointFolder(outDir, cfg.Train.KeepCheckpoints);
-        File.WriteAllText(Path.Combine(outDir, "config.yaml"), cfg.ToYaml());
+        AtomicFile.WriteAllText(Path.Combine(outDir, "config.yaml"), cfg.ToYaml());
         Console.Error.WriteLine($"training {trainer.Model.ParameterCount():N0} parameters on {data.Description} " +
             $"({data.Count:N0} images), device {device.type}, batch {cfg.Train.BatchSize}, " +
             $"{cfg.Train.NumEpochs} epochs{(cfg.Train.MaxSteps > 0 ? $", at most {cfg.Train.MaxSteps} steps" : "")} → {outDir}");

@@ -1,26 +1,10 @@
 namespace Ddpm.Imaging;
 
-/// <summary>Writes files through a temporary sibling and a rename, so readers never see a partial file.</summary>
+/// <summary>
+/// Forwards to <see cref="IO.AtomicFile"/>, where the atomic-write helper now lives, for the files that still call it from
+/// here (<c>Evaluation/*</c>, <c>SampleCommand</c>, <c>EvalCommand</c>); delete it once they use <c>Ddpm.IO</c>.
+/// </summary>
 internal static class AtomicFile
 {
-    public static void WriteAllBytes(string path, byte[] bytes)
-    {
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var tmp = full + $".tmp-{Environment.ProcessId}";
-        try
-        {
-            using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                f.Write(bytes);
-                f.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { }
-            throw;
-        }
-    }
+    public static void WriteAllBytes(string path, byte[] bytes) => IO.AtomicFile.WriteAllBytes(path, bytes);
 }

@@ -16,9 +16,9 @@ public static class ImageGrid
         return Encode(pixels, width, height, channels);
     }
 
-    /// <summary>Writes <see cref="ToPng"/> to a file (via a temporary file, so no half-written PNG is left behind).</summary>
+    /// <summary>Writes <see cref="ToPng"/> to a file atomically (<see cref="IO.AtomicFile"/>: no half-written PNG is ever left behind).</summary>
     public static void SavePng(Tensor images, int perRow, string path, int padding = 2) =>
-        AtomicFile.WriteAllBytes(path, ToPng(images, perRow, padding));
+        IO.AtomicFile.WriteAllBytes(path, ToPng(images, perRow, padding));
 
     private static (byte[] Pixels, int Width, int Height, int Channels) Layout(Tensor images, int perRow, int padding)
     {

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Collections;
 using System.IO.Compression;
+using Ddpm.IO;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 
@@ -57,32 +58,19 @@ public static class StateDictIo
 
     /// <summary>
     /// Writes a state_dict, as PyTorch's zip format for <c>.pth</c>/<c>.pt</c>/<c>.bin</c> or safetensors for
-    /// <c>.safetensors</c>. Written to a temporary file and renamed.
+    /// <c>.safetensors</c>, atomically (<see cref="AtomicFile"/>).
     /// </summary>
     public static void Write(string path, IReadOnlyDictionary<string, Tensor> stateDict)
     {
         var ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext is not (".pth" or ".pt" or ".bin" or ".safetensors"))
             throw new WeightsException(path, "unknown extension (use .pth, .pt or .bin for PyTorch, .safetensors for safetensors)");
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var tmp = full + $".tmp-{Environment.ProcessId}";
-        try
+        var ordered = stateDict.ToDictionary(kv => kv.Key, kv => kv.Value);
+        AtomicFile.Write(path, file =>
         {
-            using (var file = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                var ordered = stateDict.ToDictionary(kv => kv.Key, kv => kv.Value);
-                if (ext == ".safetensors") Safetensors.SaveStateDict(file, ordered, leaveOpen: true);
-                else PyTorchPickler.PickleStateDict(file, ordered, leaveOpen: true);
-                file.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw;
-        }
+            if (ext == ".safetensors") Safetensors.SaveStateDict(file, ordered, leaveOpen: true);
+            else PyTorchPickler.PickleStateDict(file, ordered, leaveOpen: true);
+        });
     }
 
     /// <summary>

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Ddpm.Configuration;
+using Ddpm.IO;
 using Ddpm.Models;
 using TorchSharp.Modules;
 using TorchSharp.PyBridge;
@@ -33,18 +34,18 @@ public sealed record CheckpointManifest
 /// A self-describing checkpoint: one zip archive holding <c>manifest.json</c> (config, epoch, step, checksums),
 /// <c>model.safetensors</c> (the U-Net's weights under the reference's keys), and when training state is saved
 /// <c>optimizer.bin</c> (Adam's state) and <c>rng.bin</c> (the training generator's state), and with an EMA of the weights
-/// <c>ema.safetensors</c>.
-/// Written to a temporary file in the same directory, flushed, then renamed (and the directory fsynced): a crash never leaves a torn file.
+/// <c>ema.safetensors</c>. Written atomically (<see cref="AtomicFile"/>): a crash never leaves a torn file.
+/// Read with <see cref="CheckpointReader"/> (one open for everything), or with the one-call helpers here.
 /// </summary>
 public static class Checkpoint
 {
-    private const string ManifestEntry = "manifest.json";
-    private const string ModelEntry = "model.safetensors";
-    private const string OptimizerEntry = "optimizer.bin";
-    private const string RngEntry = "rng.bin";
-    private const string EmaEntry = "ema.safetensors";
+    internal const string ManifestEntry = "manifest.json";
+    internal const string ModelEntry = "model.safetensors";
+    internal const string OptimizerEntry = "optimizer.bin";
+    internal const string RngEntry = "rng.bin";
+    internal const string EmaEntry = "ema.safetensors";
 
-    private static readonly JsonSerializerOptions Json = new()
+    internal static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
@@ -55,9 +56,8 @@ public static class Checkpoint
     public sealed record TrainingState(OptimizerHelper Optimizer, Generator Generator);
 
     /// <summary>
-    /// Saves atomically: a temporary sibling is written, flushed to disk, renamed over <paramref name="path"/>, and the
-    /// directory is fsynced. A failed write (e.g. a full disk) throws <see cref="CheckpointException"/> and leaves the
-    /// previous file at <paramref name="path"/> untouched.
+    /// Saves atomically (<see cref="AtomicFile"/>). A failed write (e.g. a full disk) throws <see cref="CheckpointException"/>
+    /// and leaves the previous file at <paramref name="path"/> untouched.
     /// </summary>
     public static void Save(string path, UNet model, DdpmConfig config, int epoch, long step, long stepInEpoch = 0,
         TrainingState? training = null, UNet? ema = null)
@@ -84,171 +84,56 @@ public static class Checkpoint
             Step = step,
             StepInEpoch = stepInEpoch,
             ParameterCount = model.ParameterCount(),
-            Sha256 = entries.ToDictionary(e => e.Key, e => Convert.ToHexString(SHA256.HashData(e.Value)).ToLowerInvariant()),
+            Sha256 = entries.ToDictionary(e => e.Key, e => Sha256Hex(e.Value)),
             SavedAt = DateTimeOffset.UtcNow,
         };
 
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var tmp = full + $".tmp-{Environment.ProcessId}";
         try
         {
-            using (var file = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+            AtomicFile.Write(path, file =>
             {
-                using (var zip = new ZipArchive(file, ZipArchiveMode.Create, leaveOpen: true))
-                {
-                    WriteEntry(zip, ManifestEntry, JsonSerializer.SerializeToUtf8Bytes(manifest, Json));
-                    foreach (var (name, bytes) in entries) WriteEntry(zip, name, bytes);
-                }
-                file.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-            FileDurability.FsyncDirectory(Path.GetDirectoryName(full)!);
+                using var zip = new ZipArchive(file, ZipArchiveMode.Create, leaveOpen: true);
+                WriteEntry(zip, ManifestEntry, JsonSerializer.SerializeToUtf8Bytes(manifest, Json));
+                foreach (var (name, bytes) in entries) WriteEntry(zip, name, bytes);
+            });
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            TryDelete(tmp);
             // A full disk or a failing write: the rename never happened, so what was at the path is untouched.
             throw new CheckpointException(path, $"could not be written ({e.Message}); " +
-                (File.Exists(full) ? "the previous checkpoint there is intact" : "no earlier checkpoint was there"), e);
-        }
-        catch
-        {
-            TryDelete(tmp);
-            throw;
+                (File.Exists(path) ? "the previous checkpoint there is intact" : "no earlier checkpoint was there"), e);
         }
     }
 
     /// <summary>Reads and verifies the manifest only.</summary>
     public static CheckpointManifest ReadManifest(string path)
     {
-        using var zip = Open(path);
-        return ReadManifest(path, zip);
+        using var checkpoint = CheckpointReader.Open(path);
+        return checkpoint.Manifest;
     }
 
     /// <summary>Loads the config and a U-Net with the checkpoint's weights.</summary>
     public static (UNet Model, DdpmConfig Config, CheckpointManifest Manifest) LoadModel(string path)
     {
-        using var zip = Open(path);
-        var manifest = ReadManifest(path, zip);
-        DdpmConfig config;
-        try { config = DdpmConfig.Parse(manifest.ConfigYaml); }
-        catch (ConfigException e) { throw new CheckpointException(path, "its stored config is invalid: " + e.Message, e); }
-        var model = new UNet(config.Model);
-        try
-        {
-            SafetensorsWeights.LoadInto(model, ReadVerified(path, zip, manifest, ModelEntry), path);
-        }
-        catch (Exception e) when (e is not CheckpointException)
-        {
-            model.Dispose();
-            throw new CheckpointException(path, "its weights do not fit the model its config describes: " + e.Message, e);
-        }
-        return (model, config, manifest);
+        using var checkpoint = CheckpointReader.Open(path);
+        return (checkpoint.LoadModel(), checkpoint.Config, checkpoint.Manifest);
     }
 
     /// <summary>Whether the checkpoint holds an exponential moving average of the weights.</summary>
-    public static bool HasEma(string path) => ReadManifest(path).Sha256.ContainsKey(EmaEntry);
+    public static bool HasEma(string path)
+    {
+        using var checkpoint = CheckpointReader.Open(path);
+        return checkpoint.HasEma;
+    }
 
     /// <summary>Loads the EMA weights into <paramref name="into"/> (a U-Net of the checkpoint's config).</summary>
     public static void LoadEmaInto(string path, UNet into)
     {
-        using var zip = Open(path);
-        var manifest = ReadManifest(path, zip);
-        if (!manifest.Sha256.ContainsKey(EmaEntry)) throw new CheckpointException(path, "holds no EMA weights");
-        try
-        {
-            SafetensorsWeights.LoadInto(into, ReadVerified(path, zip, manifest, EmaEntry), path);
-        }
-        catch (Exception e) when (e is not CheckpointException)
-        {
-            throw new CheckpointException(path, "its EMA weights do not fit the model: " + e.Message, e);
-        }
+        using var checkpoint = CheckpointReader.Open(path);
+        checkpoint.LoadEmaInto(into);
     }
 
-    /// <summary>Restores optimizer and generator state saved with <see cref="Save"/>.</summary>
-    public static void LoadTrainingState(string path, TrainingState into)
-    {
-        using var zip = Open(path);
-        var manifest = ReadManifest(path, zip);
-        if (!manifest.Sha256.ContainsKey(OptimizerEntry) || !manifest.Sha256.ContainsKey(RngEntry))
-            throw new CheckpointException(path, "holds weights only (no optimizer/RNG state), so training cannot resume from it");
-        try
-        {
-            using (var s = new MemoryStream(ReadVerified(path, zip, manifest, OptimizerEntry)))
-            using (var r = new BinaryReader(s))
-                into.Optimizer.load_state_dict(r);
-            var rng = ReadVerified(path, zip, manifest, RngEntry);
-            using var state = tensor(rng, dtype: ScalarType.Byte);
-            into.Generator.set_state(state);
-        }
-        catch (Exception e) when (e is not CheckpointException)
-        {
-            throw new CheckpointException(path, "its training state could not be restored: " + e.Message, e);
-        }
-    }
-
-    private static ZipArchive Open(string path)
-    {
-        if (!File.Exists(path)) throw new CheckpointException(path, "file does not exist");
-        ZipArchive? zip = null;
-        try
-        {
-            zip = ZipFile.OpenRead(path);
-            _ = zip.Entries.Count; // reads the whole central directory now, inside this handler
-            return zip;
-        }
-        catch (InvalidDataException e)
-        {
-            zip?.Dispose();
-            throw new CheckpointException(path, "not a ddpm checkpoint (truncated or not a zip archive)", e);
-        }
-        catch (IOException e)
-        {
-            zip?.Dispose();
-            throw new CheckpointException(path, "cannot be read: " + e.Message, e);
-        }
-    }
-
-    private static CheckpointManifest ReadManifest(string path, ZipArchive zip)
-    {
-        var entry = zip.GetEntry(ManifestEntry) ?? throw new CheckpointException(path, "has no manifest.json");
-        try
-        {
-            using var s = entry.Open();
-            var m = JsonSerializer.Deserialize<CheckpointManifest>(s, Json) ?? throw new CheckpointException(path, "empty manifest");
-            if (m.Format != CheckpointManifest.CurrentFormat)
-                throw new CheckpointException(path, $"format {m.Format} is not supported (this build reads {CheckpointManifest.CurrentFormat})");
-            if (m.Sha256 is null || m.ConfigYaml is null) throw new CheckpointException(path, "manifest lacks sha256 or config_yaml");
-            if (!m.Sha256.ContainsKey(ModelEntry)) throw new CheckpointException(path, "manifest lists no model weights");
-            return m;
-        }
-        catch (Exception e) when (e is JsonException or InvalidDataException or IOException)
-        {
-            throw new CheckpointException(path, "manifest is corrupt: " + e.Message, e);
-        }
-    }
-
-    private static byte[] ReadVerified(string path, ZipArchive zip, CheckpointManifest manifest, string name)
-    {
-        var entry = zip.GetEntry(name) ?? throw new CheckpointException(path, $"entry {name} is missing");
-        byte[] bytes;
-        try
-        {
-            using var s = entry.Open();
-            using var ms = new MemoryStream();
-            s.CopyTo(ms);
-            bytes = ms.ToArray();
-        }
-        catch (Exception e) when (e is InvalidDataException or IOException)
-        {
-            throw new CheckpointException(path, $"entry {name} is corrupt: {e.Message}", e);
-        }
-        var sha = Convert.ToHexString(SHA256.HashData(bytes)).ToLowerInvariant();
-        if (!manifest.Sha256.TryGetValue(name, out var expected) || expected != sha)
-            throw new CheckpointException(path, $"entry {name} fails its checksum (file corrupt)");
-        return bytes;
-    }
+    internal static string Sha256Hex(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 
     private static void WriteEntry(ZipArchive zip, string name, byte[] bytes)
     {
@@ -262,10 +147,5 @@ public static class Checkpoint
         using var ms = new MemoryStream();
         write(ms);
         return ms.ToArray();
-    }
-
-    private static void TryDelete(string path)
-    {
-        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }

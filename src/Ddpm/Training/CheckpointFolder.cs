@@ -1,4 +1,5 @@
 using System.Globalization;
+using Ddpm.IO;
 
 namespace Ddpm.Training;
 
@@ -13,7 +14,7 @@ public sealed class CheckpointFolder
 {
     /// <summary>The latest checkpoint's file name (the name the CLI, docs and <c>--resume</c> use).</summary>
     public const string LatestName = "checkpoint.ckpt";
-    private const string Prefix = "checkpoint-", Extension = ".ckpt", TempMarker = ".tmp-";
+    private const string Prefix = "checkpoint-", Extension = ".ckpt", TempMarker = AtomicFile.TempMarker;
 
     public string Directory { get; }
     /// <summary>How many numbered checkpoints to keep (0 = only <see cref="LatestPath"/>).</summary>
@@ -74,25 +75,22 @@ public sealed class CheckpointFolder
         return LatestPath;
     }
 
-    /// <summary>Makes <paramref name="numbered"/> the latest: link (or copy) to a temporary name, then rename over the latest.</summary>
+    /// <summary>Makes <paramref name="numbered"/> the latest: a hard link to it (a copy where links are unsupported) renamed over the latest.</summary>
     private void Publish(string numbered)
     {
-        var tmp = LatestPath + TempMarker + Environment.ProcessId;
         try
         {
-            File.Delete(tmp);
-            if (!FileDurability.TryHardLink(numbered, tmp))
+            AtomicFile.Replace(LatestPath, temp =>
             {
-                File.Copy(numbered, tmp, overwrite: true);
-                using var f = new FileStream(tmp, FileMode.Open, FileAccess.ReadWrite);
+                File.Delete(temp);
+                if (FileDurability.TryHardLink(numbered, temp)) return;
+                File.Copy(numbered, temp, overwrite: true);
+                using var f = new FileStream(temp, FileMode.Open, FileAccess.ReadWrite);
                 f.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, LatestPath, overwrite: true);
-            FileDurability.FsyncDirectory(Directory);
+            });
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             throw new CheckpointException(LatestPath, $"could not be updated to {Path.GetFileName(numbered)} ({e.Message}); " +
                 (File.Exists(LatestPath) ? "the previous latest checkpoint is intact" : "no earlier checkpoint was there"), e);
         }
@@ -102,7 +100,7 @@ public sealed class CheckpointFolder
     {
         var all = Numbered();
         foreach (var (_, path) in all.Take(Math.Max(0, all.Count - Keep)))
-            if (path != keepAlso) TryDelete(path);
+            if (path != keepAlso) AtomicFile.TryDelete(path);
     }
 
     /// <summary>Temporary files left by killed processes (<c>….ckpt.tmp-&lt;pid&gt;</c> of a pid no longer running).</summary>
@@ -114,12 +112,7 @@ public sealed class CheckpointFolder
             var pid = Path.GetFileName(path).Split(TempMarker)[^1];
             if (int.TryParse(pid, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && id != Environment.ProcessId
                 && !System.IO.Directory.Exists($"/proc/{id}"))
-                TryDelete(path);
+                AtomicFile.TryDelete(path);
         }
-    }
-
-    private static void TryDelete(string path)
-    {
-        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }

@@ -8,7 +8,7 @@ namespace Ddpm.Training;
 /// An exponential moving average of the weights, θ_ema ← d·θ_ema + (1 − d)·θ with the warm-up
 /// d = min(decay, (1 + n)/(10 + n)) after n updates (as in improved-diffusion / TensorFlow's EMA with num_updates).
 /// Kept as a second U-Net, so it samples, saves and exports like any model; its parameters are views of one flat
-/// buffer, so with a flat model (<see cref="FlatAdam.Weights"/>) an update is one kernel.
+/// buffer, so an update from the trainer's flat weights (<see cref="FlatAdam.Weights"/>) is one kernel.
 /// </summary>
 public sealed class ExponentialMovingAverage : IDisposable
 {
@@ -31,19 +31,10 @@ public sealed class ExponentialMovingAverage : IDisposable
     /// <summary>The decay used for update number <paramref name="updates"/> (0-based): min(decay, (1 + n)/(10 + n)).</summary>
     public double DecayAt(long updates) => Math.Min(Decay, (1.0 + updates) / (10.0 + updates));
 
-    /// <summary>One update after optimizer step number <paramref name="updates"/> + 1.</summary>
-    public void Update(UNet model, long updates)
-    {
-        double d = DecayAt(updates);
-        using var noGrad = no_grad();
-        foreach (var (ema, p) in Shadow.parameters().Zip(model.parameters()))
-            ema.mul_(d).add_(p.detach(), alpha: 1 - d);
-    }
-
     /// <summary>
-    /// The same update from all weights flattened in <c>parameters()</c> order (<see cref="FlatAdam.Weights"/>):
-    /// θ_ema ← θ_ema + (1 − d)(θ − θ_ema). With <paramref name="apply"/> (a bool scalar on the device) false, nothing
-    /// changes, without a host synchronisation.
+    /// One update after optimizer step number <paramref name="updates"/> + 1, from all weights flattened in
+    /// <c>parameters()</c> order (<see cref="FlatAdam.Weights"/>): θ_ema ← θ_ema + (1 − d)(θ − θ_ema). With
+    /// <paramref name="apply"/> (a bool scalar on the device) false, nothing changes, without a host synchronisation.
     /// </summary>
     public void Update(Tensor weights, long updates, Tensor? apply = null)
     {

@@ -17,25 +17,24 @@ namespace Ddpm.Training;
 /// <para>
 /// Built for a GPU that the host must keep fed: Adam runs over one flat buffer (<see cref="FlatAdam"/>), a step with a
 /// non-finite loss or gradient is masked out on the device, and the host reads losses and those flags only every
-/// <see cref="SyncEvery"/> steps, so nothing in a step waits for the GPU.
+/// <see cref="SyncEvery"/> steps, so nothing in a step waits for the GPU. How it runs is fixed at construction
+/// (<see cref="TrainerOptions"/>); what it trains is the config.
 /// </para>
 /// </summary>
 public sealed class Trainer : IDisposable
 {
     private static readonly object SeededInit = new();
-    private readonly Adam _optimizer;
-    private readonly FlatAdam? _flat;
+    private readonly FlatAdam _adam;
     /// <summary>The bf16 copy that runs forward and backward (<c>precision: bf16</c>), or null.</summary>
     private readonly UNet? _compute;
+    private readonly Action<string>? _warn;
     private readonly List<PendingStep> _pending = [];
-    private StepContext _context;
-    private Action<StepReport>? _onSynced;
 
-    /// <summary>Where a step sits in the run, kept until its loss is read.</summary>
-    private readonly record struct StepContext(int Epoch, long StepInEpoch, long StepsInEpoch, long Images, Stopwatch? Clock);
+    /// <summary>Where a step sits in the run and who hears of it, kept with the step until its loss is read.</summary>
+    private readonly record struct StepContext(int Epoch, long StepInEpoch, long StepsInEpoch, long Images, Stopwatch? Clock,
+        Action<StepReport>? Report);
 
-    /// <param name="Masked">Whether the update was made conditional on the device (so the step count assumed it applied).</param>
-    private sealed record PendingStep(long Step, StepContext Context, Tensor Loss, Tensor Applied, bool Masked);
+    private sealed record PendingStep(long Step, StepContext Context, Tensor Loss, Tensor Applied);
 
     public UNet Model { get; }
     public DdpmConfig Config { get; }
@@ -53,63 +52,38 @@ public sealed class Trainer : IDisposable
     public ExponentialMovingAverage? Ema { get; }
     /// <summary>Steps skipped for a non-finite loss or gradient (<c>on_nonfinite: skip</c>) in this process.</summary>
     public long SkippedSteps { get; private set; }
-    /// <summary>Receives warnings (e.g. a skipped step); null = silent.</summary>
-    public Action<string>? Warn { get; set; }
-    /// <summary>
-    /// Steps between host reads of the losses and non-finite flags (each read waits for the device): 1 on the CPU, where
-    /// reading costs nothing, 50 on CUDA. Weights do not depend on it; with <c>on_nonfinite: stop</c> a bad step is
-    /// reported at the next read (its update was never applied).
-    /// </summary>
-    public int SyncEvery
-    {
-        get => _syncEvery;
-        set => _syncEvery = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(SyncEvery), "must be at least 1");
-    }
-    private int _syncEvery;
-    /// <summary>
-    /// Flat optimizer only: whether a step's update is made conditional on its finiteness flag on the device (no host
-    /// wait; the default on GPUs) or decided on the host after reading the flag (the default on the CPU, where reading
-    /// costs nothing and the unconditional update saves passes over the weights). Both give the same weights.
-    /// </summary>
-    public bool MaskOnDevice { get; set; }
-    /// <summary>Whether Adam runs over one flat buffer (<see cref="FlatAdam"/>) or as TorchSharp's per-tensor loop.</summary>
-    public bool FlatOptimizer => _flat is not null;
+    /// <summary>Steps between host reads of the losses and non-finite flags (<see cref="TrainerOptions.SyncEvery"/>, resolved for the device).</summary>
+    public int SyncEvery { get; }
+    /// <summary>Whether updates are made conditional on the device (<see cref="TrainerOptions.MaskOnDevice"/>, resolved for the device).</summary>
+    public bool MaskOnDevice { get; }
 
-    /// <param name="flatOptimizer">
-    /// false = TorchSharp's per-tensor Adam with the finiteness check read on the host every step (the slower path, kept
-    /// so <c>ddpm bench</c> can compare); both give the same weights.
-    /// </param>
-    public Trainer(UNet model, DdpmConfig config, Device device, bool flatOptimizer = true)
+    /// <summary>A trainer for <paramref name="model"/> (moved to <paramref name="device"/>; the trainer owns and disposes it).</summary>
+    public Trainer(UNet model, DdpmConfig config, Device device, TrainerOptions? options = null)
     {
-        bool bf16 = config.Train.Precision == Precision.Bf16;
-        if (bf16 && !flatOptimizer)
-            throw new TrainingException("train_params.precision: bf16 keeps float32 master weights in the flat optimizer; it cannot run with the per-tensor one");
+        options ??= new TrainerOptions();
+        SyncEvery = options.SyncEveryOn(device);
+        if (SyncEvery < 1) throw new ArgumentOutOfRangeException(nameof(options), $"SyncEvery must be at least 1, got {SyncEvery}");
+        MaskOnDevice = options.MaskOnDeviceOn(device);
+        _warn = options.Warn;
         Model = model;
         Config = config;
         Device = device;
         Diffusion = GaussianDiffusion.FromOptions(config.Diffusion);
         Model.to(device);
-        if (bf16)
+        if (config.Train.Precision == Precision.Bf16)
         {
             // Same architecture; FlatAdam overwrites its initial weights with the master's.
             _compute = new UNet(config.Model);
             _compute.to(device);
             _compute.to(ScalarType.BFloat16);
         }
-        if (flatOptimizer)
-        {
-            _flat = new FlatAdam(Model.parameters(), config.Train.Lr, _compute?.parameters());
-            _optimizer = _flat.Optimizer;
-        }
-        else _optimizer = optim.Adam(Model.parameters(), config.Train.Lr);
+        _adam = new FlatAdam(Model.parameters(), config.Train.Lr, _compute?.parameters());
         Generator = new Generator((ulong)config.Train.Seed, new Device("cpu"));
         if (config.Train.EmaDecay > 0) Ema = new ExponentialMovingAverage(Model, config.Train.EmaDecay);
-        SyncEvery = device.type == DeviceType.CUDA ? 50 : 1;
-        MaskOnDevice = device.type != DeviceType.CPU;
     }
 
     /// <summary>A fresh model from the config, initialised from the seed.</summary>
-    public static Trainer Create(DdpmConfig config, Device device, bool flatOptimizer = true)
+    public static Trainer Create(DdpmConfig config, Device device, TrainerOptions? options = null)
     {
         MemoryEstimate.EnsureFits(config, device);
         UNet model;
@@ -119,31 +93,44 @@ public sealed class Trainer : IDisposable
             manual_seed(config.Train.Seed);
             model = new UNet(config.Model);
         }
-        return new Trainer(model, config, device, flatOptimizer);
+        return new Trainer(model, config, device, options);
     }
 
-    /// <summary>Continues from a checkpoint saved by <see cref="Save"/>: weights, Adam state, RNG, epoch and step.</summary>
-    public static Trainer Resume(string checkpointPath, Device device, Func<DdpmConfig, DdpmConfig>? adjust = null, bool flatOptimizer = true)
+    /// <summary>
+    /// Continues from a checkpoint saved by <see cref="Save"/> (or by the per-tensor Adam of earlier versions: the optimizer
+    /// format is the same): weights, Adam state, RNG, EMA, epoch and step. <paramref name="adjust"/> may change the stored
+    /// config (e.g. a longer step budget). The checkpoint is opened, and its config parsed, once.
+    /// </summary>
+    public static Trainer Resume(string checkpointPath, Device device, Func<DdpmConfig, DdpmConfig>? adjust = null, TrainerOptions? options = null)
     {
-        if (adjust is not null) MemoryEstimate.EnsureFits(adjust(StoredConfig(checkpointPath)).Validate(), device);
-        else MemoryEstimate.EnsureFits(StoredConfig(checkpointPath), device);
-        var (model, config, manifest) = Checkpoint.LoadModel(checkpointPath);
-        if (adjust is not null) config = adjust(config).Validate();
-        var trainer = new Trainer(model, config, device, flatOptimizer);
-        Checkpoint.LoadTrainingState(checkpointPath, new Checkpoint.TrainingState(trainer._optimizer, trainer.Generator));
-        trainer._flat?.SyncUpdatesFromState();
-        if (trainer.Ema is not null && Checkpoint.HasEma(checkpointPath)) Checkpoint.LoadEmaInto(checkpointPath, trainer.Ema.Shadow);
-        trainer.Epoch = manifest.Epoch;
-        trainer.Step = manifest.Step;
-        trainer.StepInEpoch = manifest.StepInEpoch;
+        using var checkpoint = CheckpointReader.Open(checkpointPath);
+        var config = adjust is null ? checkpoint.Config : adjust(checkpoint.Config).Validate();
+        MemoryEstimate.EnsureFits(config, device);
+        if (!checkpoint.HasTrainingState)
+            throw new CheckpointException(checkpointPath, "holds weights only (no optimizer/RNG state), so training cannot resume from it");
+        var model = checkpoint.LoadModel();
+        Trainer trainer;
+        try { trainer = new Trainer(model, config, device, options); }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        try
+        {
+            checkpoint.LoadTrainingState(new Checkpoint.TrainingState(trainer._adam.Optimizer, trainer.Generator));
+            trainer._adam.SyncUpdatesFromState();
+            if (trainer.Ema is not null && checkpoint.HasEma) checkpoint.LoadEmaInto(trainer.Ema.Shadow);
+        }
+        catch
+        {
+            trainer.Dispose();
+            throw;
+        }
+        trainer.Epoch = checkpoint.Manifest.Epoch;
+        trainer.Step = checkpoint.Manifest.Step;
+        trainer.StepInEpoch = checkpoint.Manifest.StepInEpoch;
         return trainer;
-    }
-
-    private static DdpmConfig StoredConfig(string checkpointPath)
-    {
-        var manifest = Checkpoint.ReadManifest(checkpointPath);
-        try { return DdpmConfig.Parse(manifest.ConfigYaml); }
-        catch (ConfigException e) { throw new CheckpointException(checkpointPath, "its stored config is invalid: " + e.Message, e); }
     }
 
     /// <summary>Whether the step budget (<c>max_steps</c>) or the epoch count is reached.</summary>
@@ -176,33 +163,24 @@ public sealed class Trainer : IDisposable
         var clock = Stopwatch.StartNew();
         double lossSum = 0;
         long steps = 0, images = 0, finiteSteps = 0;
-        _onSynced = s =>
+        void Report(StepReport s)
         {
             if (float.IsFinite(s.Loss)) { lossSum += s.Loss; finiteSteps++; }
             onStep?.Invoke(s);
-        };
-        try
-        {
-            foreach (var (batch, indices) in sampler.Batches(epochNumber, (int)StepInEpoch))
-            {
-                if (cancel.IsCancellationRequested || (Config.Train.MaxSteps > 0 && Step >= Config.Train.MaxSteps)) break;
-                using var scope = NewDisposeScope();
-                using var flips = Config.Dataset.RandomFlip ? sampler.FlipGenerator(epochNumber, batch) : null;
-                var x0 = data.Batch(indices, Device, flips);
-                var labels = Model.IsConditional ? DropLabels(data.BatchLabels(indices)!).to(Device, non_blocking: true) : null;
-                images += indices.shape[0];
-                _context = new StepContext(epochNumber, batch + 1, stepsInEpoch, images, clock);
-                TrainBatch(x0, labels);
-                StepInEpoch = batch + 1;
-                steps++;
-            }
-            Synchronize();
         }
-        finally
+        foreach (var (batch, indices) in sampler.Batches(epochNumber, (int)StepInEpoch))
         {
-            _onSynced = null;
-            _context = default;
+            if (cancel.IsCancellationRequested || (Config.Train.MaxSteps > 0 && Step >= Config.Train.MaxSteps)) break;
+            using var scope = NewDisposeScope();
+            using var flips = Config.Dataset.RandomFlip ? sampler.FlipGenerator(epochNumber, batch) : null;
+            var x0 = data.Batch(indices, Device, flips);
+            var labels = Model.IsConditional ? DropLabels(data.BatchLabels(indices)!).to(Device, non_blocking: true) : null;
+            images += indices.shape[0];
+            TrainStep(x0, labels, new StepContext(epochNumber, batch + 1, stepsInEpoch, images, clock, Report));
+            StepInEpoch = batch + 1;
+            steps++;
         }
+        Synchronize();
         bool complete = StepInEpoch >= stepsInEpoch;
         if (complete)
         {
@@ -215,51 +193,38 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// One optimizer step on <paramref name="x0"/> (already on <see cref="Device"/>): Algorithm 1's loss, backward, Adam
-    /// and the EMA, with no host synchronisation on the flat path. The loss is read at the next
-    /// <see cref="Synchronize"/>, which runs by itself every <see cref="SyncEvery"/> steps.
+    /// and the EMA, with no host synchronisation when updates are masked on the device. The loss is read at the next
+    /// <see cref="Synchronize"/> (which runs by itself every <see cref="SyncEvery"/> steps) and passed to
+    /// <paramref name="onStep"/> there.
     /// </summary>
-    public void TrainBatch(Tensor x0, Tensor? labels = null)
+    public void TrainBatch(Tensor x0, Tensor? labels = null, Action<StepReport>? onStep = null) =>
+        TrainStep(x0, labels, new StepContext(0, 0, 0, 0, null, onStep));
+
+    private void TrainStep(Tensor x0, Tensor? labels, StepContext context)
     {
         using (var scope = NewDisposeScope())
         {
             try
             {
-                var loss = _compute is null
-                    ? Diffusion.TrainingLoss((xt, t) => Model.forward(xt, t, labels), x0, Generator)
-                    : Diffusion.TrainingLoss((xt, t) => _compute.forward(xt, t, labels), x0, Generator); // bf16 inside, float32 out
-                if (_flat is null) _optimizer.zero_grad();
+                var network = _compute ?? Model; // a bf16 copy takes and returns float32
+                var loss = Diffusion.TrainingLoss((xt, t) => network.forward(xt, t, labels), x0, Generator);
                 loss.backward();
-                Tensor applied;
-                bool masked = false;
-                if (_flat is not null)
+                var gradients = _adam.Gradients();
+                var applied = gradients.isfinite().all().logical_and_(loss.isfinite());
+                if (MaskOnDevice)
                 {
-                    var gradients = _flat.Gradients();
-                    applied = gradients.isfinite().all().logical_and_(loss.isfinite());
-                    masked = MaskOnDevice;
-                    if (masked)
-                    {
-                        // Decided on the device: no waiting, at the price of a few extra passes over the weights.
-                        _flat.Step(gradients, applied);
-                        Ema?.Update(_flat.Weights, Step, applied);
-                    }
-                    else if (applied.item<bool>())
-                    {
-                        // On the CPU reading the flag costs nothing, and the in-place update saves those passes.
-                        _flat.Step(gradients);
-                        Ema?.Update(_flat.Weights, Step);
-                    }
-                    _flat.ZeroGrad();
+                    // Decided on the device: no waiting, at the price of a few extra passes over the weights.
+                    _adam.Step(gradients, applied);
+                    Ema?.Update(_adam.Weights, Step, applied);
                 }
-                else
+                else if (applied.item<bool>())
                 {
-                    applied = PerTensorFinite(loss);
-                    if (applied.item<bool>())
-                    {
-                        _optimizer.step();
-                        Ema?.Update(Model, Step);
-                    }
+                    // On the CPU reading the flag costs nothing, and the in-place update saves those passes.
+                    _adam.Step(gradients);
+                    Ema?.Update(_adam.Weights, Step);
                 }
-                _pending.Add(new PendingStep(Step + 1, _context, loss.detach().DetachFromDisposeScope(), applied.DetachFromDisposeScope(), masked));
+                _adam.ZeroGrad();
+                _pending.Add(new PendingStep(Step + 1, context, loss.detach().DetachFromDisposeScope(), applied.DetachFromDisposeScope()));
             }
             catch (Exception e) when (e is not TrainingException && IsOutOfMemory(e))
             {
@@ -273,7 +238,7 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// Reads the losses and non-finite flags of the steps since the last read (one wait for the device), applies
-    /// <c>on_nonfinite</c> to them in order, and reports them.
+    /// <c>on_nonfinite</c> to them in order, and passes each step's report to the callback it was trained with.
     /// </summary>
     public void Synchronize()
     {
@@ -292,8 +257,9 @@ public sealed class Trainer : IDisposable
             p.Applied.Dispose();
         }
         int n = window.Length;
-        int skippedMasked = Enumerable.Range(0, n).Count(i => values[n + i] == 0 && window[i].Masked);
-        if (skippedMasked > 0) _flat?.Unapply(skippedMasked);
+        // Masked updates counted themselves as applied; take back those the flags skipped (host-decided ones never counted).
+        int skippedMasked = MaskOnDevice ? values.Skip(n).Count(v => v == 0) : 0;
+        if (skippedMasked > 0) _adam.Unapply(skippedMasked);
         for (int i = 0; i < n; i++)
         {
             var (step, context) = (window[i].Step, window[i].Context);
@@ -306,18 +272,11 @@ public sealed class Trainer : IDisposable
                     throw new TrainingException($"{problem} at {where}; its update was not applied, " +
                         "training stopped and the last checkpoint was kept. Try a lower learning rate, or train_params.on_nonfinite: skip.");
                 SkippedSteps++;
-                Warn?.Invoke($"warning: {problem} at {where}; step skipped (on_nonfinite: skip)");
+                _warn?.Invoke($"warning: {problem} at {where}; step skipped (on_nonfinite: skip)");
             }
             double rate = context.Clock is null ? double.NaN : context.Images / context.Clock.Elapsed.TotalSeconds;
-            _onSynced?.Invoke(new StepReport(context.Epoch, step, context.StepInEpoch, context.StepsInEpoch, loss, rate));
+            context.Report?.Invoke(new StepReport(context.Epoch, step, context.StepInEpoch, context.StepsInEpoch, loss, rate));
         }
-    }
-
-    /// <summary>The per-tensor path's check: the loss and every gradient finite (a bool scalar).</summary>
-    private Tensor PerTensorFinite(Tensor loss)
-    {
-        var checks = Model.parameters().Select(p => p.grad).Where(g => g is not null).Select(g => g!.isfinite().all()).Append(loss.isfinite());
-        return stack(checks.ToArray()).all();
     }
 
     /// <summary>Whether <paramref name="e"/> is an allocation failure of libtorch (CUDA or CPU) or of .NET.</summary>
@@ -339,7 +298,7 @@ public sealed class Trainer : IDisposable
     public void Save(string path)
     {
         Synchronize();
-        Checkpoint.Save(path, Model, Config, Epoch, Step, StepInEpoch, new Checkpoint.TrainingState(_optimizer, Generator), Ema?.Shadow);
+        Checkpoint.Save(path, Model, Config, Epoch, Step, StepInEpoch, new Checkpoint.TrainingState(_adam.Optimizer, Generator), Ema?.Shadow);
     }
 
     public void Dispose()
@@ -350,8 +309,7 @@ public sealed class Trainer : IDisposable
             p.Applied.Dispose();
         }
         _pending.Clear();
-        if (_flat is not null) _flat.Dispose();
-        else _optimizer.Dispose();
+        _adam.Dispose();
         _compute?.Dispose();
         Ema?.Dispose();
         Generator.Dispose();

@@ -45,18 +45,23 @@ public class BenchAndPrecisionCliTests : IDisposable
     }
 
     [Fact]
-    public void Bench_rejects_unknown_settings_and_bf16_with_the_per_tensor_optimizer()
+    public void Bench_rejects_unknown_settings_and_the_removed_per_tensor_optimizer()
     {
         var config = Config();
         string Out() => Path.Combine(_dir, $"{Guid.NewGuid():N}.json");
-        Assert.Equal(2, TinyCli.Run("bench", "--config", config, "--device", "cpu", "--optimizer", "adamw", "--out", Out()));
         Assert.Equal(2, TinyCli.Run("bench", "--config", config, "--device", "cpu", "--precision", "fp8", "--out", Out()));
         Assert.Equal(2, TinyCli.Run("bench", "--config", config, "--device", "cpu", "--sync-every", "0", "--out", Out()));
         Assert.Equal(2, TinyCli.Run("bench", "--config", config, "--device", "cpu", "--batch-sizes", "0", "--out", Out()));
-        var perTensorBf16 = Out();
-        Assert.Equal(1, TinyCli.Run("bench", "--config", config, "--device", "cpu", "--optimizer", "per-tensor", "--precision", "bf16",
-            "--batch-sizes", "2", "--repeats", "1", "--steps", "1", "--warmup", "0", "--no-sample", "--out", perTensorBf16));
-        Assert.False(File.Exists(perTensorBf16), "a failed bench left a report behind");
+        Assert.Equal(2, TinyCli.Run("bench", "--config", config, "--device", "tpu", "--out", Out()));
+        var perTensor = Out();
+        Assert.Equal(2, TinyCli.Run("bench", "--config", config, "--device", "cpu", "--optimizer", "per-tensor",
+            "--batch-sizes", "2", "--repeats", "1", "--steps", "1", "--warmup", "0", "--no-sample", "--out", perTensor));
+        Assert.False(File.Exists(perTensor), "a refused bench left a report behind");
+        // A failure after the first measurement (a batch that cannot fit in memory) leaves no report either.
+        var failed = Out();
+        Assert.Equal(1, TinyCli.Run("bench", "--config", config, "--device", "cpu", "--batch-sizes", "2,100000000",
+            "--repeats", "1", "--steps", "1", "--warmup", "0", "--no-sample", "--out", failed));
+        Assert.False(File.Exists(failed), "a failed bench left a report behind");
     }
 
     [Fact]

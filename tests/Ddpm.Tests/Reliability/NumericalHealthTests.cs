@@ -55,9 +55,9 @@ public class NumericalHealthTests : IDisposable
     {
         var config = Exploding(NonFiniteAction.Skip);
         using var data = SyntheticImages.Create(8, 1, 8);
-        using var trainer = new Trainer(new Ddpm.Models.UNet(config.Model), config, Cpu) { MaskOnDevice = maskOnDevice, SyncEvery = maskOnDevice ? 3 : 1 };
         var warnings = new List<string>();
-        trainer.Warn = warnings.Add;
+        using var trainer = new Trainer(new Ddpm.Models.UNet(config.Model), config, Cpu,
+            new TrainerOptions { MaskOnDevice = maskOnDevice, SyncEvery = maskOnDevice ? 3 : 1, Warn = warnings.Add });
         while (trainer.TrainEpoch(data) is not null) { }
         Assert.Equal(6, trainer.Step);
         Assert.True(trainer.SkippedSteps >= 1, "no step was skipped: lr = 1e30 did not blow up");
@@ -75,7 +75,7 @@ public class NumericalHealthTests : IDisposable
         var eagerError = Assert.Throws<TrainingException>(() => eager.TrainEpoch(data));
         long firstBad = eager.Step;
 
-        using var windowed = new Trainer(new Ddpm.Models.UNet(config.Model), config, Cpu) { SyncEvery = 4, MaskOnDevice = true }; // as on a GPU
+        using var windowed = new Trainer(new Ddpm.Models.UNet(config.Model), config, Cpu, new TrainerOptions { SyncEvery = 4, MaskOnDevice = true }); // as on a GPU
         var seen = new List<long>();
         var e = Assert.Throws<TrainingException>(() => windowed.TrainEpoch(data, s => seen.Add(s.Step)));
         Assert.Contains($"at step {firstBad} ", e.Message);

@@ -26,7 +26,7 @@ public class EmaAndGuidanceTests : IDisposable
         var before = ema.Shadow.parameters().First().detach().clone();
         using (no_grad()) foreach (var p in model.parameters()) p.add_(1.0);
         var after = model.parameters().First().detach().clone();
-        ema.Update(model, 5); // d = min(0.999, 6/15) = 0.4
+        ema.Update(cat(model.parameters().Select(p => p.detach().reshape(-1)).ToArray()), 5); // d = min(0.999, 6/15) = 0.4
         var expected = 0.4 * before + 0.6 * after;
         Assert.True((ema.Shadow.parameters().First() - expected).abs().max().item<float>() < 1e-6f);
     }

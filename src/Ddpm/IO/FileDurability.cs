@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Ddpm.Training;
+namespace Ddpm.IO;
 
 /// <summary>
 /// POSIX durability helpers: fsync of a directory (so a rename inside it survives a power loss, not only a crash) and
