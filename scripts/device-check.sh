@@ -30,9 +30,9 @@ M="$C/mnist.yaml"
 
 # Now: flat Adam, host reads every 50 steps, fp32 with TF32, cuDNN autotuner (the defaults on cuda).
 step after-fp32 90 "$D" bench --device cuda --config "$M" --batch-sizes 64,256 --sample-full --out "$R/after-fp32.json"
-# Before: TorchSharp's per-tensor Adam and a host read every step, autotuner off (the trainer before the speed work).
-step before 75 env DDPM_CUDNN_BENCHMARK=0 "$D" bench --device cuda --config "$M" --batch-sizes 64,256 --optimizer per-tensor \
-  --sync-every 1 --no-sample --out "$R/before.json"
+# The trainer before the speed work (TorchSharp's per-tensor Adam) is no longer built; its numbers are in
+# docs/bench/2026-11-27-h200/run*-before.*. What a host read every step costs the flat optimizer today:
+step sync-every-1 75 "$D" bench --device cuda --config "$M" --batch-sizes 64,256 --sync-every 1 --no-sample --out "$R/sync-every-1.json"
 # bf16 forward/backward with float32 master weights.
 step after-bf16 90 "$D" bench --device cuda --config "$M" --batch-sizes 64,256 --precision bf16 --sample-full --out "$R/after-bf16.json"
 # Host cost: at batch 1 the GPU is idle, so the step time is what issuing the kernels costs.

@@ -46,7 +46,14 @@ public class TrainerTests
                 Assert.Equal(1, first.StepInEpoch);
                 first.Save(path);
             }
-            using var resumed = Trainer.Resume(path, Cpu, c => c with { Train = c.Train with { MaxSteps = 8 } });
+            int adjusted = 0;
+            using var resumed = Trainer.Resume(path, Cpu, c =>
+            {
+                adjusted++;
+                return c with { Train = c.Train with { MaxSteps = 8 } };
+            });
+            Assert.Equal(1, adjusted); // the stored config is parsed, and adjusted, once
+            Assert.Equal(8, resumed.Config.Train.MaxSteps);
             Assert.Equal(4, resumed.Step);
             Assert.Equal(1, resumed.Epoch);
             Assert.Equal(1, resumed.StepInEpoch);
@@ -75,5 +82,36 @@ public class TrainerTests
         Assert.True(double.IsFinite(report.MeanLoss) && report.MeanLoss > 0);
         Assert.True(trainer.Finished);
         Assert.Null(trainer.TrainEpoch(data));
+    }
+
+    [Fact]
+    public void One_open_checkpoint_reader_serves_the_weights_the_training_state_and_the_EMA()
+    {
+        var dir = TestPaths.TempDir("reader");
+        try
+        {
+            var config = TrainingFixtures.TinyConfig(maxSteps: 2) with { Train = TrainingFixtures.TinyConfig(2).Train with { EmaDecay = 0.9 } };
+            using var data = SyntheticImages.Create(16, 1, 8, seed: 4);
+            var path = Path.Combine(dir, "checkpoint.ckpt");
+            using var trainer = Trainer.Create(config, Cpu);
+            while (!trainer.Finished) trainer.TrainEpoch(data);
+            trainer.Save(path);
+
+            using var reader = CheckpointReader.Open(path);
+            File.Delete(path); // everything below comes through the one handle the reader holds
+            Assert.Same(reader.Config, reader.Config);
+            Assert.Equal(2, reader.Manifest.Step);
+            Assert.True(reader.HasEma && reader.HasTrainingState);
+            using var model = reader.LoadModel();
+            foreach (var (key, value) in trainer.Model.state_dict())
+                Assert.True(value.eq(model.state_dict()[key]).all().item<bool>(), $"{key} was not restored");
+            reader.LoadEmaInto(model);
+            Assert.True(model.state_dict()["conv_out.weight"].eq(trainer.Ema!.Shadow.state_dict()["conv_out.weight"]).all().item<bool>());
+            using var adam = optim.Adam(model.parameters(), 1e-3);
+            using var generator = new Generator(99, Cpu);
+            reader.LoadTrainingState(new Checkpoint.TrainingState(adam, generator));
+            Assert.True(generator.get_state().eq(trainer.Generator.get_state()).all().item<bool>(), "the RNG state was not restored");
+        }
+        finally { Directory.Delete(dir, recursive: true); }
     }
 }
