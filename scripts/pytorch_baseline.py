@@ -66,23 +66,31 @@ class Up(Layers):
         return x
 
 class Unet(nn.Module):
-    def __init__(s, dc=(32, 64, 128, 256), mc=(256, 256, 128), ds=(True, True, False), temb=128, n=2, heads=4):
+    # n: layers per down block; n_mid / n_up default to n; im_channels: image channels (the reference's model_params).
+    def __init__(s, dc=(32, 64, 128, 256), mc=(256, 256, 128), ds=(True, True, False), temb=128, n=2, heads=4,
+                 im_channels=1, n_mid=None, n_up=None):
         super().__init__()
         s.temb = temb
         s.t_proj = nn.Sequential(nn.Linear(temb, temb), nn.SiLU(), nn.Linear(temb, temb))
-        s.conv_in = nn.Conv2d(1, dc[0], 3, padding=1)
+        s.conv_in = nn.Conv2d(im_channels, dc[0], 3, padding=1)
         s.downs = nn.ModuleList([Down(dc[i], dc[i + 1], temb, ds[i], heads, n) for i in range(len(dc) - 1)])
-        s.mids = nn.ModuleList([Mid(mc[i], mc[i + 1], temb, heads, n) for i in range(len(mc) - 1)])
-        s.ups = nn.ModuleList([Up(dc[i] * 2, dc[i - 1] if i != 0 else 16, temb, ds[i], heads, n) for i in reversed(range(len(dc) - 1))])
+        s.mids = nn.ModuleList([Mid(mc[i], mc[i + 1], temb, heads, n if n_mid is None else n_mid) for i in range(len(mc) - 1)])
+        s.ups = nn.ModuleList([Up(dc[i] * 2, dc[i - 1] if i != 0 else 16, temb, ds[i], heads, n if n_up is None else n_up)
+                               for i in reversed(range(len(dc) - 1))])
         s.norm_out = nn.GroupNorm(8, 16)
-        s.conv_out = nn.Conv2d(16, 1, 3, padding=1)
+        s.conv_out = nn.Conv2d(16, im_channels, 3, padding=1)
     def forward(s, x, t):
-        te = s.t_proj(time_emb(t, s.temb))
+        te = s.t_proj(time_emb(t, s.temb).to(x.dtype))
         h = s.conv_in(x); skips = []
         for d in s.downs: skips.append(h); h = d(h, te)
         for m in s.mids: h = m(h, te)
         for u in s.ups: h = u(h, skips.pop(), te)
         return s.conv_out(nn.functional.silu(s.norm_out(h)))
+
+def unet_from_config(mp):
+    """The U-Net of a reference-schema `model_params` dict (the keys of the reference's config/default.yaml)."""
+    return Unet(tuple(mp["down_channels"]), tuple(mp["mid_channels"]), tuple(mp["down_sample"]), mp["time_emb_dim"],
+                mp["num_down_layers"], mp.get("num_heads", 4), mp["im_channels"], mp["num_mid_layers"], mp["num_up_layers"])
 
 def main():
     dev = sys.argv[1] if len(sys.argv) > 1 else "cuda"

@@ -1,6 +1,6 @@
 namespace Ddpm.Tests;
 
-/// <summary>Locates the repository root and the shared PyTorch fixtures; a missing fixture fails the test.</summary>
+/// <summary>Locates the repository root and the PyTorch fixtures in it; a missing fixture fails the test.</summary>
 public static class TestPaths
 {
     public static string RepoRoot
@@ -14,7 +14,8 @@ public static class TestPaths
         }
     }
 
-    public static string FixturesDir => Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "fixtures", "pytorch-ddpm"));
+    /// <summary><c>tests/fixtures/pytorch</c>: made by <c>tests/fixtures/make_pytorch_fixtures.py</c> (see its README.md).</summary>
+    public static string FixturesDir => Path.Combine(RepoRoot, "tests", "fixtures", "pytorch");
 
     /// <summary>The path of a fixture file; throws (failing the test, never skipping it) when it is absent.</summary>
     public static string Fixture(string name)
@@ -22,8 +23,7 @@ public static class TestPaths
         var path = Path.Combine(FixturesDir, name);
         if (!File.Exists(path))
             throw new FileNotFoundException(
-                $"PyTorch fixture '{name}' not found at {path}. The tests expect the shared/ folder as a sibling of the " +
-                "repository (../shared/fixtures/pytorch-ddpm relative to the folder holding Ddpm.slnx).", path);
+                $"PyTorch fixture '{name}' not found at {path} (tests/fixtures/make_pytorch_fixtures.py makes it)", path);
         return path;
     }
 

@@ -2,16 +2,14 @@ using Ddpm.Configuration;
 
 namespace Ddpm.Tests.Interop;
 
-/// <summary>The PyTorch reference fixtures in ../shared/fixtures/pytorch-ddpm beside the repository root.</summary>
+/// <summary>The PyTorch fixtures in tests/fixtures/pytorch (made by tests/fixtures/make_pytorch_fixtures.py).</summary>
 internal static class Fixtures
 {
-    public static string Dir { get; } = Locate();
+    public static string Pth => TestPaths.Fixture("small_unet.pth");
+    public static string Safetensors => TestPaths.Fixture("small_unet.safetensors");
+    public static string Io => TestPaths.Fixture("small_unet_io.safetensors");
 
-    public static string Pth => Path.Combine(Dir, "small_unet.pth");
-    public static string Safetensors => Path.Combine(Dir, "small_unet.safetensors");
-    public static string Io => Path.Combine(Dir, "small_unet_io.safetensors");
-
-    /// <summary>The fixtures' model config (their README), with a short schedule so sampling tests are fast.</summary>
+    /// <summary>The fixtures' model config (<c>MODEL_PARAMS</c> in the script), with a short schedule so sampling tests are fast.</summary>
     public const string Yaml = """
         diffusion_params:
           num_timesteps: 10
@@ -32,18 +30,4 @@ internal static class Fixtures
         """;
 
     public static DdpmConfig Config { get; } = DdpmConfig.Parse(Yaml);
-
-    private static string Locate()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (!File.Exists(Path.Combine(dir.FullName, "Ddpm.slnx"))) continue;
-            var fixtures = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "fixtures", "pytorch-ddpm"));
-            if (!File.Exists(Path.Combine(fixtures, "small_unet.pth")))
-                throw new InvalidOperationException($"PyTorch fixtures not found: expected {fixtures}/small_unet.pth " +
-                    "(the shared fixtures folder beside the repository root)");
-            return fixtures;
-        }
-        throw new InvalidOperationException($"no Ddpm.slnx above {AppContext.BaseDirectory}: cannot locate the repository root");
-    }
 }

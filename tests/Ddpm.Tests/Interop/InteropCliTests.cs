@@ -38,7 +38,7 @@ public sealed class InteropCliTests : IDisposable
     public void Sample_runs_directly_on_reference_weights_with_a_config(string file)
     {
         var outDir = _tmp.File("samples");
-        var (code, stderr) = Run("sample", "--checkpoint", Path.Combine(Fixtures.Dir, file), "--config", _config,
+        var (code, stderr) = Run("sample", "--checkpoint", TestPaths.Fixture(file), "--config", _config,
             "--out", outDir, "--frames", "0", "--device", "cpu");
         Assert.True(code == CliApp.Ok, stderr);
         Assert.True(File.Exists(Path.Combine(outDir, "samples.png")));

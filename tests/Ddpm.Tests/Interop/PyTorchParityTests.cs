@@ -13,7 +13,7 @@ public sealed class PyTorchParityTests
     [InlineData("small_unet.safetensors", WeightFormat.Safetensors)]
     public void Reference_weights_reproduce_the_reference_eps(string file, WeightFormat expected)
     {
-        var path = Path.Combine(Fixtures.Dir, file);
+        var path = TestPaths.Fixture(file);
         Assert.Equal(expected, StateDictIo.Detect(path));
         using var loaded = ModelFile.Load(path, Fixtures.Config);
         Assert.Equal(276_193, loaded.Model.ParameterCount());
