@@ -52,9 +52,13 @@ internal static class RealPyTorch
                 var lines = stderr.Trim().Split('\n');
                 problems.Add($"'{python} -c \"import torch\"' failed: {lines[^1].Trim()}");
             }
-            catch (Exception e) when (e is System.ComponentModel.Win32Exception or TimeoutException)
+            catch (System.ComponentModel.Win32Exception)
             {
-                problems.Add($"'{python}': {e.Message}");
+                problems.Add($"'{python}' cannot be started (not found)");
+            }
+            catch (TimeoutException e)
+            {
+                problems.Add(e.Message);
             }
         }
         return (null, "PyTorch not found (" + string.Join("; ", problems) + "); install it with " +
