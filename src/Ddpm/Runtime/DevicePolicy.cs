@@ -111,7 +111,9 @@ public static class DevicePolicy
         return (eax & 0x1F) == 0; // cache type "null" in the first sub-leaf: no level described
     }
 
-    private static bool? Flag(string variable) => Environment.GetEnvironmentVariable(variable) switch
+    /// <summary>A 0/1 switch from the environment: null when unset.</summary>
+    /// <exception cref="ArgumentException">the variable holds something other than 0 or 1.</exception>
+    internal static bool? Flag(string variable) => Environment.GetEnvironmentVariable(variable) switch
     {
         "0" => false,
         "1" => true,
