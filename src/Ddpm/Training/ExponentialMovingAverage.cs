@@ -15,6 +15,8 @@ public sealed class ExponentialMovingAverage : IDisposable
     public double Decay { get; }
     public UNet Shadow { get; }
     private readonly Tensor _flat;
+    /// <summary>The shadow's weights, flat in <c>parameters()</c> order (for <see cref="DeviceEma"/>).</summary>
+    internal Tensor Flat => _flat;
 
     public ExponentialMovingAverage(UNet model, double decay)
     {

@@ -42,6 +42,11 @@ public sealed class FlatAdam : IDisposable
     public Tensor? ComputeWeights { get; }
     /// <summary>Updates applied (t in the bias corrections).</summary>
     public long Updates { get; private set; }
+    /// <summary>Adam's first and second moments m and v, flat like <see cref="Weights"/> (for <see cref="TensorAdam"/>).</summary>
+    internal Tensor ExpAvg => _m;
+    internal Tensor ExpAvgSq => _v;
+    /// <summary>lr, β₁, β₂ and ε as the optimizer holds them now (loading a checkpoint updates them in place).</summary>
+    internal Adam.Options Options => _options;
 
     public FlatAdam(IEnumerable<Parameter> parameters, double lr, IEnumerable<Parameter>? compute = null)
     {

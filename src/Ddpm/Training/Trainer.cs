@@ -56,6 +56,9 @@ public sealed class Trainer : IDisposable
     public int SyncEvery { get; }
     /// <summary>Whether updates are made conditional on the device (<see cref="TrainerOptions.MaskOnDevice"/>, resolved for the device).</summary>
     public bool MaskOnDevice { get; }
+    /// <summary>The flat optimizer and the bf16 compute copy, for <see cref="GraphedTrainingStep"/>.</summary>
+    internal FlatAdam Flat => _adam;
+    internal UNet? ComputeModel => _compute;
 
     /// <summary>A trainer for <paramref name="model"/> (moved to <paramref name="device"/>; the trainer owns and disposes it).</summary>
     public Trainer(UNet model, DdpmConfig config, Device device, TrainerOptions? options = null)

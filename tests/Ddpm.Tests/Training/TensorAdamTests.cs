@@ -1,0 +1,223 @@
+using Ddpm.Configuration;
+using Ddpm.Data;
+using Ddpm.Models;
+using Ddpm.Tests.Models;
+using Ddpm.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Ddpm.Tests.Training;
+
+/// <summary>
+/// The device-scalar Adam and EMA behind a captured training step equal the flat optimizer bit for bit on the CPU:
+/// the bias corrections are computed in float64 and rounded to float32 exactly where FlatAdam's host scalars are,
+/// and addcdiv's θ + (s·m)/denom is the same three roundings as the tensor version.
+/// </summary>
+[Collection(GlobalRngCollection.Name)]
+public class TensorAdamTests
+{
+    private static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
+
+    private static (UNet Model, FlatAdam Adam, ExponentialMovingAverage Ema) Replica(double lr, double decay)
+    {
+        manual_seed(5);
+        var model = new UNet(TestModels.Tiny(8));
+        return (model, new FlatAdam(model.parameters(), lr), new ExponentialMovingAverage(model, decay));
+    }
+
+    [Fact]
+    public void Two_hundred_steps_with_non_finite_ones_match_the_flat_Adam_and_EMA_bit_for_bit()
+    {
+        var (modelA, flat, emaA) = Replica(3e-3, 0.99);
+        var (modelB, flatB, emaB) = Replica(3e-3, 0.99);
+        using var _ma = modelA;
+        using var _mb = modelB;
+        using var _fa = flat;
+        using var _fb = flatB;
+        using var _ea = emaA;
+        using var _eb = emaB;
+        using var tensorAdam = new TensorAdam(flatB);
+        using var deviceEma = new DeviceEma(emaB, steps: 0);
+        using var yes = tensor(true);
+        var generator = new TorchSharp.torch.Generator(11);
+        long n = flat.Weights.numel();
+        var bad = new HashSet<int> { 0, 4, 77, 150, 199 }; // the very first step too: t must stay 0 after it
+        int applied = 0;
+        for (int step = 0; step < 200; step++)
+        {
+            using var scope = NewDisposeScope();
+            var g = randn(n, generator: generator) * (0.1 + step % 7);
+            if (bad.Contains(step)) g[step % n] = step % 2 == 0 ? float.NaN : float.PositiveInfinity;
+            var finite = g.isfinite().all();
+            // The reference: the trainer's CPU path decides on the host and updates in place.
+            if (finite.item<bool>())
+            {
+                flat.Step(g);
+                emaA.Update(flat.Weights, step);
+                applied++;
+            }
+            tensorAdam.Step(g, finite);
+            deviceEma.Update(flatB.Weights, finite, yes);
+            if (step % 50 == 49 || bad.Contains(step))
+            {
+                Assert.True(Same(flat.Weights, flatB.Weights), $"weights differ after step {step}");
+                Assert.True(Same(flat.ExpAvg, flatB.ExpAvg), $"m differs after step {step}");
+                Assert.True(Same(flat.ExpAvgSq, flatB.ExpAvgSq), $"v differs after step {step}");
+                Assert.True(Same(emaA.Flat, emaB.Flat), $"EMA differs after step {step}");
+            }
+        }
+        Assert.Equal(195, applied);
+        Assert.Equal(applied, tensorAdam.ReadUpdates());
+        Assert.Equal(200, deviceEma.ReadSteps());
+        tensorAdam.WriteBack();
+        Assert.Equal(flat.Updates, flatB.Updates);
+        Assert.All(flatB.Optimizer.state_dict().State.Cast<Adam.State>(), s => Assert.Equal(195, s.step));
+        // Not vacuous: the weights moved and the EMA lags them.
+        using var initial = Replica(3e-3, 0.99).Model;
+        Assert.False(Same(flat.Weights, FlatAdam.Flatten(initial.parameters().ToArray())));
+        Assert.False(Same(emaA.Flat, flat.Weights));
+    }
+
+    [Fact]
+    public void A_step_whose_flag_is_false_changes_nothing_at_all()
+    {
+        // What the masked warm-ups before a capture rely on.
+        var (model, flat, ema) = Replica(1e-2, 0.9);
+        using var _m = model;
+        using var _f = flat;
+        using var _e = ema;
+        using var adam = new TensorAdam(flat);
+        using var deviceEma = new DeviceEma(ema, steps: 3);
+        using var no = tensor(false);
+        using var g = randn(flat.Weights.numel());
+        adam.Step(g, tensor(true));
+        deviceEma.Update(flat.Weights, tensor(true), tensor(true));
+        using var weights = flat.Weights.clone();
+        using var m = flat.ExpAvg.clone();
+        using var v = flat.ExpAvgSq.clone();
+        using var average = ema.Flat.clone();
+
+        adam.Step(g * 3, no);
+        deviceEma.Update(flat.Weights * 2, no, no);
+
+        Assert.True(Same(weights, flat.Weights) && Same(m, flat.ExpAvg) && Same(v, flat.ExpAvgSq) && Same(average, ema.Flat));
+        Assert.Equal(1, adam.ReadUpdates());
+        Assert.Equal(4, deviceEma.ReadSteps());
+    }
+
+    [Fact]
+    public void A_new_learning_rate_reaches_the_device_only_through_SyncLearningRate()
+    {
+        var (model, flat, ema) = Replica(1e-3, 0.9);
+        using var _m = model;
+        using var _f = flat;
+        using var _e = ema;
+        var (modelB, flatB, emaB) = Replica(1e-3, 0.9);
+        using var _mb = modelB;
+        using var _fb = flatB;
+        using var _eb = emaB;
+        using var adam = new TensorAdam(flatB);
+        using var g = randn(flat.Weights.numel());
+        flat.Options.LearningRate = 5e-2;
+        flatB.Options.LearningRate = 5e-2;
+        flat.Step(g);
+        adam.Step(g, tensor(true)); // still 1e-3 on the device
+        Assert.False(Same(flat.Weights, flatB.Weights));
+
+        var (modelC, flatC, emaC) = Replica(1e-3, 0.9);
+        using var _mc = modelC;
+        using var _fc = flatC;
+        using var _ec = emaC;
+        using var adamC = new TensorAdam(flatC);
+        flatC.Options.LearningRate = 5e-2;
+        adamC.SyncLearningRate();
+        adamC.Step(g, tensor(true));
+        Assert.True(Same(flat.Weights, flatC.Weights));
+    }
+}
+
+/// <summary>
+/// The graphed training step without a graph (the CPU path, and the body a graph records) trains exactly like the
+/// trainer's own step: same draws, losses, weights, Adam moments, EMA and step count, skipped steps included.
+/// </summary>
+[Collection(GlobalRngCollection.Name)]
+public class GraphedTrainingStepTests
+{
+    private static readonly Device Cpu = new("cpu");
+
+    private static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
+
+    private static DdpmConfig Config(Precision precision)
+    {
+        var config = TrainingFixtures.TinyConfig(maxSteps: 8, seed: 21);
+        return config with { Train = config.Train with { EmaDecay = 0.95, OnNonFinite = NonFiniteAction.Skip, Precision = precision } };
+    }
+
+    private static void AssertSameState(Trainer reference, Trainer graphed)
+    {
+        Assert.Equal(reference.Flat!.Updates, graphed.Flat!.Updates);
+        Assert.True(Same(reference.Flat.Weights, graphed.Flat.Weights), "weights differ");
+        Assert.True(Same(reference.Flat.ExpAvg, graphed.Flat.ExpAvg), "Adam's m differs");
+        Assert.True(Same(reference.Flat.ExpAvgSq, graphed.Flat.ExpAvgSq), "Adam's v differs");
+        Assert.True(Same(reference.Ema!.Flat, graphed.Ema!.Flat), "the EMA differs");
+        if (reference.Flat.ComputeWeights is { } compute) Assert.True(Same(compute, graphed.Flat.ComputeWeights!), "the bf16 copy differs");
+    }
+
+    [Theory]
+    [InlineData(Precision.Fp32)]
+    [InlineData(Precision.Bf16)]
+    public void Its_eager_step_gives_the_trainers_losses_and_state_over_an_epoch(Precision precision)
+    {
+        var config = Config(precision);
+        using var data = SyntheticImages.Create(64, 1, 8, seed: 22);
+        using var reference = Trainer.Create(config, Cpu);
+        using var graphedTrainer = Trainer.Create(config, Cpu);
+        using var step = GraphedTrainingStep.For(graphedTrainer);
+        Assert.False(step.UsesGraphs);
+        Assert.Equal("eager (device is cpu)", step.Description);
+
+        var expected = new List<float>();
+        reference.TrainEpoch(data, s => expected.Add(s.Loss));
+        var losses = new List<float>();
+        foreach (var (_, indices) in new BatchSampler(data.Count, config.Train.BatchSize, config.Train.Seed).Batches(1))
+        {
+            using var scope = NewDisposeScope();
+            var (loss, applied) = step.Run(data.Batch(indices, Cpu, null));
+            Assert.True(applied.item<bool>());
+            losses.Add(loss.item<float>());
+        }
+        Assert.Equal(8, expected.Count);
+        Assert.Equal(expected, losses);
+        step.WriteBack();
+        AssertSameState(reference, graphedTrainer);
+        using var untrained = Trainer.Create(config, Cpu);
+        Assert.False(Same(untrained.Flat!.Weights, graphedTrainer.Flat!.Weights), "the weights did not move: the comparison would be vacuous");
+    }
+
+    [Fact]
+    public void Non_finite_steps_are_skipped_like_the_trainer_skips_them()
+    {
+        var config = Config(Precision.Fp32);
+        using var data = SyntheticImages.Create(64, 1, 8, seed: 23);
+        using var reference = Trainer.Create(config, Cpu);
+        using var graphedTrainer = Trainer.Create(config, Cpu);
+        reference.Warn = _ => { };
+        using var step = GraphedTrainingStep.For(graphedTrainer);
+        for (int i = 0; i < 12; i++)
+        {
+            using var scope = NewDisposeScope();
+            var x0 = data.Batch(arange(i % 8 * 8, i % 8 * 8 + 8, dtype: int64), Cpu, null);
+            bool bad = i is 0 or 5 or 6;
+            if (bad) x0[0, 0, 0, 0] = float.NaN;
+            reference.TrainBatch(x0);
+            var (loss, applied) = step.Run(x0);
+            Assert.Equal(!bad, applied.item<bool>());
+            Assert.Equal(!bad, float.IsFinite(loss.item<float>()));
+        }
+        Assert.Equal(3, reference.SkippedSteps);
+        step.WriteBack();
+        Assert.Equal(9, graphedTrainer.Flat!.Updates);
+        AssertSameState(reference, graphedTrainer);
+    }
+}
