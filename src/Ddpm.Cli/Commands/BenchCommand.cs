@@ -23,7 +23,8 @@ internal static class BenchCommand
         string? GpuMemoryAfter);
     public sealed record SampleResult(string Config, int Batch, double MedianMsPerStep, double[] MsPerStep, int? FullSteps, double? FullSeconds);
     /// <param name="Optimizer">Always <c>flat</c> (<see cref="FlatAdam"/>; the per-tensor path is gone, its numbers are in docs/bench/), so reports compare with older ones.</param>
-    public sealed record Settings(string Optimizer, int SyncEvery, string Precision, bool CudnnBenchmark);
+    /// <param name="CudaGraphs">"on" when training steps and sampling forwards replay CUDA graphs, else "off (why)".</param>
+    public sealed record Settings(string Optimizer, int SyncEvery, string Precision, bool CudnnBenchmark, string CudaGraphs);
     public sealed record Report(string Device, string Machine, int Threads, Settings Settings, IReadOnlyList<TrainResult> Training,
         IReadOnlyList<SampleResult> Sampling, double PeakRssMb, string? PeakGpuMemory, DateTimeOffset When);
 
@@ -120,12 +121,13 @@ internal static class BenchCommand
         }
 
         var settings = new Settings("flat", o.Trainer.SyncEveryOn(device), o.Precision is { } p ? EnumNames.Name(p) : "per config",
-            device.type == DeviceType.CUDA && Ddpm.Runtime.DevicePolicy.CudnnBenchmarkRequested);
+            device.type == DeviceType.CUDA && Ddpm.Runtime.DevicePolicy.CudnnBenchmarkRequested, GraphsSetting(device));
         var report = new Report(device.type.ToString().ToLowerInvariant(), $"{Environment.MachineName}, {Environment.ProcessorCount} cores",
             get_num_threads(), settings, training, sampling, Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, GpuMemory(device), DateTimeOffset.UtcNow);
 
         Console.WriteLine($"device {report.Device} ({report.Machine}, {report.Threads} torch threads{CudaName(device)}); " +
-            $"optimizer {settings.Optimizer}, sync every {settings.SyncEvery}, precision {settings.Precision}, cudnn benchmark {(settings.CudnnBenchmark ? "on" : "off")}");
+            $"optimizer {settings.Optimizer}, sync every {settings.SyncEvery}, precision {settings.Precision}, cudnn benchmark {(settings.CudnnBenchmark ? "on" : "off")}, " +
+            $"cuda graphs {settings.CudaGraphs}");
         Console.WriteLine("| config | params | batch | train img/s (median) | GPU memory after |");
         Console.WriteLine("| --- | ---: | ---: | ---: | ---: |");
         foreach (var t in training)
@@ -153,13 +155,32 @@ internal static class BenchCommand
         var shape = new long[] { batch, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize };
         using var x0 = (rand(shape, generator: generator) * 2 - 1).to(device);
         using var labels = trainer.Model.IsConditional ? randint(0, config.Model.NumClasses, [batch], generator: generator).to(device) : null;
+        // On CUDA with graphs available, the whole step (forward, backward, Adam, EMA) is one graph replay.
+        using var graphed = Ddpm.Runtime.CudaGraphs.ReasonNotToUse(device) is null ? GraphedTrainingStep.For(trainer) : null;
         void Steps(int count)
         {
-            for (int i = 0; i < count; i++) trainer.TrainBatch(x0, labels);
-            trainer.Synchronize();
+            if (graphed is null)
+            {
+                for (int i = 0; i < count; i++) trainer.TrainBatch(x0, labels);
+                trainer.Synchronize();
+            }
+            else
+            {
+                // Like the trainer: losses and flags read once per window.
+                using var scope = NewDisposeScope();
+                var pending = new List<Tensor>();
+                for (int i = 0; i < count; i++)
+                {
+                    var (loss, applied) = graphed.Run(x0, labels);
+                    pending.Add(loss);
+                    pending.Add(applied.to(float32));
+                }
+                stack(pending).cpu();
+            }
             Sync(device);
         }
         Steps(o.Warmup);
+        if (graphed is not null) Console.Error.WriteLine($"training step (batch {batch}): {graphed.Description}");
         var rates = new double[o.Repeats];
         for (int r = 0; r < o.Repeats; r++)
         {
@@ -174,7 +195,8 @@ internal static class BenchCommand
     {
         model.eval();
         int batch = o.SampleBatch;
-        NoisePredictor predict = model.forward; // a bf16 model casts in and out itself
+        using var forward = GraphedForward.Create(model); // a CUDA graph per shape where available; a bf16 model casts in and out itself
+        NoisePredictor predict = forward.Predictor();
         var sampler = new DdpmSampler(diffusion);
         using var noGrad = no_grad();
         using var generator = new Generator(1, new Device("cpu"));
@@ -193,6 +215,7 @@ internal static class BenchCommand
         }
         for (int i = 0; i < o.Warmup; i++) Step();
         Sync(device);
+        Console.Error.WriteLine($"sampling forward ({batch} images): {forward.Description}");
         var ms = new double[o.Repeats];
         for (int r = 0; r < o.Repeats; r++)
         {
@@ -210,11 +233,15 @@ internal static class BenchCommand
     {
         model.eval();
         var shape = new long[] { batch, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize };
+        using var forward = GraphedForward.Create(model);
         var clock = Stopwatch.StartNew();
-        using var x0 = SamplingLoop.Run(new DdpmSampler(diffusion), model.forward, shape, device);
+        using var x0 = SamplingLoop.Run(new DdpmSampler(diffusion), forward.Predictor(), shape, device);
         Sync(device);
         return clock.Elapsed.TotalSeconds;
     }
+
+    /// <summary>Whether sampling forwards and training steps replay CUDA graphs, or why not.</summary>
+    private static string GraphsSetting(Device device) => Ddpm.Runtime.CudaGraphs.ReasonNotToUse(device) is { } reason ? $"off ({reason})" : "on";
 
     private static string CudaName(Device device) => device.type == DeviceType.CUDA ? ", " + GpuName() : "";
 
