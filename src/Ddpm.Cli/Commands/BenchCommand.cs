@@ -26,7 +26,7 @@ internal static class BenchCommand
     /// <param name="CudaGraphs">"on" when training steps and sampling forwards replay CUDA graphs, else "off (why)".</param>
     public sealed record Settings(string Optimizer, int SyncEvery, string Precision, bool CudnnBenchmark, string CudaGraphs);
     public sealed record Report(string Device, string Machine, int Threads, Settings Settings, IReadOnlyList<TrainResult> Training,
-        IReadOnlyList<SampleResult> Sampling, double PeakRssMb, string? PeakGpuMemory, DateTimeOffset When);
+        IReadOnlyList<SampleResult> Sampling, IReadOnlyList<string> GraphChecks, double PeakRssMb, string? PeakGpuMemory, DateTimeOffset When);
 
     public static Command Create()
     {
@@ -46,12 +46,16 @@ internal static class BenchCommand
         var output = new Option<string>("--out") { Description = "JSON report path", DefaultValueFactory = _ => "bench.json" };
         var noSample = new Option<bool>("--no-sample") { Description = "skip the sampling measurement" };
         var sampleFull = new Option<bool>("--sample-full") { Description = "also time one whole sampling run (all T steps) per config" };
+        var verifyGraphs = new Option<bool>("--verify-graphs")
+        {
+            Description = "where CUDA graphs are used, also compare them with eager runs: one sampling forward, and 20 training steps from the same start (max |Δ|)",
+        };
         var syncEvery = new Option<int?>("--sync-every") { Description = "steps between host reads of the loss (default: the trainer's, 1 on cpu, 50 on cuda)" };
         var precision = CommonOptions.OptionalEnumOption<Precision>("--precision", "fp32 or bf16 (default: each config's train_params.precision)", "precision");
         var device = CommonOptions.DeviceOption();
         var cmd = new Command("bench", "Measure training img/s and sampling ms/step (median of repeats, warm-up excluded)")
         {
-            configs, batches, sampleBatch, repeats, steps, warmup, output, noSample, sampleFull, syncEvery, precision, device,
+            configs, batches, sampleBatch, repeats, steps, warmup, output, noSample, sampleFull, verifyGraphs, syncEvery, precision, device,
         };
         cmd.SetAction(p =>
         {
@@ -62,7 +66,8 @@ internal static class BenchCommand
             int r = p.GetValue(repeats), s = p.GetValue(steps) ?? (onGpu ? 10 : 3), w = p.GetValue(warmup) ?? (onGpu ? 40 : 2), sb = p.GetValue(sampleBatch);
             if (r < 1 || s < 1 || w < 0 || sb < 1) throw new UsageException("--repeats, --steps and --sample-batch must be >= 1, --warmup >= 0");
             if (p.GetValue(syncEvery) is < 1) throw new UsageException("--sync-every must be >= 1");
-            var options = new Options(sizes, sb, r, s, w, new TrainerOptions { SyncEvery = p.GetValue(syncEvery) }, p.GetValue(precision), p.GetValue(sampleFull));
+            var options = new Options(sizes, sb, r, s, w, new TrainerOptions { SyncEvery = p.GetValue(syncEvery) }, p.GetValue(precision), p.GetValue(sampleFull),
+                p.GetValue(verifyGraphs));
             return Run(paths, options, dev, p.GetValue(output)!, !p.GetValue(noSample));
         });
         return cmd;
@@ -84,7 +89,7 @@ internal static class BenchCommand
     }
 
     private sealed record Options(int[] BatchSizes, int SampleBatch, int Repeats, int Steps, int Warmup, TrainerOptions Trainer,
-        Precision? Precision, bool SampleFull);
+        Precision? Precision, bool SampleFull, bool VerifyGraphs);
 
     private static int Run(string[] configPaths, Options o, Device device, string outPath, bool sample)
     {
@@ -92,6 +97,8 @@ internal static class BenchCommand
         var inv = CultureInfo.InvariantCulture;
         var training = new List<TrainResult>();
         var sampling = new List<SampleResult>();
+        var checks = new List<string>();
+        bool verify = o.VerifyGraphs && Ddpm.Runtime.CudaGraphs.ReasonNotToUse(device) is null;
         foreach (var path in configPaths)
         {
             var config = DdpmConfig.Load(path);
@@ -105,6 +112,7 @@ internal static class BenchCommand
                 Console.Error.WriteLine(string.Format(inv, "{0}: train batch {1}: {2:F1} img/s (median of {3}){4}", name, batch,
                     result.MedianImagesPerSecond, repeats, result.GpuMemoryAfter is null ? "" : $", GPU memory {result.GpuMemoryAfter}"));
             }
+            if (verify) checks.Add($"{name}: " + VerifyTraining(config with { Train = config.Train with { BatchSize = o.BatchSizes[0] } }, device, 20));
             if (sample)
             {
                 manual_seed(0);
@@ -112,7 +120,7 @@ internal static class BenchCommand
                 model.to(device);
                 if (config.Train.Precision == Precision.Bf16) model.to(ScalarType.BFloat16);
                 var diffusion = GaussianDiffusion.FromOptions(config.Diffusion);
-                var ms = MeasureSampling(model, diffusion, config, device, o);
+                var ms = MeasureSampling(model, diffusion, config, device, o, verify ? s => checks.Add($"{name}: {s}") : null);
                 double? full = o.SampleFull ? MeasureFullSampling(model, diffusion, config, device, o.SampleBatch) : null;
                 sampling.Add(new SampleResult(name, o.SampleBatch, Median(ms), ms, o.SampleFull ? diffusion.T : null, full));
                 Console.Error.WriteLine(string.Format(inv, "{0}: sample {1} images: {2:F2} ms/step (median of {3}){4}", name, o.SampleBatch, Median(ms), repeats,
@@ -123,7 +131,7 @@ internal static class BenchCommand
         var settings = new Settings("flat", o.Trainer.SyncEveryOn(device), o.Precision is { } p ? EnumNames.Name(p) : "per config",
             device.type == DeviceType.CUDA && Ddpm.Runtime.DevicePolicy.CudnnBenchmarkRequested, GraphsSetting(device));
         var report = new Report(device.type.ToString().ToLowerInvariant(), $"{Environment.MachineName}, {Environment.ProcessorCount} cores",
-            get_num_threads(), settings, training, sampling, Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, GpuMemory(device), DateTimeOffset.UtcNow);
+            get_num_threads(), settings, training, sampling, checks, Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, GpuMemory(device), DateTimeOffset.UtcNow);
 
         Console.WriteLine($"device {report.Device} ({report.Machine}, {report.Threads} torch threads{CudaName(device)}); " +
             $"optimizer {settings.Optimizer}, sync every {settings.SyncEvery}, precision {settings.Precision}, cudnn benchmark {(settings.CudnnBenchmark ? "on" : "off")}, " +
@@ -140,6 +148,7 @@ internal static class BenchCommand
                 Console.WriteLine(string.Format(inv, "| {0} | {1} | {2:F2} | {3} |", s.Config, s.Batch, s.MedianMsPerStep,
                     s.FullSeconds is { } f ? string.Format(inv, "{0} steps in {1:F2} s", s.FullSteps, f) : "–"));
         }
+        foreach (var check in checks) Console.WriteLine("graphs vs eager: " + check);
         Console.WriteLine(string.Format(inv, "peak RSS {0:F0} MB{1}", report.PeakRssMb, report.PeakGpuMemory is null ? "" : $", GPU memory {report.PeakGpuMemory}"));
         AtomicFile.WriteAllText(outPath, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine($"wrote {outPath}");
@@ -191,7 +200,7 @@ internal static class BenchCommand
         return (trainer.Model.ParameterCount(), rates);
     }
 
-    private static double[] MeasureSampling(UNet model, GaussianDiffusion diffusion, DdpmConfig config, Device device, Options o)
+    private static double[] MeasureSampling(UNet model, GaussianDiffusion diffusion, DdpmConfig config, Device device, Options o, Action<string>? verified)
     {
         model.eval();
         int batch = o.SampleBatch;
@@ -216,6 +225,15 @@ internal static class BenchCommand
         for (int i = 0; i < o.Warmup; i++) Step();
         Sync(device);
         Console.Error.WriteLine($"sampling forward ({batch} images): {forward.Description}");
+        if (verified is not null && forward.UsesGraphs)
+        {
+            using var scope = NewDisposeScope();
+            var t = full(batch, 500L, dtype: int64, device: device);
+            var graphed = forward.Forward(x, t);
+            var eager = model.forward(x, t);
+            verified(string.Format(CultureInfo.InvariantCulture, "sampling forward ({0} images, t = 500): max |Δ| {1:E2}, max |ε| {2:F3}",
+                batch, (graphed - eager).abs().max().item<float>(), eager.abs().max().item<float>()));
+        }
         var ms = new double[o.Repeats];
         for (int r = 0; r < o.Repeats; r++)
         {
@@ -226,6 +244,39 @@ internal static class BenchCommand
         }
         x.Dispose();
         return ms;
+    }
+
+    /// <summary>
+    /// <paramref name="steps"/> training steps from the same start and batch, eagerly (the trainer) and replayed from a
+    /// CUDA graph (<see cref="GraphedTrainingStep"/>): the largest weight difference afterwards, and the Adam step counts.
+    /// </summary>
+    private static string VerifyTraining(DdpmConfig config, Device device, int steps)
+    {
+        int batch = config.Train.BatchSize;
+        using var eager = Trainer.Create(config, device);
+        using var graphedTrainer = Trainer.Create(config, device);
+        using var graphed = GraphedTrainingStep.For(graphedTrainer);
+        using var generator = new Generator(2, new Device("cpu"));
+        var shape = new long[] { batch, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize };
+        using var x0 = (rand(shape, generator: generator) * 2 - 1).to(device);
+        using var labels = eager.Model.IsConditional ? randint(0, config.Model.NumClasses, [batch], generator: generator).to(device) : null;
+        for (int i = 0; i < steps; i++)
+        {
+            using var scope = NewDisposeScope();
+            eager.TrainBatch(x0, labels);
+            graphed.Run(x0, labels);
+        }
+        eager.Synchronize();
+        graphed.WriteBack();
+        double maxDiff = 0, maxWeight = 0;
+        using (no_grad())
+            foreach (var (a, b) in eager.Model.parameters().Zip(graphedTrainer.Model.parameters()))
+            {
+                maxDiff = Math.Max(maxDiff, (a - b).abs().max().item<float>());
+                maxWeight = Math.Max(maxWeight, a.abs().max().item<float>());
+            }
+        return string.Format(CultureInfo.InvariantCulture, "training, {0} steps at batch {1} ({2}): max |Δweight| {3:E2} (max |weight| {4:F3}), " +
+            "Adam steps {5} eager vs {6} graphed", steps, batch, graphed.Description, maxDiff, maxWeight, eager.Flat!.Updates, graphedTrainer.Flat!.Updates);
     }
 
     /// <summary>One whole run of Algorithm 2 (x_T to x_0, all T steps) through <see cref="SamplingLoop"/>, in seconds.</summary>
