@@ -19,29 +19,34 @@ public class TensorAdamTests
 {
     private static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
 
-    private static (UNet Model, FlatAdam Adam, ExponentialMovingAverage Ema) Replica(double lr, double decay)
+    /// <summary>The tiny U-Net from a fixed seed with a flat Adam and an EMA over it.</summary>
+    private sealed record Replica(UNet Model, FlatAdam Adam, ExponentialMovingAverage Ema) : IDisposable
     {
-        manual_seed(5);
-        var model = new UNet(TestModels.Tiny(8));
-        return (model, new FlatAdam(model.parameters(), lr), new ExponentialMovingAverage(model, decay));
+        public static Replica Create(double lr, double decay = 0.9)
+        {
+            manual_seed(5);
+            var model = new UNet(TestModels.Tiny(8));
+            return new Replica(model, new FlatAdam(model.parameters(), lr), new ExponentialMovingAverage(model, decay));
+        }
+
+        public void Dispose()
+        {
+            Ema.Dispose();
+            Adam.Dispose();
+            Model.Dispose();
+        }
     }
 
     [Fact]
     public void Two_hundred_steps_with_non_finite_ones_match_the_flat_Adam_and_EMA_bit_for_bit()
     {
-        var (modelA, flat, emaA) = Replica(3e-3, 0.99);
-        var (modelB, flatB, emaB) = Replica(3e-3, 0.99);
-        using var _ma = modelA;
-        using var _mb = modelB;
-        using var _fa = flat;
-        using var _fb = flatB;
-        using var _ea = emaA;
-        using var _eb = emaB;
-        using var tensorAdam = new TensorAdam(flatB);
-        using var deviceEma = new DeviceEma(emaB, steps: 0);
+        using var a = Replica.Create(3e-3, 0.99);
+        using var b = Replica.Create(3e-3, 0.99);
+        using var tensorAdam = new TensorAdam(b.Adam);
+        using var deviceEma = new DeviceEma(b.Ema, steps: 0);
         using var yes = tensor(true);
         var generator = new TorchSharp.torch.Generator(11);
-        long n = flat.Weights.numel();
+        long n = a.Adam.Weights.numel();
         var bad = new HashSet<int> { 0, 4, 77, 150, 199 }; // the very first step too: t must stay 0 after it
         int applied = 0;
         for (int step = 0; step < 200; step++)
@@ -53,55 +58,52 @@ public class TensorAdamTests
             // The reference: the trainer's CPU path decides on the host and updates in place.
             if (finite.item<bool>())
             {
-                flat.Step(g);
-                emaA.Update(flat.Weights, step);
+                a.Adam.Step(g);
+                a.Ema.Update(a.Adam.Weights, step);
                 applied++;
             }
             tensorAdam.Step(g, finite);
-            deviceEma.Update(flatB.Weights, finite, yes);
+            deviceEma.Update(b.Adam.Weights, finite, yes);
             if (step % 50 == 49 || bad.Contains(step))
             {
-                Assert.True(Same(flat.Weights, flatB.Weights), $"weights differ after step {step}");
-                Assert.True(Same(flat.ExpAvg, flatB.ExpAvg), $"m differs after step {step}");
-                Assert.True(Same(flat.ExpAvgSq, flatB.ExpAvgSq), $"v differs after step {step}");
-                Assert.True(Same(emaA.Flat, emaB.Flat), $"EMA differs after step {step}");
+                Assert.True(Same(a.Adam.Weights, b.Adam.Weights), $"weights differ after step {step}");
+                Assert.True(Same(a.Adam.ExpAvg, b.Adam.ExpAvg), $"m differs after step {step}");
+                Assert.True(Same(a.Adam.ExpAvgSq, b.Adam.ExpAvgSq), $"v differs after step {step}");
+                Assert.True(Same(a.Ema.Flat, b.Ema.Flat), $"EMA differs after step {step}");
             }
         }
         Assert.Equal(195, applied);
         Assert.Equal(applied, tensorAdam.ReadUpdates());
         Assert.Equal(200, deviceEma.ReadSteps());
         tensorAdam.WriteBack();
-        Assert.Equal(flat.Updates, flatB.Updates);
-        Assert.All(flatB.Optimizer.state_dict().State.Cast<Adam.State>(), s => Assert.Equal(195, s.step));
+        Assert.Equal(a.Adam.Updates, b.Adam.Updates);
+        Assert.All(b.Adam.Optimizer.state_dict().State.Cast<Adam.State>(), s => Assert.Equal(195, s.step));
         // Not vacuous: the weights moved and the EMA lags them.
-        using var initial = Replica(3e-3, 0.99).Model;
-        Assert.False(Same(flat.Weights, FlatAdam.Flatten(initial.parameters().ToArray())));
-        Assert.False(Same(emaA.Flat, flat.Weights));
+        using var initial = Replica.Create(3e-3);
+        Assert.False(Same(a.Adam.Weights, initial.Adam.Weights));
+        Assert.False(Same(a.Ema.Flat, a.Adam.Weights));
     }
 
     [Fact]
     public void A_step_whose_flag_is_false_changes_nothing_at_all()
     {
         // What the masked warm-ups before a capture rely on.
-        var (model, flat, ema) = Replica(1e-2, 0.9);
-        using var _m = model;
-        using var _f = flat;
-        using var _e = ema;
-        using var adam = new TensorAdam(flat);
-        using var deviceEma = new DeviceEma(ema, steps: 3);
+        using var r = Replica.Create(1e-2);
+        using var adam = new TensorAdam(r.Adam);
+        using var deviceEma = new DeviceEma(r.Ema, steps: 3);
         using var no = tensor(false);
-        using var g = randn(flat.Weights.numel());
+        using var g = randn(r.Adam.Weights.numel());
         adam.Step(g, tensor(true));
-        deviceEma.Update(flat.Weights, tensor(true), tensor(true));
-        using var weights = flat.Weights.clone();
-        using var m = flat.ExpAvg.clone();
-        using var v = flat.ExpAvgSq.clone();
-        using var average = ema.Flat.clone();
+        deviceEma.Update(r.Adam.Weights, tensor(true), tensor(true));
+        using var weights = r.Adam.Weights.clone();
+        using var m = r.Adam.ExpAvg.clone();
+        using var v = r.Adam.ExpAvgSq.clone();
+        using var average = r.Ema.Flat.clone();
 
         adam.Step(g * 3, no);
-        deviceEma.Update(flat.Weights * 2, no, no);
+        deviceEma.Update(r.Adam.Weights * 2, no, no);
 
-        Assert.True(Same(weights, flat.Weights) && Same(m, flat.ExpAvg) && Same(v, flat.ExpAvgSq) && Same(average, ema.Flat));
+        Assert.True(Same(weights, r.Adam.Weights) && Same(m, r.Adam.ExpAvg) && Same(v, r.Adam.ExpAvgSq) && Same(average, r.Ema.Flat));
         Assert.Equal(1, adam.ReadUpdates());
         Assert.Equal(4, deviceEma.ReadSteps());
     }
@@ -109,31 +111,19 @@ public class TensorAdamTests
     [Fact]
     public void A_new_learning_rate_reaches_the_device_only_through_SyncLearningRate()
     {
-        var (model, flat, ema) = Replica(1e-3, 0.9);
-        using var _m = model;
-        using var _f = flat;
-        using var _e = ema;
-        var (modelB, flatB, emaB) = Replica(1e-3, 0.9);
-        using var _mb = modelB;
-        using var _fb = flatB;
-        using var _eb = emaB;
-        using var adam = new TensorAdam(flatB);
-        using var g = randn(flat.Weights.numel());
-        flat.Options.LearningRate = 5e-2;
-        flatB.Options.LearningRate = 5e-2;
-        flat.Step(g);
-        adam.Step(g, tensor(true)); // still 1e-3 on the device
-        Assert.False(Same(flat.Weights, flatB.Weights));
-
-        var (modelC, flatC, emaC) = Replica(1e-3, 0.9);
-        using var _mc = modelC;
-        using var _fc = flatC;
-        using var _ec = emaC;
-        using var adamC = new TensorAdam(flatC);
-        flatC.Options.LearningRate = 5e-2;
-        adamC.SyncLearningRate();
-        adamC.Step(g, tensor(true));
-        Assert.True(Same(flat.Weights, flatC.Weights));
+        using var reference = Replica.Create(1e-3);
+        using var stale = Replica.Create(1e-3);
+        using var synced = Replica.Create(1e-3);
+        using var staleAdam = new TensorAdam(stale.Adam);
+        using var syncedAdam = new TensorAdam(synced.Adam);
+        using var g = randn(reference.Adam.Weights.numel());
+        foreach (var r in new[] { reference, stale, synced }) r.Adam.Options.LearningRate = 5e-2;
+        syncedAdam.SyncLearningRate();
+        reference.Adam.Step(g);
+        staleAdam.Step(g, tensor(true)); // still 1e-3 on the device
+        syncedAdam.Step(g, tensor(true));
+        Assert.False(Same(reference.Adam.Weights, stale.Adam.Weights));
+        Assert.True(Same(reference.Adam.Weights, synced.Adam.Weights));
     }
 }
 
