@@ -97,11 +97,12 @@ public sealed class GraphedForward : IDisposable
             var graph = CudaGraph.Capture(x.device, () => [_model.forward(sx, st, sy)], warmups: 2);
             return new Captured(graph, sx, st, sy);
         }
-        catch (CudaGraphException e)
+        catch (Exception e)
         {
             sx.Dispose();
             st.Dispose();
             sy?.Dispose();
+            if (e is not CudaGraphException) throw; // a warm-up failed: the eager forward would fail the same way
             _eagerBecause = "capture failed: " + e.Message;
             Warn($"warning: CUDA graph capture of the U-Net forward failed, running eagerly: {e.Message}");
             return null;

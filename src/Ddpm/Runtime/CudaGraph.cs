@@ -77,7 +77,7 @@ public sealed class CudaGraph : IDisposable
             // should start one: collect now, then ask for a region without collections (best effort).
             GC.Collect();
             GC.WaitForPendingFinalizers();
-            bool noGc = GC.TryStartNoGCRegion(NoGcBytes);
+            bool noGc = TryStartNoGcRegion();
             try
             {
                 CudaGraphNative.Check(CudaGraphNative.ddpm_cg_create(0, out graph));
@@ -133,6 +133,12 @@ public sealed class CudaGraph : IDisposable
 
     /// <summary>What the managed side of a capture may allocate without a collection (TorchSharp's tensor wrappers).</summary>
     private const long NoGcBytes = 64L << 20;
+
+    private static bool TryStartNoGcRegion()
+    {
+        try { return GC.TryStartNoGCRegion(NoGcBytes); }
+        catch (Exception e) when (e is ArgumentOutOfRangeException or InvalidOperationException) { return false; } // too large here, or already in one
+    }
 
     private static Tensor[] Run(Func<Tensor[]> body)
     {

@@ -119,9 +119,12 @@ public sealed class GraphedTrainingStep : IDisposable
             _graph = CudaGraph.Capture(device, () => Body(inputs), warmups: 3);
             _static = inputs;
         }
-        catch (CudaGraphException e)
+        catch (Exception e)
         {
+            // A step that failed half-way may have left gradients behind (in the graph's pool): drop them.
+            _flat.ZeroGrad();
             inputs.Dispose();
+            if (e is not CudaGraphException) throw; // a warm-up failed: the eager step would fail the same way
             _eagerBecause = "capture failed: " + e.Message;
             Warn($"warning: CUDA graph capture of the training step failed, training eagerly: {e.Message}");
         }
