@@ -276,7 +276,7 @@ internal static class BenchCommand
                 maxWeight = Math.Max(maxWeight, a.abs().max().item<float>());
             }
         return string.Format(CultureInfo.InvariantCulture, "training, {0} steps at batch {1} ({2}): max |Δweight| {3:E2} (max |weight| {4:F3}), " +
-            "Adam steps {5} eager vs {6} graphed", steps, batch, graphed.Description, maxDiff, maxWeight, eager.Flat!.Updates, graphedTrainer.Flat!.Updates);
+            "Adam steps {5} eager vs {6} graphed", steps, batch, graphed.Description, maxDiff, maxWeight, eager.Flat.Updates, graphedTrainer.Flat.Updates);
     }
 
     /// <summary>One whole run of Algorithm 2 (x_T to x_0, all T steps) through <see cref="SamplingLoop"/>, in seconds.</summary>
