@@ -216,7 +216,9 @@ internal static class BenchCommand
         {
             using var scope = NewDisposeScope();
             int t = sampler.Timesteps[index % sampler.Timesteps.Count];
-            var next = sampler.Step(predict(x, full(batch, (long)t, dtype: int64, device: device)), index % sampler.Timesteps.Count, x, stepGenerator);
+            int i = index % sampler.Timesteps.Count;
+            using var z = sampler.UsesNoise(i) ? randn(x.shape, device: device, generator: stepGenerator) : null;
+            var next = sampler.Step(predict(x, full(batch, (long)t, dtype: int64, device: device)), i, x, z);
             next.MoveToOuterDisposeScope();
             x.Dispose();
             x = next;

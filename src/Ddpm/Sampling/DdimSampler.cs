@@ -39,10 +39,14 @@ public sealed class DdimSampler : ISampler
         return (a, aPrev);
     }
 
-    public Tensor Step(Tensor eps, int index, Tensor x, Generator? generator)
+    /// <summary>A step adds σ z only when σ &gt; 0 (η &gt; 0 and not the last step).</summary>
+    public bool UsesNoise(int index) => Sigma(index) > 0;
+
+    public Tensor Step(Tensor eps, int index, Tensor x, Tensor? noise)
     {
         var (a, aPrev) = Alphas(index);
         double sigma = Sigma(index);
+        if (sigma > 0 && noise is null) throw new ArgumentException($"the DDIM step {index} with σ = {sigma} needs noise z", nameof(noise));
         using var scope = NewDisposeScope();
         var x0 = (x - Math.Sqrt(1 - a) * eps) / Math.Sqrt(a);
         if (_clipX0)
@@ -51,7 +55,7 @@ public sealed class DdimSampler : ISampler
             eps = (x - Math.Sqrt(a) * x0) / Math.Sqrt(1 - a);
         }
         var next = Math.Sqrt(aPrev) * x0 + Math.Sqrt(Math.Max(1 - aPrev - sigma * sigma, 0)) * eps;
-        if (sigma > 0) next = next + sigma * randn(x.shape, dtype: x.dtype, device: x.device, generator: generator);
+        if (sigma > 0) next = next + sigma * noise!;
         return next.MoveToOuterDisposeScope();
     }
 }

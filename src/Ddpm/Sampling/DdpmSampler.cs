@@ -14,14 +14,17 @@ public sealed class DdpmSampler(GaussianDiffusion diffusion, VarianceKind varian
     public VarianceKind Variance => variance;
     public bool ClipX0 => clipX0;
 
-    public Tensor Step(Tensor eps, int index, Tensor x, Generator? generator)
+    /// <summary>Every step but the last (t = 0) adds σ_t z.</summary>
+    public bool UsesNoise(int index) => Timesteps[index] != 0;
+
+    public Tensor Step(Tensor eps, int index, Tensor x, Tensor? noise)
     {
         int t = Timesteps[index];
+        if (t != 0 && noise is null) throw new ArgumentException($"the ancestral step at t = {t} needs noise z", nameof(noise));
         using var scope = NewDisposeScope();
         var tt = full(x.shape[0], (long)t, dtype: int64, device: x.device);
         var p = diffusion.PMeanVarianceFromEps(x, tt, eps, variance, clipX0);
         if (t == 0) return p.Mean.MoveToOuterDisposeScope();
-        var z = randn(x.shape, dtype: x.dtype, device: x.device, generator: generator);
-        return (p.Mean + (0.5 * p.LogVariance).exp() * z).MoveToOuterDisposeScope();
+        return (p.Mean + (0.5 * p.LogVariance).exp() * noise!).MoveToOuterDisposeScope();
     }
 }

@@ -33,5 +33,7 @@ public sealed class RespacedDdpmSampler : ISampler
         Timesteps = ascending.Reverse().ToArray();
     }
 
-    public Tensor Step(Tensor eps, int index, Tensor x, Generator? generator) => _inner.Step(eps, index, x, generator);
+    public bool UsesNoise(int index) => _inner.UsesNoise(index);
+
+    public Tensor Step(Tensor eps, int index, Tensor x, Tensor? noise) => _inner.Step(eps, index, x, noise);
 }

@@ -53,9 +53,11 @@ public class DdimAndRespacingTests
         {
             int index = ddim.Timesteps.ToList().IndexOf(t);
             Assert.Equal(Math.Sqrt(Linear.PosteriorVariance[t]), ddim.Sigma(index), 9);
-            // Same generator state → same z: the two updates must agree exactly (mean and σ).
-            var viaDdim = ddim.Step(eps, index, x, new Generator(11));
-            var viaDdpm = ddpm.Step(eps, index, x, new Generator(11));
+            // Same z: the two updates must agree exactly (mean and σ).
+            var z = randn(x.shape, generator: new Generator(11));
+            Assert.True(ddim.UsesNoise(index) && ddpm.UsesNoise(index));
+            var viaDdim = ddim.Step(eps, index, x, z);
+            var viaDdpm = ddpm.Step(eps, index, x, z);
             var gap = (viaDdim - viaDdpm).abs().max().item<float>();
             Assert.True(gap < 2e-5f, $"t = {t}: DDIM(η=1) and DDPM differ by {gap}");
         }
