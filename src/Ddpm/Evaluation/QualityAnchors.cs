@@ -1,4 +1,5 @@
 using Ddpm.Data;
+using Ddpm.Imaging;
 using static TorchSharp.torch;
 
 namespace Ddpm.Evaluation;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Ddpm.Data;
+using Ddpm.Imaging;
 using Ddpm.Evaluation;
 using Xunit;
 using static TorchSharp.torch;

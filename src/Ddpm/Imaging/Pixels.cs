@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Ddpm.Evaluation;
+namespace Ddpm.Imaging;
 
 /// <summary>Pixel conversions shared by the metrics.</summary>
 public static class Pixels

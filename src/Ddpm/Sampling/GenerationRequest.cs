@@ -1,0 +1,23 @@
+namespace Ddpm.Sampling;
+
+/// <summary>
+/// What <see cref="ImageGenerator.Generate"/> makes: images <see cref="FirstIndex"/> … <see cref="FirstIndex"/> +
+/// <see cref="Count"/> − 1 of <see cref="Seed"/>'s sequence. Image i depends only on (seed, i, sampler, labels), so a
+/// request split into index ranges (e.g. one per process) gives exactly the images of the whole request.
+/// </summary>
+public sealed record GenerationRequest
+{
+    /// <summary>Number of images N.</summary>
+    public int Count { get; init; } = 1;
+    /// <summary>Index of the first image in the seed's sequence (0 for a whole request; a shard's start otherwise).</summary>
+    public long FirstIndex { get; init; }
+    /// <summary>Seed of the per-image noise streams (<see cref="ImageNoise"/>).</summary>
+    public long Seed { get; init; }
+    public SamplerOptions Sampler { get; init; } = new();
+    /// <summary>A class per image (<see cref="Count"/> entries) for a class-conditional model; null samples unconditionally.</summary>
+    public IReadOnlyList<int>? Labels { get; init; }
+    /// <summary>Classifier-free guidance weight w ≥ 0 (Ho &amp; Salimans 2022, eq. 6); needs <see cref="Labels"/>.</summary>
+    public double Guidance { get; init; }
+    /// <summary>Images per forward pass at most; larger requests run in batches (twice the images per pass with guidance).</summary>
+    public int MaxBatchSize { get; init; } = 100;
+}

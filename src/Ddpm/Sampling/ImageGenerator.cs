@@ -1,0 +1,187 @@
+using System.Diagnostics;
+using Ddpm.Configuration;
+using Ddpm.Diffusion;
+using Ddpm.Interop;
+using Ddpm.Models;
+using Ddpm.Runtime;
+using Ddpm.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ddpm.Sampling;
+
+/// <summary>
+/// Generates images from a trained U-Net (diffusers' pipeline seam): the network's output (ε, x_0 or v) turned into ε,
+/// classifier-free guidance, x_T and step noise per image (<see cref="ImageNoise"/>), large requests in batches with a
+/// fresh sampler each, a per-step callback and cancellation. Every generation path (CLI sample, eval, bench, the
+/// examples) goes through <see cref="Generate"/>. One generation at a time per instance.
+/// </summary>
+public sealed class ImageGenerator : IDisposable
+{
+    private readonly LoadedModel? _owned;
+
+    /// <summary>
+    /// Wraps a model in memory (not owned: the caller disposes it). The model is moved to <paramref name="device"/>
+    /// (default CPU), put in eval mode and, for <see cref="Precision.Bf16"/>, cast to bfloat16 (it still takes and returns
+    /// float32; the samplers' arithmetic stays float32). <paramref name="diffusion"/> carries the schedule and what the
+    /// network predicts.
+    /// </summary>
+    public ImageGenerator(UNet model, GaussianDiffusion diffusion, Device? device = null, Precision precision = Precision.Fp32)
+    {
+        Device = device ?? CPU;
+        DevicePolicy.Apply(Device);
+        Model = model;
+        Diffusion = diffusion;
+        Precision = precision;
+        model.to(Device).eval();
+        if (precision == Precision.Bf16) model.to(ScalarType.BFloat16);
+        EpsPredictor = diffusion.AsEpsPredictor((x, t) => model.forward(x, t));
+    }
+
+    /// <summary>The same with the diffusion process of <paramref name="config"/>'s <c>diffusion_params</c>.</summary>
+    public ImageGenerator(UNet model, DdpmConfig config, Device? device = null, Precision precision = Precision.Fp32)
+        : this(model, GaussianDiffusion.FromOptions(config.Diffusion), device, precision)
+    {
+    }
+
+    private ImageGenerator(LoadedModel loaded, bool usesEma, Device? device, Precision precision)
+        : this(loaded.Model, loaded.Config, device, precision)
+    {
+        _owned = loaded;
+        UsesEma = usesEma;
+    }
+
+    /// <summary>
+    /// Loads a weight file (a ddpm checkpoint, or a PyTorch <c>.pth</c> / safetensors state_dict with
+    /// <paramref name="config"/> giving its architecture; see <see cref="ModelFile.Load"/>). A checkpoint's EMA weights are
+    /// used when it has them, unless <paramref name="useEma"/> is false. The generator owns the model.
+    /// </summary>
+    public static ImageGenerator Load(string path, Device? device = null, Precision precision = Precision.Fp32, bool useEma = true,
+        DdpmConfig? config = null, bool strict = true)
+    {
+        var loaded = ModelFile.Load(path, config, strict);
+        try
+        {
+            bool ema = useEma && loaded.Format == WeightFormat.Checkpoint && Checkpoint.HasEma(path);
+            if (ema) Checkpoint.LoadEmaInto(path, loaded.Model);
+            return new ImageGenerator(loaded, ema, device, precision);
+        }
+        catch
+        {
+            loaded.Dispose();
+            throw;
+        }
+    }
+
+    public UNet Model { get; }
+    public GaussianDiffusion Diffusion { get; }
+    public Device Device { get; }
+    public Precision Precision { get; }
+    /// <summary>What <see cref="Load"/> read (config, manifest, format, missing keys); null when built from a model in memory.</summary>
+    public LoadedModel? Source => _owned;
+    /// <summary>Whether <see cref="Load"/> put a checkpoint's EMA weights into the model.</summary>
+    public bool UsesEma { get; }
+    /// <summary>[C, H, W] of one image.</summary>
+    public long[] ImageShape => [Model.Options.ImChannels, Model.Options.ImSize, Model.Options.ImSize];
+    /// <summary>ε_θ(x_t, t) of the unconditional model whatever it predicts (<see cref="GaussianDiffusion.AsEpsPredictor"/>), e.g. for the variational bound.</summary>
+    public NoisePredictor EpsPredictor { get; }
+
+    /// <summary>
+    /// Checks <paramref name="request"/> against this model and says what it will do, before any work.
+    /// </summary>
+    /// <exception cref="ArgumentException">A setting that is out of range or does not fit the model (the message names it).</exception>
+    public GenerationPlan Plan(GenerationRequest request)
+    {
+        if (request.Count < 1) throw new ArgumentException($"count must be >= 1, got {request.Count}", nameof(request));
+        if (request.FirstIndex < 0) throw new ArgumentException($"the first image index must be >= 0, got {request.FirstIndex}", nameof(request));
+        if (request.MaxBatchSize < 1) throw new ArgumentException($"the batch size must be >= 1, got {request.MaxBatchSize}", nameof(request));
+        if (!(request.Guidance >= 0) || !double.IsFinite(request.Guidance))
+            throw new ArgumentException($"guidance must be a finite number >= 0, got {request.Guidance}", nameof(request));
+        if (request.Labels is { } labels)
+        {
+            if (!Model.IsConditional)
+                throw new ArgumentException("class labels need a class-conditional model (model_params.num_classes > 0); this one is unconditional", nameof(request));
+            if (labels.Count != request.Count)
+                throw new ArgumentException($"labels: {labels.Count} given for {request.Count} images (one per image)", nameof(request));
+            int classes = Model.Options.NumClasses;
+            foreach (var y in labels)
+                if (y < 0 || y >= classes)
+                    throw new ArgumentException($"class {y}: the model was trained on classes 0..{classes - 1}", nameof(request));
+        }
+        else if (request.Guidance != 0)
+        {
+            throw new ArgumentException("guidance needs class labels", nameof(request));
+        }
+        var timesteps = request.Sampler.Create(Diffusion.Schedule).Timesteps;
+        int batch = Math.Min(request.MaxBatchSize, request.Count);
+        int batches = (request.Count + batch - 1) / batch;
+        return new GenerationPlan(timesteps, batches, batch, EstimateMemory(request.Count, batch, request.Labels is not null && request.Guidance != 0));
+    }
+
+    private GenerationMemory EstimateMemory(int count, int batch, bool guided)
+    {
+        long pixels = ImageShape.Aggregate(1L, (a, b) => a * b);
+        long weights = Model.ParameterCount() * (Precision == Precision.Bf16 ? 2 : 4);
+        // Training's estimate counts the forward activations twice (kept for backward, and backward's working set).
+        long perImage = MemoryEstimate.For(new DdpmConfig { Model = Model.Options }).ActivationBytesPerImage / 2;
+        long activations = perImage * batch * (guided ? 2 : 1);
+        long noise = batch * pixels * 4L * (1 + ImageNoise.StepsPerDraw) * (Device.type == DeviceType.CPU ? 1 : 2);
+        return new GenerationMemory(weights, activations, noise, count * pixels * 4L);
+    }
+
+    /// <summary>
+    /// Runs the request: for each batch a fresh sampler (<see cref="SamplerOptions.Create"/>; multistep solvers keep their
+    /// history in it), x_T and step noise from the batch's images' streams, the model's output as ε (guided when the
+    /// request has labels and a weight), and <see cref="SamplingLoop"/>. <paramref name="onStep"/> sees every step of every
+    /// batch in order; <paramref name="cancel"/> is checked before every step (OperationCanceledException within one step).
+    /// </summary>
+    /// <exception cref="ArgumentException">As <see cref="Plan"/>.</exception>
+    public GenerationResult Generate(GenerationRequest request, Action<GenerationStep>? onStep = null, CancellationToken cancel = default)
+    {
+        var plan = Plan(request);
+        var clock = Stopwatch.StartNew();
+        var stepSeconds = new List<double>((int)Math.Min(plan.TotalSteps, 1 << 20));
+        var parts = new List<Tensor>();
+        try
+        {
+            for (int b = 0; b < plan.Batches; b++)
+            {
+                using var scope = NewDisposeScope();
+                int start = b * plan.BatchSize, n = Math.Min(plan.BatchSize, request.Count - start);
+                long first = request.FirstIndex + start;
+                var sampler = request.Sampler.Create(Diffusion.Schedule);
+                using var noise = new ImageNoise(request.Seed, first, n, ImageShape, Device);
+                var predictor = PredictorFor(request, start, n);
+                var xT = noise.Initial();
+                var since = clock.Elapsed;
+                int batch = b;
+                var x = SamplingLoop.Run(sampler, predictor, xT, noise.ForStep, s =>
+                {
+                    stepSeconds.Add((clock.Elapsed - since).TotalSeconds);
+                    onStep?.Invoke(new GenerationStep(Diffusion, s, request.Sampler.ClipX0, batch, plan.Batches, first, n, plan.Timesteps.Count));
+                    since = clock.Elapsed;
+                }, cancel);
+                parts.Add(x.clamp(-1.0, 1.0).cpu().MoveToOuterDisposeScope());
+            }
+            var images = parts.Count == 1 ? parts[0] : cat(parts, 0);
+            if (parts.Count > 1) foreach (var p in parts) p.Dispose();
+            parts.Clear();
+            return new GenerationResult(images, request.FirstIndex, plan.Timesteps, new GenerationTimings(clock.Elapsed.TotalSeconds, stepSeconds));
+        }
+        finally
+        {
+            foreach (var p in parts) p.Dispose();
+        }
+    }
+
+    /// <summary>ε_θ for images [start, start + n) of the request: unconditional, or conditional on their labels with guidance.</summary>
+    private NoisePredictor PredictorFor(GenerationRequest request, int start, int n)
+    {
+        if (request.Labels is null) return EpsPredictor;
+        var labels = tensor(request.Labels.Skip(start).Take(n).Select(y => (long)y).ToArray(), dtype: int64).to(Device);
+        return ClassifierFreeGuidance.Guided(Model, labels, request.Guidance, Diffusion.EpsFromOutput);
+    }
+
+    /// <summary>Disposes the model when <see cref="Load"/> created it.</summary>
+    public void Dispose() => _owned?.Dispose();
+}
