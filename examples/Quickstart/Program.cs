@@ -3,7 +3,6 @@
 using System.Diagnostics;
 using Ddpm.Configuration;
 using Ddpm.Data;
-using Ddpm.Diffusion;
 using Ddpm.Imaging;
 using Ddpm.Interop;
 using Ddpm.Sampling;
@@ -36,19 +35,16 @@ Console.WriteLine($"trained {report.Steps} steps, mean loss {report.MeanLoss:F4}
 var checkpoint = Path.Combine(outDir, "model.ckpt");
 trainer.Save(checkpoint);
 
-// Reload from the checkpoint (it carries its config) and run Algorithm 2 for a 2×2 grid.
-using var loaded = ModelFile.Load(checkpoint);
-loaded.Model.eval();
-var sampler = new DdpmSampler(new GaussianDiffusion(NoiseSchedule.FromOptions(loaded.Config.Diffusion)));
-using var generator = new Generator(0, CPU);
-var shape = new long[] { 4, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize };
-using var images = SamplingLoop.Run(sampler, (x, t) => loaded.Model.forward(x, t), shape, CPU, generator);
+// Reload from the checkpoint (it carries its config; EMA weights are used when it has them) and run Algorithm 2
+// through the generation pipeline (it turns x_0- or v-predictions into ε, batches, seeds every image) for a 2×2 grid.
+using var generator = ImageGenerator.Load(checkpoint);
+using var result = generator.Generate(new GenerationRequest { Count = 4, Seed = 0 });
 var grid = Path.Combine(outDir, "samples.png");
-Console.WriteLine($"sampled 4 images in {sampler.Timesteps.Count} steps ({clock.Elapsed.TotalSeconds:F1} s)");
-ImageGrid.SavePng(images, perRow: 2, grid);
+Console.WriteLine($"sampled {result.Count} images in {result.Timesteps.Count} steps ({clock.Elapsed.TotalSeconds:F1} s)");
+ImageGrid.SavePng(result.Images, perRow: 2, grid);
 
 // The same weights for PyTorch: Unet(config).load_state_dict(torch.load(path)).
 var pth = Path.Combine(outDir, "model.pth");
-ModelFile.Export(loaded.Model, pth);
+ModelFile.Export(generator.Model, pth);
 
 Console.WriteLine($"wrote {grid} ({new FileInfo(grid).Length} bytes), {checkpoint} and {pth} in {clock.Elapsed.TotalSeconds:F1} s");

@@ -3,7 +3,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Ddpm.Configuration;
-using Ddpm.Diffusion;
 using Ddpm.IO;
 using Ddpm.Models;
 using Ddpm.Sampling;
@@ -117,14 +116,14 @@ internal static class BenchCommand
             {
                 manual_seed(0);
                 using var model = new UNet(config.Model);
-                model.to(device);
-                if (config.Train.Precision == Precision.Bf16) model.to(ScalarType.BFloat16);
-                var diffusion = GaussianDiffusion.FromOptions(config.Diffusion);
-                var ms = MeasureSampling(model, diffusion, config, device, o, verify ? s => checks.Add($"{name}: {s}") : null);
-                double? full = o.SampleFull ? MeasureFullSampling(model, diffusion, config, device, o.SampleBatch) : null;
-                sampling.Add(new SampleResult(name, o.SampleBatch, Median(ms), ms, o.SampleFull ? diffusion.T : null, full));
+                using var generator = new ImageGenerator(model, config, device, config.Train.Precision);
+                var ms = MeasureSampling(generator, o);
+                if (verify) checks.Add($"{name}: " + VerifySampling(generator, o.SampleBatch));
+                double? full = o.SampleFull ? MeasureFullSampling(generator, o.SampleBatch) : null;
+                int t = generator.Diffusion.T;
+                sampling.Add(new SampleResult(name, o.SampleBatch, Median(ms), ms, o.SampleFull ? t : null, full));
                 Console.Error.WriteLine(string.Format(inv, "{0}: sample {1} images: {2:F2} ms/step (median of {3}){4}", name, o.SampleBatch, Median(ms), repeats,
-                    full is null ? "" : string.Format(inv, "; all {0} steps: {1:F2} s", diffusion.T, full)));
+                    full is null ? "" : string.Format(inv, "; all {0} steps: {1:F2} s", t, full)));
             }
         }
 
@@ -200,52 +199,55 @@ internal static class BenchCommand
         return (trainer.Model.ParameterCount(), rates);
     }
 
-    private static double[] MeasureSampling(UNet model, GaussianDiffusion diffusion, DdpmConfig config, Device device, Options o, Action<string>? verified)
+    /// <summary>
+    /// Sampling ms/step of <see cref="ImageGenerator"/> (Algorithm 2): <c>o.Warmup</c> untimed steps, then <c>o.Repeats</c>
+    /// timed runs of <c>o.Steps</c> steps (the device synchronised at each boundary), stopping the generation by cancellation
+    /// when enough steps are measured; a measurement longer than T steps continues in a new generation.
+    /// </summary>
+    private static double[] MeasureSampling(ImageGenerator generator, Options o)
     {
-        model.eval();
-        int batch = o.SampleBatch;
-        using var forward = GraphedForward.Create(model); // a CUDA graph per shape where available; a bf16 model casts in and out itself
-        NoisePredictor predict = forward.Predictor();
-        var sampler = new DdpmSampler(diffusion);
-        using var noGrad = no_grad();
-        using var generator = new Generator(1, new Device("cpu"));
-        var x = randn(new long[] { batch, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize }, generator: generator).to(device);
-        var stepGenerator = device.type == DeviceType.CPU ? generator : null;
-        int index = 0;
-        void Step()
-        {
-            using var scope = NewDisposeScope();
-            int t = sampler.Timesteps[index % sampler.Timesteps.Count];
-            int i = index % sampler.Timesteps.Count;
-            using var z = sampler.UsesNoise(i) ? randn(x.shape, device: device, generator: stepGenerator) : null;
-            var next = sampler.Step(predict(x, full(batch, (long)t, dtype: int64, device: device)), i, x, z);
-            next.MoveToOuterDisposeScope();
-            x.Dispose();
-            x = next;
-            index++;
-        }
-        for (int i = 0; i < o.Warmup; i++) Step();
-        Sync(device);
-        Console.Error.WriteLine($"sampling forward ({batch} images): {forward.Description}");
-        if (verified is not null && forward.UsesGraphs)
-        {
-            using var scope = NewDisposeScope();
-            var t = full(batch, 500L, dtype: int64, device: device);
-            var graphed = forward.Forward(x, t);
-            var eager = model.forward(x, t);
-            verified(string.Format(CultureInfo.InvariantCulture, "sampling forward ({0} images, t = 500): max |Δ| {1:E2}, max |ε| {2:F3}",
-                batch, (graphed - eager).abs().max().item<float>(), eager.abs().max().item<float>()));
-        }
+        var request = new GenerationRequest { Count = o.SampleBatch, MaxBatchSize = o.SampleBatch, Seed = 1 };
+        int needed = o.Warmup + o.Repeats * o.Steps, done = 0;
         var ms = new double[o.Repeats];
-        for (int r = 0; r < o.Repeats; r++)
+        var clock = Stopwatch.StartNew();
+        while (done < needed)
         {
-            var clock = Stopwatch.StartNew();
-            for (int i = 0; i < o.Steps; i++) Step();
-            Sync(device);
-            ms[r] = clock.Elapsed.TotalMilliseconds / o.Steps;
+            using var stop = new CancellationTokenSource();
+            try
+            {
+                using var unused = generator.Generate(request, _ =>
+                {
+                    done++;
+                    int timed = done - o.Warmup;
+                    if (timed == 0 || timed > 0 && timed % o.Steps == 0)
+                    {
+                        Sync(generator.Device);
+                        if (timed > 0) ms[timed / o.Steps - 1] = clock.Elapsed.TotalMilliseconds / o.Steps;
+                        clock.Restart();
+                    }
+                    if (done == needed) stop.Cancel();
+                }, stop.Token);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+            }
         }
-        x.Dispose();
         return ms;
+    }
+
+    /// <summary>The sampling forward at t = 500 on one batch of noise, replayed from a CUDA graph and eagerly: the largest difference.</summary>
+    private static string VerifySampling(ImageGenerator generator, int batch)
+    {
+        using var scope = NewDisposeScope();
+        using var forward = GraphedForward.Create(generator.Model);
+        using var noise = new Generator(3, new Device("cpu"));
+        var x = randn([batch, .. generator.ImageShape], generator: noise).to(generator.Device);
+        var t = full(batch, 500L, dtype: int64, device: generator.Device);
+        using var noGrad = no_grad();
+        var graphed = forward.Forward(x, t);
+        var eager = generator.Model.forward(x, t);
+        return string.Format(CultureInfo.InvariantCulture, "sampling forward ({0} images, t = 500, {1}): max |Δ| {2:E2}, max |ε| {3:F3}",
+            batch, forward.Description, (graphed - eager).abs().max().item<float>(), eager.abs().max().item<float>());
     }
 
     /// <summary>
@@ -281,16 +283,11 @@ internal static class BenchCommand
             "Adam steps {5} eager vs {6} graphed", steps, batch, graphed.Description, maxDiff, maxWeight, eager.Flat.Updates, graphedTrainer.Flat.Updates);
     }
 
-    /// <summary>One whole run of Algorithm 2 (x_T to x_0, all T steps) through <see cref="SamplingLoop"/>, in seconds.</summary>
-    private static double MeasureFullSampling(UNet model, GaussianDiffusion diffusion, DdpmConfig config, Device device, int batch)
+    /// <summary>One whole generation of <paramref name="batch"/> images (x_T to x_0, all T steps of Algorithm 2), in seconds.</summary>
+    private static double MeasureFullSampling(ImageGenerator generator, int batch)
     {
-        model.eval();
-        var shape = new long[] { batch, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize };
-        using var forward = GraphedForward.Create(model);
-        var clock = Stopwatch.StartNew();
-        using var x0 = SamplingLoop.Run(new DdpmSampler(diffusion), forward.Predictor(), shape, device);
-        Sync(device);
-        return clock.Elapsed.TotalSeconds;
+        using var result = generator.Generate(new GenerationRequest { Count = batch, MaxBatchSize = batch, Seed = 1 });
+        return result.Timings.TotalSeconds;
     }
 
     /// <summary>Whether sampling forwards and training steps replay CUDA graphs, or why not.</summary>

@@ -19,19 +19,28 @@ internal static class WeightOptions
     /// <summary>Loads any weight file; raw weights need <paramref name="configPath"/> (a usage error otherwise).</summary>
     public static LoadedModel Load(string path, string? configPath, bool strict)
     {
+        var loaded = ModelFile.Load(path, ConfigFor(path, configPath), strict);
+        WarnMissing(loaded.MissingKeys);
+        return loaded;
+    }
+
+    /// <summary>
+    /// The config raw weights at <paramref name="path"/> need (a usage error without <paramref name="configPath"/>), or
+    /// null for a ddpm checkpoint, which carries its own (a given <c>--config</c> is then ignored, with a warning).
+    /// </summary>
+    public static DdpmConfig? ConfigFor(string path, string? configPath)
+    {
         var format = StateDictIo.Detect(path);
         if (format == WeightFormat.Checkpoint)
         {
             if (configPath is not null)
                 Console.Error.WriteLine($"warning: --config ignored: '{path}' is a ddpm checkpoint and carries its own config");
-            return ModelFile.Load(path);
+            return null;
         }
         if (configPath is null)
             throw new UsageException($"'{path}' holds raw {format} weights with no architecture: pass --config CONFIG.yaml " +
                 "(the model_params they were trained with)");
-        var loaded = ModelFile.Load(path, DdpmConfig.Load(configPath), strict);
-        WarnMissing(loaded.MissingKeys);
-        return loaded;
+        return DdpmConfig.Load(configPath);
     }
 
     public static void WarnMissing(IReadOnlyList<string> missing)

@@ -110,7 +110,7 @@ public sealed class ImageGenerator : IDisposable
         }
         else if (request.Guidance != 0)
         {
-            throw new ArgumentException("guidance needs class labels", nameof(request));
+            throw new ArgumentException("guidance needs class labels (a class per image)", nameof(request));
         }
         var timesteps = request.Sampler.Create(Diffusion.Schedule).Timesteps;
         int batch = Math.Min(request.MaxBatchSize, request.Count);

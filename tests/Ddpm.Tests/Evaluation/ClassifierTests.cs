@@ -12,21 +12,6 @@ public sealed class ClassifierTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>Class k: a bright 6×6 square at one of 10 positions, plus pixel noise; uint8 [N, 1, 28, 28].</summary>
-    private static ImageDataset Squares(int n, ulong seed)
-    {
-        using var g = new Generator(seed, new Device("cpu"));
-        var labels = randint(0, 10, [n], dtype: int64, generator: g);
-        var images = rand([n, 1, 28, 28], generator: g) * 60;
-        var l = labels.data<long>().ToArray();
-        for (int i = 0; i < n; i++)
-        {
-            int r = (int)(l[i] / 5) * 12 + 4, c = (int)(l[i] % 5) * 5 + 1;
-            images[i, 0, TensorIndex.Slice(r, r + 6), TensorIndex.Slice(c, c + 6)] = tensor(250f);
-        }
-        return new ImageDataset(images.to(ScalarType.Byte), labels, "squares");
-    }
-
     [Fact]
     public void The_classifier_maps_28x28_images_to_84_features_and_10_probabilities()
     {
@@ -43,8 +28,8 @@ public sealed class ClassifierTests : IDisposable
     [Fact]
     public void Training_on_a_small_set_learns_it_and_the_store_caches_and_reloads_the_weights()
     {
-        using var train = Squares(300, 1);
-        using var test = Squares(100, 2);
+        using var train = SquareDigits.Make(300, 1);
+        using var test = SquareDigits.Make(100, 2);
         var store = new ClassifierStore(_dir);
         Assert.False(store.IsTrained);
         var (model, info) = store.Train(train, test, new ClassifierTrainingOptions { Epochs = 2, BatchSize = 32, Lr = 3e-3 });

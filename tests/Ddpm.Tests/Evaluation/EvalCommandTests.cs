@@ -21,4 +21,21 @@ public sealed class EvalCommandTests
     [Fact]
     public void A_missing_checkpoint_is_a_failure() =>
         Assert.Equal(CliApp.Failure, CliApp.Run(["eval", "--checkpoint", "/nonexistent/missing.ckpt", "--nll", "none"]));
+
+    [Fact]
+    public void A_missing_image_set_is_a_failure_before_any_classifier_or_mnist_work()
+    {
+        var dir = Directory.CreateTempSubdirectory("ddpm-eval-cli-").FullName;
+        try
+        {
+            var dataDir = Path.Combine(dir, "mnist");
+            Assert.Equal(CliApp.Failure, CliApp.Run(["eval", "--images", Path.Combine(dir, "missing"), "--data-dir", dataDir, "--out", Path.Combine(dir, "out")]));
+            Assert.False(Directory.Exists(dataDir), "eval fetched MNIST or trained a classifier before checking --images");
+            Assert.False(Directory.Exists(Path.Combine(dir, "out")), "a failed eval left an output folder");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

@@ -1,0 +1,252 @@
+using System.Diagnostics;
+using System.Globalization;
+using Ddpm.Data;
+using Ddpm.Diffusion;
+using Ddpm.Imaging;
+using Ddpm.Interop;
+using Ddpm.Sampling;
+using Ddpm.Training;
+using static TorchSharp.torch;
+
+namespace Ddpm.Evaluation;
+
+/// <summary>
+/// <c>ddpm eval</c> as a library call: sample quality in the MNIST classifier's feature space (Fréchet distance,
+/// confidence, class balance, IS-style score) against the real test set, beside the same-N real floor and the anchors;
+/// class agreement under guidance; the variational bound in bits/dim; the sample grid, class histogram and loss curve.
+/// <see cref="Open"/> checks every setting and reads the checkpoint and the image set before any classifier work.
+/// </summary>
+public sealed class Evaluator : IDisposable
+{
+    private readonly ImageGenerator? _generator;
+    private readonly ImageDataset? _images;
+
+    private Evaluator(EvaluationOptions options, ImageGenerator? generator, ImageDataset? images)
+    {
+        Options = options;
+        _generator = generator;
+        _images = images;
+    }
+
+    public EvaluationOptions Options { get; }
+
+    /// <summary>
+    /// Validates <paramref name="options"/> and loads what they name: the checkpoint (EMA weights unless
+    /// <see cref="EvaluationOptions.UseEma"/> is false) and the image set.
+    /// </summary>
+    /// <exception cref="ArgumentException">A setting out of range or not fitting the checkpoint (sampler, guidance, K).</exception>
+    /// <exception cref="WeightsException">The checkpoint path is missing or unreadable.</exception>
+    /// <exception cref="CheckpointException">Not a ddpm checkpoint, or a corrupt one.</exception>
+    /// <exception cref="DataException">A checkpoint of other than 1-channel 28 × 28 images; a missing, unreadable or too small image set.</exception>
+    public static Evaluator Open(EvaluationOptions options)
+    {
+        options.Validate();
+        ImageGenerator? generator = null;
+        ImageDataset? images = null;
+        try
+        {
+            if (options.Checkpoint is { } path)
+            {
+                if (StateDictIo.Detect(path) != WeightFormat.Checkpoint)
+                    throw new CheckpointException(path, "holds raw weights, not a ddpm checkpoint: evaluation needs the checkpoint's config (convert it with 'ddpm import')");
+                generator = ImageGenerator.Load(path, options.Device, useEma: options.UseEma);
+                var config = generator.Source!.Config;
+                if (config.Model.ImChannels != 1 || config.Model.ImSize != MnistClassifier.ImageSize)
+                    throw new DataException(path, $"its config makes {config.Model.ImChannels}-channel {config.Model.ImSize}×{config.Model.ImSize} images; " +
+                        "evaluation measures MNIST-like 1-channel 28×28 models (the classifier and the test set are MNIST)");
+                if (options.Guidance is not null && !generator.Model.IsConditional)
+                    throw new ArgumentException("guidance needs a class-conditional checkpoint (model_params.num_classes > 0)");
+                if (options.Nll == NllMethod.Estimate && options.NllTimesteps > generator.Diffusion.T - 1)
+                    throw new ArgumentException($"nll-timesteps {options.NllTimesteps} exceeds the checkpoint's T − 1 = {generator.Diffusion.T - 1} KL terms (use the exact bound)");
+                if (options.Images is null) generator.Plan(SamplingRequest(options, generator));
+            }
+            if (options.Images is { } imagesPath)
+            {
+                images = EvaluationImages.Load(imagesPath);
+                if (images.Count <= MnistClassifier.FeatureDim)
+                    throw new DataException(imagesPath, $"holds {images.Count} images, not more than the classifier's {MnistClassifier.FeatureDim} feature " +
+                        $"dimensions: the feature covariance would be singular. Provide {MnistClassifier.FeatureDim + 1} or more (1000+ recommended).");
+            }
+            return new Evaluator(options, generator, images);
+        }
+        catch
+        {
+            generator?.Dispose();
+            images?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The samples asked for: Num images of the seed; with guidance, image i as class i mod num_classes.</summary>
+    private static GenerationRequest SamplingRequest(EvaluationOptions o, ImageGenerator generator) => new()
+    {
+        Count = o.Num,
+        Seed = o.Seed,
+        Sampler = o.Sampler,
+        MaxBatchSize = o.BatchSize,
+        Labels = o.Guidance is null ? null : Enumerable.Range(0, o.Num).Select(i => i % generator.Model.Options.NumClasses).ToArray(),
+        Guidance = o.Guidance ?? 0,
+    };
+
+    /// <summary>Runs the evaluation against the MNIST reference cached in <see cref="EvaluationOptions.DataDir"/> (made once when missing).</summary>
+    public EvaluationResult Run(Action<string>? log = null, Action<EvaluationProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var total = Stopwatch.StartNew();
+        using var reference = EvaluationReference.Load(Options.DataDir, log, cancel);
+        return Run(reference, log, progress, cancel, total);
+    }
+
+    /// <summary>Runs the evaluation against a given reference (classifier, real sets, anchors).</summary>
+    public EvaluationResult Run(EvaluationReference reference, Action<string>? log = null, Action<EvaluationProgress>? progress = null,
+        CancellationToken cancel = default) => Run(reference, log, progress, cancel, Stopwatch.StartNew());
+
+    private EvaluationResult Run(EvaluationReference reference, Action<string>? log, Action<EvaluationProgress>? progress, CancellationToken cancel,
+        Stopwatch total)
+    {
+        var o = Options;
+        var inv = CultureInfo.InvariantCulture;
+        var testStats = reference.TestStatistics;
+        double setup = total.Elapsed.TotalSeconds;
+
+        // The images to measure: read from the image set, or sampled from the checkpoint.
+        var clock = Stopwatch.StartNew();
+        Tensor evaluated;
+        int[]? requested = null;
+        string source;
+        SamplerSettings? samplerSettings = null;
+        if (_images is not null)
+        {
+            using var all = arange(_images.Count, dtype: int64);
+            evaluated = _images.Batch(all);
+            source = o.Images!;
+        }
+        else
+        {
+            var generator = _generator!;
+            var request = SamplingRequest(o, generator);
+            var plan = generator.Plan(request);
+            var name = o.Sampler.Kind == SamplerKind.Ddim ? $"ddim (eta {o.Sampler.Eta.ToString(inv)})"
+                : plan.Timesteps.Count < generator.Diffusion.T ? "ddpm (respaced)" : "ddpm";
+            if (o.Guidance is { } w) name += $", guidance w = {w.ToString(inv)}, classes i mod {generator.Model.Options.NumClasses}";
+            samplerSettings = new SamplerSettings(name, o.Sampler.Variance, o.Sampler.ClipX0, plan.Timesteps.Count, o.BatchSize);
+            requested = request.Labels?.ToArray();
+            var result = generator.Generate(request, s => progress?.Invoke(new EvaluationProgress("sampling", s.Done, s.Total,
+                $"sampling {s.BatchFirstIndex + s.BatchCount}/{o.Num} t={s.Timestep}")), cancel);
+            evaluated = result.Images;
+            source = $"{o.Num} images sampled from {o.Checkpoint}";
+        }
+        double sampling = clock.Elapsed.TotalSeconds;
+        try
+        {
+            // Metrics: the evaluated set vs the test set, N random training images vs the test set (the floor at this N).
+            clock.Restart();
+            long n = evaluated.shape[0];
+            SampleQuality quality, realAtN;
+            double? agreement = null;
+            using (var quantized = Pixels.Quantize(evaluated))
+            using (var outputs = reference.Classifier.Embed(quantized))
+            {
+                quality = SampleQuality.Measure(outputs, testStats, source);
+                if (requested is not null)
+                {
+                    using var wanted = tensor(requested.Select(y => (long)y).ToArray(), dtype: int64);
+                    using var predicted = outputs.Probabilities.argmax(1).cpu();
+                    using var hits = predicted.eq(wanted).to(float64);
+                    agreement = hits.mean().item<double>();
+                }
+            }
+            using (var g = new Generator((ulong)o.Seed, new Device("cpu")))
+            using (var pick = randperm(reference.Train.Count, dtype: int64, generator: g).narrow(0, 0, Math.Min(n, reference.Train.Count)))
+            using (var real = reference.Train.Images.index_select(0, pick))
+            using (var realOut = reference.Classifier.Embed(real))
+                realAtN = SampleQuality.Measure(realOut, testStats, "MNIST training images");
+            byte[] grid;
+            using (var first = evaluated.narrow(0, 0, Math.Min(100, n))) grid = ImageGrid.ToPng(first, 10);
+            var histogram = Charts.ClassHistogram(quality.ClassHistogram, $"Predicted digits of {n} images (MNIST classifier)");
+            var lossCurve = LossCurve(log);
+            double metrics = clock.Elapsed.TotalSeconds;
+
+            // The variational bound on the first MNIST test images.
+            clock.Restart();
+            var (bpd, nllData) = _generator is null || o.Nll == NllMethod.None ? (null, null) : Bound(reference.Test, progress, cancel);
+            double nll = clock.Elapsed.TotalSeconds;
+
+            var manifest = _generator?.Source!.Manifest;
+            var report = new EvaluationReport
+            {
+                Checkpoint = o.Checkpoint,
+                CheckpointStep = manifest?.Step,
+                CheckpointEpoch = manifest?.Epoch,
+                ConfigYaml = _generator?.Source!.Config.ToYaml(),
+                ImagesSource = source,
+                Sampler = samplerSettings,
+                Num = n,
+                Seed = o.Seed,
+                Device = (o.Device ?? CPU).type.ToString().ToLowerInvariant(),
+                ClassifierPath = reference.ClassifierPath,
+                Classifier = reference.Info,
+                Quality = quality,
+                RealAtSameN = realAtN,
+                Anchors = reference.Anchors,
+                Nll = bpd,
+                ClassAgreement = agreement,
+                NllData = nllData,
+                Timings = new EvaluationTimings { Setup = setup, Sampling = sampling, Metrics = metrics, Nll = nll, Total = total.Elapsed.TotalSeconds },
+            };
+            return new EvaluationResult(report, evaluated, _images is null, grid, histogram, lossCurve);
+        }
+        catch
+        {
+            evaluated.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The loss curve from the training log beside the checkpoint, or null (said in the log) when there is none.</summary>
+    private byte[]? LossCurve(Action<string>? log)
+    {
+        if (Options.Checkpoint is null) return null;
+        var runDir = Path.GetDirectoryName(Path.GetFullPath(Options.Checkpoint))!;
+        if (File.Exists(Path.Combine(runDir, TrainingLog.StepFile)) || File.Exists(Path.Combine(runDir, TrainingLog.EpochFile)))
+            return Charts.LossCurve(TrainingLog.Read(runDir), $"Training loss ({runDir})");
+        log?.Invoke($"no training log beside {Options.Checkpoint}: loss curve skipped");
+        return null;
+    }
+
+    /// <summary>The bound (exact or estimated) over the first NllImages test images, with the model's ε (whatever it predicts).</summary>
+    private (BitsPerDim, string) Bound(ImageDataset test, Action<EvaluationProgress>? progress, CancellationToken cancel)
+    {
+        var o = Options;
+        var generator = _generator!;
+        int m = (int)Math.Min(o.NllImages, test.Count);
+        var bound = new VariationalBound(generator.Diffusion, o.Sampler.Variance, o.Sampler.ClipX0);
+        long perImage = o.Nll == NllMethod.Exact ? generator.Diffusion.T : o.NllTimesteps + 1;
+        var detail = $"bits/dim ({o.Nll.ToString().ToLowerInvariant()}) image-terms";
+        Action<long> onProgress = done =>
+        {
+            cancel.ThrowIfCancellationRequested();
+            progress?.Invoke(new EvaluationProgress("bits/dim", done, m * perImage, detail));
+        };
+        var batches = Batches(test, m, o.BatchSize, generator.Device);
+        var bpd = o.Nll == NllMethod.Exact
+            ? bound.Exact(generator.EpsPredictor, batches, o.Seed, onProgress)
+            : bound.Estimate(generator.EpsPredictor, batches, o.NllTimesteps, o.Seed, onProgress);
+        return (bpd, $"the first {m} MNIST test images");
+    }
+
+    private static IEnumerable<Tensor> Batches(ImageDataset data, int count, int batchSize, Device device)
+    {
+        for (int start = 0; start < count; start += batchSize)
+        {
+            using var idx = arange(start, Math.Min(start + batchSize, count), dtype: int64);
+            using var x = data.Batch(idx, device);
+            yield return x;
+        }
+    }
+
+    public void Dispose()
+    {
+        _generator?.Dispose();
+        _images?.Dispose();
+    }
+}
