@@ -7,27 +7,17 @@ namespace Ddpm.Evaluation;
 /// What evaluated images are measured against: the MNIST classifier, the labelled real training and test sets, the
 /// anchors, and the test set's feature statistics. Owns (disposes) all of them.
 /// </summary>
-public sealed class EvaluationReference : IDisposable
+public sealed class EvaluationReference(MnistClassifier classifier, ClassifierInfo info, string classifierPath, ImageDataset train,
+    ImageDataset test, QualityAnchors anchors) : IDisposable
 {
     private FeatureStatistics? _testStatistics;
 
-    public EvaluationReference(MnistClassifier classifier, ClassifierInfo info, string classifierPath, ImageDataset train, ImageDataset test,
-        QualityAnchors anchors)
-    {
-        Classifier = classifier;
-        Info = info;
-        ClassifierPath = classifierPath;
-        Train = train;
-        Test = test;
-        Anchors = anchors;
-    }
-
-    public MnistClassifier Classifier { get; }
-    public ClassifierInfo Info { get; }
-    public string ClassifierPath { get; }
-    public ImageDataset Train { get; }
-    public ImageDataset Test { get; }
-    public QualityAnchors Anchors { get; }
+    public MnistClassifier Classifier => classifier;
+    public ClassifierInfo Info => info;
+    public string ClassifierPath => classifierPath;
+    public ImageDataset Train => train;
+    public ImageDataset Test => test;
+    public QualityAnchors Anchors => anchors;
 
     /// <summary>Mean and covariance of the test set's classifier features (computed once).</summary>
     public FeatureStatistics TestStatistics

@@ -14,17 +14,10 @@ public sealed class GenerationStep
     private readonly bool _clipX0;
     private Tensor? _predX0;
 
-    internal GenerationStep(GaussianDiffusion diffusion, SamplingStep step, bool clipX0, int batch, int batches, long batchFirstIndex,
-        int batchCount, int steps)
+    internal GenerationStep(GaussianDiffusion diffusion, SamplingStep step, bool clipX0, GenerationBatch batch, int steps)
     {
-        _diffusion = diffusion;
-        _step = step;
-        _clipX0 = clipX0;
-        Batch = batch;
-        Batches = batches;
-        BatchFirstIndex = batchFirstIndex;
-        BatchCount = batchCount;
-        Steps = steps;
+        (_diffusion, _step, _clipX0, Steps) = (diffusion, step, clipX0, steps);
+        (Batch, Batches, BatchFirstIndex, BatchCount) = batch;
     }
 
     /// <summary>Which batch (0-based) of <see cref="Batches"/>.</summary>
@@ -62,3 +55,6 @@ public sealed class GenerationStep
         }
     }
 }
+
+/// <summary>Where a batch lies in its request: its number of all, and its image range.</summary>
+internal readonly record struct GenerationBatch(int Index, int Count, long FirstIndex, int Images);

@@ -158,7 +158,7 @@ public sealed class ImageGenerator : IDisposable
                 var x = SamplingLoop.Run(sampler, predictor, xT, noise.ForStep, s =>
                 {
                     stepSeconds.Add((clock.Elapsed - since).TotalSeconds);
-                    onStep?.Invoke(new GenerationStep(Diffusion, s, request.Sampler.ClipX0, batch, plan.Batches, first, n, plan.Timesteps.Count));
+                    onStep?.Invoke(new GenerationStep(Diffusion, s, request.Sampler.ClipX0, new GenerationBatch(batch, plan.Batches, first, n), plan.Timesteps.Count));
                     since = clock.Elapsed;
                 }, cancel);
                 parts.Add(x.clamp(-1.0, 1.0).cpu().MoveToOuterDisposeScope());
