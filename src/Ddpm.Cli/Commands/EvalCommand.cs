@@ -3,7 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Ddpm.Diffusion;
 using Ddpm.Evaluation;
-using Ddpm.Imaging;
+using Ddpm.IO;
 using Ddpm.Sampling;
 
 namespace Ddpm.Cli.Commands;
@@ -21,46 +21,32 @@ internal static class EvalCommand
         var num = new Option<int>("--num") { Description = "images to sample (must exceed the 84 feature dimensions)", DefaultValueFactory = _ => 500 };
         var seed = new Option<long>("--seed") { Description = "seed for sampling, the likelihood's noise and timesteps, and the real-image comparison", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--out") { Description = "output directory", DefaultValueFactory = _ => "eval" };
-        var nll = new Option<string>("--nll") { Description = "variational bound: exact (T terms per image), estimate (K random terms) or none", DefaultValueFactory = _ => "estimate" };
-        nll.AcceptOnlyFromAmong("exact", "estimate", "none");
+        var nll = CommonOptions.EnumOption("--nll", "variational bound: exact (T terms per image), estimate (K random terms) or none", NllMethod.Estimate, "likelihood method");
         var nllImages = new Option<int>("--nll-images") { Description = "MNIST test images the likelihood is measured on", DefaultValueFactory = _ => 100 };
         var nllTimesteps = new Option<int>("--nll-timesteps") { Description = "K, KL terms per image for --nll estimate", DefaultValueFactory = _ => 20 };
         var batch = new Option<int>("--batch-size") { Description = "images per sampling / likelihood batch", DefaultValueFactory = _ => 100 };
-        var sigma = new Option<string>("--sigma") { Description = "reverse variance σ_t² for sampling and p_θ: beta-tilde or beta", DefaultValueFactory = _ => "beta-tilde" };
-        sigma.AcceptOnlyFromAmong("beta-tilde", "beta");
-        var clip = new Option<bool>("--clip-x0") { Description = "clip the predicted x_0 to [-1, 1] when sampling and in p_θ" };
         var dataDir = new Option<string>("--data-dir") { Description = "MNIST folder, where the classifier and its anchors are cached", DefaultValueFactory = _ => "data/mnist" };
         var device = CommonOptions.DeviceOption();
-        var samplerKind = new Option<string>("--sampler") { Description = "ddpm or ddim", DefaultValueFactory = _ => "ddpm" };
-        samplerKind.AcceptOnlyFromAmong("ddpm", "ddim");
-        var steps = new Option<int?>("--steps") { Description = "reverse steps S ≤ T (default T; ddpm with S < T is respaced)" };
-        var eta = new Option<double>("--eta") { Description = "DDIM η in [0, 1]", DefaultValueFactory = _ => 0.0 };
         var guidance = new Option<double?>("--guidance") { Description = "class-conditional models: sample N/10 of each class with guidance w and report how often the classifier agrees" };
         var noEma = new Option<bool>("--no-ema") { Description = "use the raw weights even when the checkpoint has an EMA" };
 
         var cmd = new Command("eval", "Evaluate a checkpoint or an image set: classifier-space Fréchet distance, confidence, class balance, bits/dim, plots")
         {
-            checkpoint, images, num, seed, output, nll, nllImages, nllTimesteps, batch, sigma, clip, dataDir, device,
-            samplerKind, steps, eta, guidance, noEma,
+            checkpoint, images, num, seed, output, nll, nllImages, nllTimesteps, batch, dataDir, device, guidance, noEma,
         };
+        var sampler = new SamplerOptionSet();
+        sampler.AddTo(cmd);
         cmd.SetAction(p => Run(new EvaluationOptions
         {
             Checkpoint = p.GetValue(checkpoint),
             Images = p.GetValue(images),
             Num = p.GetValue(num),
             Seed = p.GetValue(seed),
-            Nll = p.GetValue(nll) switch { "exact" => NllMethod.Exact, "none" => NllMethod.None, _ => NllMethod.Estimate },
+            Nll = p.GetValue(nll),
             NllImages = p.GetValue(nllImages),
             NllTimesteps = p.GetValue(nllTimesteps),
             BatchSize = p.GetValue(batch),
-            Sampler = new SamplerOptions
-            {
-                Kind = p.GetValue(samplerKind) == "ddim" ? SamplerKind.Ddim : SamplerKind.Ddpm,
-                Steps = p.GetValue(steps),
-                Eta = p.GetValue(eta),
-                Variance = p.GetValue(sigma) == "beta" ? VarianceKind.Beta : VarianceKind.BetaTilde,
-                ClipX0 = p.GetValue(clip),
-            },
+            Sampler = sampler.Read(p),
             Guidance = p.GetValue(guidance),
             UseEma = !p.GetValue(noEma),
             DataDir = p.GetValue(dataDir)!,

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Ddpm.Configuration;
 using Ddpm.Diffusion;
+using Ddpm.IO;
 using Ddpm.Imaging;
 using Ddpm.Sampling;
 using static TorchSharp.torch;
@@ -25,22 +26,14 @@ internal static class SampleCommand
         var rows = new Option<int?>("--grid-rows") { Description = "images per grid row, as make_grid's nrow (default: train_params.num_grid_rows)" };
         var seed = new Option<long>("--seed") { Description = "sampling seed (image i's noise depends only on the seed and i: the same images at any --batch-size)", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--out") { Description = "output directory", DefaultValueFactory = _ => "samples" };
-        var sigma = new Option<string>("--sigma") { Description = "reverse variance σ_t²: beta-tilde (the seed's) or beta", DefaultValueFactory = _ => "beta-tilde" };
-        sigma.AcceptOnlyFromAmong("beta-tilde", "beta");
-        var clip = new Option<bool>("--clip-x0") { Description = "clip the predicted x_0 to [-1, 1] and use the posterior mean" };
         var saveEvery = new Option<int>("--save-every") { Description = "also write the grid every K steps (0 = only the final grid)", DefaultValueFactory = _ => 0 };
         var frames = new Option<int>("--frames") { Description = "frames of the animated reverse process (reverse.png, APNG; 0 = none)", DefaultValueFactory = _ => 50 };
         var device = CommonOptions.DeviceOption();
-        var samplerKind = new Option<string>("--sampler") { Description = "ddpm (ancestral, Algorithm 2) or ddim", DefaultValueFactory = _ => "ddpm" };
-        samplerKind.AcceptOnlyFromAmong("ddpm", "ddim");
-        var steps = new Option<int?>("--steps") { Description = "reverse steps S ≤ T (default T; ddpm with S < T is respaced)" };
-        var eta = new Option<double>("--eta") { Description = "DDIM η in [0, 1] (0 = deterministic)", DefaultValueFactory = _ => 0.0 };
-        var spacing = new Option<string>("--spacing") { Description = "timestep sub-sequence: uniform or quadratic", DefaultValueFactory = _ => "uniform" };
-        spacing.AcceptOnlyFromAmong("uniform", "quadratic");
         var label = new Option<int?>("--class") { Description = "class label for a class-conditional model" };
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance weight w (ε = (1+w)·ε(y) − w·ε(∅))", DefaultValueFactory = _ => 0.0 };
         var noEma = new Option<bool>("--no-ema") { Description = "use the raw weights even when the checkpoint has an EMA" };
-        var precision = new Option<string>("--precision") { Description = "fp32, or bf16 (the network in bfloat16, the sampler's arithmetic in float32)", DefaultValueFactory = _ => "fp32" };
+        var precision = CommonOptions.EnumOption("--precision", "fp32, or bf16 (the network in bfloat16, the sampler's arithmetic in float32)", Precision.Fp32, "precision");
+        var sampler = new SamplerOptionSet();
         var batch = new Option<int?>("--batch-size")
         {
             Description = "images per forward pass (default: all at once); the same seed gives the same images at any batch size, " +
@@ -49,38 +42,25 @@ internal static class SampleCommand
 
         var cmd = new Command("sample", "Generate images from a checkpoint (Algorithm 2, DDIM, respaced DDPM, guidance)")
         {
-            checkpoint, config, strict, num, rows, seed, output, sigma, clip, saveEvery, frames, device, samplerKind, steps, eta, spacing, label, guidance, noEma, precision, batch,
+            checkpoint, config, strict, num, rows, seed, output, saveEvery, frames, device, label, guidance, noEma, precision, batch,
         };
-        cmd.SetAction(p =>
-        {
-            var options = new SamplerOptions
-            {
-                Kind = p.GetValue(samplerKind) == "ddim" ? SamplerKind.Ddim : SamplerKind.Ddpm,
-                Steps = p.GetValue(steps),
-                Eta = p.GetValue(eta),
-                Spacing = p.GetValue(spacing) == "quadratic" ? SpacingKind.Quadratic : SpacingKind.Uniform,
-                Variance = p.GetValue(sigma) == "beta" ? VarianceKind.Beta : VarianceKind.BetaTilde,
-                ClipX0 = p.GetValue(clip),
-            };
-            return Run(p.GetValue(checkpoint)!, p.GetValue(config), p.GetValue(strict), p.GetValue(num), p.GetValue(rows), p.GetValue(seed), p.GetValue(output)!,
-                options, p.GetValue(saveEvery), p.GetValue(frames), CommonOptions.ResolveDevice(p.GetValue(device)!),
-                p.GetValue(label), p.GetValue(guidance), !p.GetValue(noEma), p.GetValue(precision)!, p.GetValue(batch));
-        });
+        sampler.AddTo(cmd);
+        cmd.SetAction(p => Run(p.GetValue(checkpoint)!, p.GetValue(config), p.GetValue(strict), p.GetValue(num), p.GetValue(rows), p.GetValue(seed),
+            p.GetValue(output)!, sampler.Read(p), p.GetValue(saveEvery), p.GetValue(frames), CommonOptions.ResolveDevice(p.GetValue(device)),
+            p.GetValue(label), p.GetValue(guidance), !p.GetValue(noEma), p.GetValue(precision), p.GetValue(batch)));
         return cmd;
     }
 
     private static int Run(string checkpointPath, string? configPath, bool strict, int? num, int? gridRows, long seed, string outDir, SamplerOptions samplerOptions,
-        int saveEvery, int frames, Device device, int? label, double guidance, bool useEma, string precision = "fp32", int? batchSize = null)
+        int saveEvery, int frames, Device device, int? label, double guidance, bool useEma, Precision precision, int? batchSize)
     {
-        if (!PrecisionNames.TryParse(precision, out var parsedPrecision))
-            throw new UsageException($"--precision: unknown precision '{precision}' (expected fp32 or bf16)");
         if (num is < 1) throw new UsageException($"--num must be >= 1, got {num}");
         if (gridRows is < 1) throw new UsageException($"--grid-rows must be >= 1, got {gridRows}");
         if (saveEvery < 0) throw new UsageException($"--save-every must be >= 0, got {saveEvery}");
         if (frames < 0) throw new UsageException($"--frames must be >= 0, got {frames}");
         if (batchSize is < 1) throw new UsageException($"--batch-size must be >= 1, got {batchSize}");
 
-        using var generator = ImageGenerator.Load(checkpointPath, device, parsedPrecision, useEma, WeightOptions.ConfigFor(checkpointPath, configPath), strict);
+        using var generator = ImageGenerator.Load(checkpointPath, device, precision, useEma, WeightOptions.ConfigFor(checkpointPath, configPath), strict);
         var loaded = generator.Source!;
         WeightOptions.WarnMissing(loaded.MissingKeys);
         var config = loaded.Config;
@@ -126,9 +106,9 @@ internal static class SampleCommand
         var origin = manifest is null ? $"{loaded.Format} weights" : $"epoch {manifest.Epoch}, step {manifest.Step}";
         var t = result.Timings;
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"sampled {n} images in {steps} {samplerOptions.Kind.ToString().ToUpperInvariant()} steps{(plan.Batches > 1 ? $" × {plan.Batches} batches" : "")}, " +
+            $"sampled {n} images in {steps} {EnumNames.Name(samplerOptions.Kind).ToUpperInvariant()} steps{(plan.Batches > 1 ? $" × {plan.Batches} batches" : "")}, " +
             $"{t.TotalSeconds:F1} s ({t.MillisecondsPerStep:F1} ms/step) " +
-            $"from {checkpointPath} ({origin}, {(generator.UsesEma ? "EMA weights" : "raw weights")}{(parsedPrecision == Precision.Bf16 ? ", bf16" : "")})"));
+            $"from {checkpointPath} ({origin}, {(generator.UsesEma ? "EMA weights" : "raw weights")}{(precision == Precision.Bf16 ? ", bf16" : "")})"));
         Console.WriteLine(gridPath);
         return CliApp.Ok;
     }

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Ddpm.Data;
-using Ddpm.Imaging;
+using Ddpm.IO;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Ddpm.Data;
+using Ddpm.IO;
 using Ddpm.Imaging;
 using SkiaSharp;
 using static TorchSharp.torch;

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Ddpm.Imaging;
+using Ddpm.IO;
 
 namespace Ddpm.Evaluation;
 

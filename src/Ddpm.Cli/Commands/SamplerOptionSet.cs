@@ -1,0 +1,44 @@
+using System.CommandLine;
+using Ddpm.Diffusion;
+using Ddpm.Sampling;
+
+namespace Ddpm.Cli.Commands;
+
+/// <summary>
+/// The options that choose a sampler, declared once for every command that samples (<c>sample</c>, <c>eval</c>):
+/// <c>--sampler</c>, <c>--steps</c>, <c>--eta</c>, <c>--spacing</c>, <c>--sigma</c>, <c>--clip-x0</c>. Their values are
+/// spelled as <see cref="Configuration.EnumNames"/> spells the enums, so a new <see cref="SamplerKind"/> or
+/// <see cref="SpacingKind"/> member is a new accepted value.
+/// </summary>
+internal sealed class SamplerOptionSet
+{
+    private readonly Option<Spelled<SamplerKind>> _kind =
+        CommonOptions.EnumOption("--sampler", "reverse process: ddpm (ancestral, Algorithm 2) or ddim", SamplerKind.Ddpm, "sampler");
+    private readonly Option<int?> _steps = new("--steps") { Description = "reverse steps S ≤ T (default T; ddpm with S < T is respaced)" };
+    private readonly Option<double> _eta = new("--eta") { Description = "DDIM η in [0, 1] (0 = deterministic)", DefaultValueFactory = _ => 0.0 };
+    private readonly Option<Spelled<SpacingKind>> _spacing =
+        CommonOptions.EnumOption("--spacing", "timestep sub-sequence when S < T: uniform or quadratic", SpacingKind.Uniform, "spacing");
+    private readonly Option<Spelled<VarianceKind>> _sigma =
+        CommonOptions.EnumOption("--sigma", "reverse variance σ_t² (also p_θ's in eval's likelihood): beta-tilde (the seed's) or beta", VarianceKind.BetaTilde, "variance");
+    private readonly Option<bool> _clip = new("--clip-x0")
+    {
+        Description = "clip the predicted x_0 to [-1, 1] and use the posterior mean (also in eval's likelihood)",
+    };
+
+    /// <summary>Adds the options to <paramref name="command"/>.</summary>
+    public void AddTo(Command command)
+    {
+        foreach (Option option in new Option[] { _kind, _steps, _eta, _spacing, _sigma, _clip }) command.Add(option);
+    }
+
+    /// <summary>The sampler the command line asks for (checked against the model's T later, by <see cref="SamplerOptions.Create"/>).</summary>
+    public SamplerOptions Read(ParseResult p) => new()
+    {
+        Kind = p.GetValue(_kind),
+        Steps = p.GetValue(_steps),
+        Eta = p.GetValue(_eta),
+        Spacing = p.GetValue(_spacing),
+        Variance = p.GetValue(_sigma),
+        ClipX0 = p.GetValue(_clip),
+    };
+}
