@@ -34,7 +34,7 @@ internal static class EvalCommand
         {
             checkpoint, images, num, seed, output, nll, nllImages, nllTimesteps, batch, dataDir, device, guidance, noEma,
         };
-        var sampler = new SamplerOptionSet();
+        var sampler = new SamplerOptionSet(" (when sampling and in the likelihood's p_θ)");
         sampler.AddTo(cmd);
         cmd.SetAction(p => Run(new EvaluationOptions
         {
@@ -93,23 +93,26 @@ internal static class EvalCommand
         return CliApp.Ok;
     }
 
-    /// <summary>One progress bar per phase of the evaluation (sampling, bits/dim), with an ETA from the phase's rate.</summary>
+    /// <summary>One progress bar per phase of the evaluation (sampling, bits/dim), with an ETA from the phase's rate so far.</summary>
     private sealed class PhaseProgress
     {
         private readonly Stopwatch _clock = new();
         private ProgressLine? _line;
         private string? _phase;
+        private long _firstDone;
 
         public void Update(EvaluationProgress p)
         {
             if (p.Phase != _phase)
             {
                 _line?.Finish();
-                (_line, _phase) = (new ProgressLine(), p.Phase);
+                (_line, _phase, _firstDone) = (new ProgressLine(), p.Phase, p.Done);
                 _clock.Restart();
             }
-            double perUnit = _clock.Elapsed.TotalSeconds / Math.Max(p.Done, 1);
-            _line!.Update(p.Done, p.Total, p.Detail, TimeSpan.FromSeconds(perUnit * (p.Total - p.Done)));
+            TimeSpan? eta = p.Done > _firstDone
+                ? TimeSpan.FromSeconds(_clock.Elapsed.TotalSeconds / (p.Done - _firstDone) * (p.Total - p.Done))
+                : null;
+            _line!.Update(p.Done, p.Total, p.Detail, eta);
         }
 
         public void Finish() => _line?.Finish();

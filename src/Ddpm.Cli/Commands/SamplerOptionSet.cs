@@ -10,7 +10,8 @@ namespace Ddpm.Cli.Commands;
 /// spelled as <see cref="Configuration.EnumNames"/> spells the enums, so a new <see cref="SamplerKind"/> or
 /// <see cref="SpacingKind"/> member is a new accepted value.
 /// </summary>
-internal sealed class SamplerOptionSet
+/// <param name="alsoIn">What else the variance and clipping define, said in their help (eval: the likelihood's p_θ).</param>
+internal sealed class SamplerOptionSet(string alsoIn = "")
 {
     private readonly Option<Spelled<SamplerKind>> _kind =
         CommonOptions.EnumOption("--sampler", "reverse process: ddpm (ancestral, Algorithm 2) or ddim", SamplerKind.Ddpm, "sampler");
@@ -19,11 +20,8 @@ internal sealed class SamplerOptionSet
     private readonly Option<Spelled<SpacingKind>> _spacing =
         CommonOptions.EnumOption("--spacing", "timestep sub-sequence when S < T: uniform or quadratic", SpacingKind.Uniform, "spacing");
     private readonly Option<Spelled<VarianceKind>> _sigma =
-        CommonOptions.EnumOption("--sigma", "reverse variance σ_t² (also p_θ's in eval's likelihood): beta-tilde (the seed's) or beta", VarianceKind.BetaTilde, "variance");
-    private readonly Option<bool> _clip = new("--clip-x0")
-    {
-        Description = "clip the predicted x_0 to [-1, 1] and use the posterior mean (also in eval's likelihood)",
-    };
+        CommonOptions.EnumOption("--sigma", $"reverse variance σ_t²{alsoIn}: beta-tilde (the seed's) or beta", VarianceKind.BetaTilde, "variance");
+    private readonly Option<bool> _clip = new("--clip-x0") { Description = $"clip the predicted x_0 to [-1, 1] and use the posterior mean{alsoIn}" };
 
     /// <summary>Adds the options to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
