@@ -4,8 +4,17 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Diffusion;
 
-/// <summary>A noise predictor ε_θ(x_t, t): x_t [B, C, H, W], t int64 [B] → ε [B, C, H, W].</summary>
+/// <summary>
+/// A noise predictor ε_θ(x_t, t): x_t [B, C, H, W], t int64 [B] → ε [B, C, H, W], whatever the network itself predicts
+/// (<see cref="GaussianDiffusion.AsEpsPredictor"/> makes one from a <see cref="DenoisingNetwork"/>). Samplers and the bound take this.
+/// </summary>
 public delegate Tensor NoisePredictor(Tensor xt, Tensor t);
+
+/// <summary>
+/// The network as trained: x_t [B, C, H, W], t int64 [B] → its raw output, ε, x_0 or v as <see cref="GaussianDiffusion.Prediction"/>
+/// says. Not ε in general: convert it with <see cref="GaussianDiffusion.AsEpsPredictor"/> before sampling.
+/// </summary>
+public delegate Tensor DenoisingNetwork(Tensor xt, Tensor t);
 
 /// <summary>q(x_{t−1} | x_t, x_0) = N(mean, variance·I).</summary>
 public sealed record PosteriorStats(Tensor Mean, Tensor Variance, Tensor LogVariance);
@@ -176,8 +185,8 @@ public sealed class GaussianDiffusion
     };
 
     /// <summary>Wraps a network that outputs <see cref="Prediction"/> into an ε-predictor, for every sampler and the bound.</summary>
-    public NoisePredictor AsEpsPredictor(NoisePredictor network) =>
-        Prediction == PredictionTarget.Epsilon ? network : (xt, t) => EpsFromOutput(xt, t, network(xt, t));
+    public NoisePredictor AsEpsPredictor(DenoisingNetwork network) =>
+        Prediction == PredictionTarget.Epsilon ? new NoisePredictor(network) : (xt, t) => EpsFromOutput(xt, t, network(xt, t));
 
     /// <summary>
     /// The reverse step's Gaussian from a noise prediction. Mean μ_θ = (x_t − β_t/√(1 − ᾱ_t) ε_θ)/√α_t (DDPM eq. 11),
@@ -215,7 +224,7 @@ public sealed class GaussianDiffusion
     /// t and ε are drawn on the CPU from <paramref name="generator"/> (reproducible on any device), then moved without
     /// waiting: a blocking copy to a GPU would synchronise the host with it on every step.
     /// </summary>
-    public Tensor TrainingLoss(NoisePredictor network, Tensor x0, Generator? generator = null)
+    public Tensor TrainingLoss(DenoisingNetwork network, Tensor x0, Generator? generator = null)
     {
         var t = randint(0, T, [x0.shape[0]], dtype: int64, generator: generator).to(x0.device, non_blocking: true);
         var noise = randn(x0.shape, dtype: x0.dtype, generator: generator).to(x0.device, non_blocking: true);
