@@ -19,6 +19,7 @@ namespace Ddpm.Sampling;
 public sealed class ImageGenerator : IDisposable
 {
     private readonly LoadedModel? _owned;
+    private readonly GraphedForward _forward;
 
     /// <summary>
     /// Wraps a model in memory (not owned: the caller disposes it). The model is moved to <paramref name="device"/>
@@ -35,7 +36,8 @@ public sealed class ImageGenerator : IDisposable
         Precision = precision;
         model.to(Device).eval();
         if (precision == Precision.Bf16) model.to(ScalarType.BFloat16);
-        EpsPredictor = diffusion.AsEpsPredictor((x, t) => model.forward(x, t));
+        _forward = GraphedForward.Create(model);
+        EpsPredictor = diffusion.AsEpsPredictor((x, t) => _forward.Forward(x, t));
     }
 
     /// <summary>The same with the diffusion process of <paramref name="config"/>'s <c>diffusion_params</c>.</summary>
@@ -85,6 +87,8 @@ public sealed class ImageGenerator : IDisposable
     public long[] ImageShape => [Model.Options.ImChannels, Model.Options.ImSize, Model.Options.ImSize];
     /// <summary>ε_θ(x_t, t) of the unconditional model whatever it predicts (<see cref="GaussianDiffusion.AsEpsPredictor"/>), e.g. for the variational bound.</summary>
     public NoisePredictor EpsPredictor { get; }
+    /// <summary>How the network runs: "CUDA graphs" (one capture per batch shape, <see cref="GraphedForward"/>) or "eager (why)".</summary>
+    public string ForwardDescription => _forward.Description;
 
     /// <summary>
     /// Checks <paramref name="request"/> against this model and says what it will do, before any work.
@@ -179,9 +183,13 @@ public sealed class ImageGenerator : IDisposable
     {
         if (request.Labels is null) return EpsPredictor;
         var labels = tensor(request.Labels.Skip(start).Take(n).Select(y => (long)y).ToArray(), dtype: int64).to(Device);
-        return ClassifierFreeGuidance.Guided(Model, labels, request.Guidance, Diffusion.EpsFromOutput);
+        return ClassifierFreeGuidance.Guided(_forward.Forward, Model.NullLabel, labels, request.Guidance, Diffusion.EpsFromOutput);
     }
 
-    /// <summary>Disposes the model when <see cref="Load"/> created it.</summary>
-    public void Dispose() => _owned?.Dispose();
+    /// <summary>Disposes the CUDA graphs, and the model when <see cref="Load"/> created it.</summary>
+    public void Dispose()
+    {
+        _forward.Dispose();
+        _owned?.Dispose();
+    }
 }
