@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using Ddpm.Configuration;
 using Ddpm.Data;
 using Ddpm.IO;
+using Ddpm.Logging;
 using Ddpm.Training;
 
 namespace Ddpm.Cli.Commands;
@@ -101,6 +102,7 @@ internal static class TrainCommand
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         var epochLog = OpenLog(Path.Combine(outDir, "train_log.csv"), "epoch,step,mean_loss,seconds,images_per_s,rss_start_mb,rss_end_mb");
         var stepLog = OpenLog(Path.Combine(outDir, "loss.csv"), "step,loss");
+        var board = new TensorBoardLog(outDir); // TensorBoard: per step and per epoch, with a sample grid
         using (epochLog)
         using (stepLog)
         {
@@ -110,6 +112,7 @@ internal static class TrainCommand
                 var report = trainer.TrainEpoch(data, s =>
                 {
                     stepLog.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{s.Step},{s.Loss:G6}"));
+                    board.Step(s, cfg.Train.Lr);
                     long remaining = (s.StepsInEpoch - s.StepInEpoch) * cfg.Train.BatchSize;
                     progress.Update(s.StepInEpoch, s.StepsInEpoch,
                         string.Create(CultureInfo.InvariantCulture, $"epoch {s.Epoch}/{cfg.Train.NumEpochs} loss {s.Loss:F4} {s.ImagesPerSecond:F1} img/s"),
@@ -122,6 +125,9 @@ internal static class TrainCommand
                     $"{report.Epoch},{report.Step},{report.MeanLoss:G6},{report.Seconds:F2},{report.ImagesPerSecond:F2},{report.RssStartBytes / 1048576.0:F1},{report.RssEndBytes / 1048576.0:F1}"));
                 epochLog.Flush();
                 stepLog.Flush();
+                board.Epoch(report);
+                if (!cancel.IsCancellationRequested)
+                    board.Image("samples", TrainingPreview.Write(trainer, Path.Combine(outDir, TrainingPreview.FileName)), report.Step);
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"epoch {report.Epoch}{(report.Complete ? "" : " (partial)")}: mean loss {report.MeanLoss:F4}, {report.Steps} steps in {report.Seconds:F1} s " +
                     $"({report.ImagesPerSecond:F1} img/s), RSS {report.RssStartBytes / 1048576.0:F0} → {report.RssEndBytes / 1048576.0:F0} MB; saved {ckpt}"));
