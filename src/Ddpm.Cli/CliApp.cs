@@ -24,6 +24,7 @@ public static class CliApp
         root.Add(ExportCommand.Create());
         root.Add(ClassifierCommand.Create());
         root.Add(EvalCommand.Create());
+        root.Add(ServeCommand.Create());
         return root;
     }
 

@@ -1,0 +1,209 @@
+using System.Net;
+using System.Text.Json;
+using System.Threading.Channels;
+using Ddpm.Diffusion;
+using Ddpm.Sampling;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.HostFiltering;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.FileProviders;
+using Microsoft.Extensions.Logging;
+
+namespace Ddpm.Server;
+
+/// <summary>
+/// The web app of <c>ddpm serve</c>: the page (embedded), the runs API, file reads confined to the runs folder, and
+/// generation streamed as Server-Sent Events.
+/// </summary>
+public static class DdpmServer
+{
+    /// <summary>Extensions of run files the page may read (sample grids, logs, configs, evaluation results).</summary>
+    private static readonly Dictionary<string, string> FileTypes = new(StringComparer.OrdinalIgnoreCase)
+    {
+        [".png"] = "image/png", [".csv"] = "text/csv; charset=utf-8", [".yaml"] = "text/plain; charset=utf-8",
+        [".yml"] = "text/plain; charset=utf-8", [".json"] = "application/json; charset=utf-8", [".txt"] = "text/plain; charset=utf-8",
+    };
+
+    /// <summary>
+    /// Builds the app on Kestrel at <see cref="ServerOptions.Host"/>:<see cref="ServerOptions.Port"/>.
+    /// <paramref name="configure"/> may adjust the builder (tests swap in the in-memory TestServer or silence logging).
+    /// </summary>
+    public static WebApplication Build(ServerOptions options, Action<WebApplicationBuilder>? configure = null)
+    {
+        var folder = new RunsFolder(options.RunsDirectory);
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.WebHost.ConfigureKestrel(k => k.Listen(options.Host, options.Port));
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        // A page bound to loopback answers only requests addressed to loopback names (no DNS rebinding from a web page).
+        builder.Services.Configure<HostFilteringOptions>(o =>
+            o.AllowedHosts = options.IsLoopback ? ["localhost", "127.0.0.1", "[::1]"] : ["*"]);
+        builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.CamelCase);
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(folder);
+        builder.Services.AddSingleton(sp => new RunsCatalog(folder) { Warn = m => sp.GetRequiredService<ILogger<RunsCatalog>>().LogWarning("{Message}", m) });
+        builder.Services.AddSingleton(sp => new GenerationService(options.Device, options.Limits, options.FrameInterval,
+            sp.GetRequiredService<ILogger<GenerationService>>()));
+        configure?.Invoke(builder);
+
+        var app = builder.Build();
+        app.UseHostFiltering();
+        app.Use(async (context, next) =>
+        {
+            var headers = context.Response.Headers;
+            headers.XContentTypeOptions = "nosniff";
+            headers.XFrameOptions = "DENY";
+            headers.ContentSecurityPolicy = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+            headers["Referrer-Policy"] = "no-referrer";
+            await next(context);
+        });
+        var assets = new EmbeddedFileProvider(typeof(DdpmServer).Assembly, "Ddpm.Server.wwwroot");
+        app.UseDefaultFiles(new DefaultFilesOptions { FileProvider = assets });
+        app.UseStaticFiles(new StaticFileOptions { FileProvider = assets });
+
+        app.MapGet("/api/options", (ServerOptions o) => Results.Json(new
+        {
+            Samplers = GenerationRequestParser.Spellings<SamplerKind>(),
+            Spacings = GenerationRequestParser.Spellings<SpacingKind>(),
+            Sigmas = GenerationRequestParser.Spellings<VarianceKind>(),
+            o.Limits.MaxImages,
+            o.Limits.MaxImageSteps,
+            o.Limits.MaxGuidance,
+        }));
+        app.MapGet("/api/runs", (RunsCatalog catalog) => Results.Json(catalog.Scan()));
+        app.MapGet("/api/runs/{id}", (string id, RunsCatalog catalog) =>
+            catalog.FindRun(id) is { } run ? Results.Json(RunDetails(run, catalog.Folder)) : NotFound($"no run has the id '{id}'"));
+        app.MapGet("/api/runs/{id}/loss", (string id, long? offset, RunsCatalog catalog) =>
+        {
+            if (catalog.FindRun(id) is not { } run) return NotFound($"no run has the id '{id}'");
+            var path = catalog.Folder.Contain(Path.Combine(run.FullPath, RunFiles.LossLog));
+            return path is not null && File.Exists(path) ? Results.Json(RunFiles.ReadLoss(path, offset ?? 0)) : Results.Json(new LossChunk(0, false, [], []));
+        });
+        app.MapGet("/files/{**path}", (string path, RunsFolder runs) =>
+        {
+            // Only existing files of known types inside the runs folder; '..', hidden names and links that lead out are 404.
+            var real = runs.Resolve(path);
+            if (real is null || !File.Exists(real) || !FileTypes.TryGetValue(Path.GetExtension(real), out var type))
+                return Results.NotFound();
+            return Results.File(real, type);
+        });
+        app.MapPost("/api/generate", Generate);
+        return app;
+    }
+
+    private static object RunDetails(RunInfo run, RunsFolder folder)
+    {
+        string? File(string name) => folder.Contain(Path.Combine(run.FullPath, name)) is { } p && System.IO.File.Exists(p) ? p : null;
+        var evaluation = Directory.EnumerateFiles(run.FullPath, RunFiles.Evaluation, new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 2 })
+            .Select(folder.Contain).OfType<string>()
+            .OrderByDescending(System.IO.File.GetLastWriteTimeUtc).FirstOrDefault();
+        return new
+        {
+            Run = run,
+            Config = File(RunFiles.Config) is { } c ? RunFiles.ReadText(c) : run.Checkpoints.FirstOrDefault()?.Config.ToYaml(),
+            Epochs = File(RunFiles.EpochLog) is { } e ? RunFiles.ReadTable(e) : null,
+            HasLoss = File(RunFiles.LossLog) is not null,
+            Evaluation = evaluation is null ? null : RunFiles.ReadJson(evaluation),
+            TensorBoard = Directory.EnumerateFiles(run.FullPath, "events.out.tfevents.*").Any(),
+        };
+    }
+
+    /// <summary>
+    /// <c>POST /api/generate</c>: 400 for a bad request, 429 (Retry-After) while the checkpoint is busy, else an
+    /// event stream: <c>start</c>, <c>frame</c>s, then <c>done</c> (the grid as base64 PNG) or <c>error</c>.
+    /// Closing the connection cancels the sampling within one step.
+    /// </summary>
+    private static async Task Generate(HttpContext context, RunsCatalog catalog, GenerationService service, ServerOptions options)
+    {
+        GenerationRequest request;
+        try
+        {
+            if (!context.Request.HasJsonContentType()) throw new BadRequestException("send the request as JSON (Content-Type: application/json)");
+            request = GenerationRequestParser.Parse(await ReadBody(context.Request), catalog, options.Limits);
+        }
+        catch (BadRequestException e)
+        {
+            await Results.Problem(e.Message, statusCode: StatusCodes.Status400BadRequest, title: "Bad request").ExecuteAsync(context);
+            return;
+        }
+        using var lease = service.TryBegin(request.Checkpoint, out var retryAfter);
+        if (lease is null)
+        {
+            context.Response.Headers.RetryAfter = ((int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await Results.Problem($"checkpoint {request.Checkpoint.RunName}/{request.Checkpoint.Name} is generating for another request; retry in {retryAfter.TotalSeconds:F0} s",
+                statusCode: StatusCodes.Status429TooManyRequests, title: "Busy").ExecuteAsync(context);
+            return;
+        }
+
+        var cancel = context.RequestAborted;
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        context.Response.ContentType = "text/event-stream";
+        context.Response.Headers.CacheControl = "no-store";
+        await Send(context, "start", new
+        {
+            Steps = request.Steps, request.Count, request.Rows, request.Seed, Checkpoint = request.Checkpoint.Id,
+            Size = request.Checkpoint.Model.ImageSize,
+        });
+        // Frames go through a small channel that drops the oldest when the client reads slower than the model samples.
+        var frames = Channel.CreateBounded<GenerationFrame>(new BoundedChannelOptions(2) { FullMode = BoundedChannelFullMode.DropOldest });
+        var work = Task.Factory.StartNew(() =>
+        {
+            try { return service.Run(lease, request, f => frames.Writer.TryWrite(f), cancel); }
+            finally { frames.Writer.TryComplete(); }
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        try
+        {
+            await foreach (var f in frames.Reader.ReadAllAsync(cancel))
+                await Send(context, "frame", new { f.Step, f.Steps, f.Timestep, Xt = Png(f.XtPng), X0 = Png(f.X0Png) });
+            var result = await work;
+            await Send(context, "done", new { result.Steps, result.Seconds, Png = Png(result.GridPng) });
+        }
+        catch (Exception) when (cancel.IsCancellationRequested)
+        {
+            // The client left (the page was closed or the request cancelled); the sampling stops at its next step.
+        }
+        catch (Exception e)
+        {
+            context.RequestServices.GetRequiredService<ILogger<GenerationService>>().LogError(e, "generation failed");
+            await Send(context, "error", new { Message = e.Message });
+        }
+        finally
+        {
+            // The lease is released only after the sampling thread has stopped.
+            try { await work; } catch (Exception) { /* reported above, or the client left */ }
+        }
+    }
+
+    private static async Task<byte[]> ReadBody(HttpRequest request)
+    {
+        if (request.ContentLength > GenerationRequestParser.MaxBodyBytes)
+            throw new BadRequestException($"the body is larger than {GenerationRequestParser.MaxBodyBytes} bytes");
+        using var buffer = new MemoryStream();
+        var chunk = new byte[4096];
+        int read;
+        while ((read = await request.Body.ReadAsync(chunk, request.HttpContext.RequestAborted)) > 0)
+        {
+            if (buffer.Length + read > GenerationRequestParser.MaxBodyBytes)
+                throw new BadRequestException($"the body is larger than {GenerationRequestParser.MaxBodyBytes} bytes");
+            buffer.Write(chunk, 0, read);
+        }
+        return buffer.ToArray();
+    }
+
+    private static async Task Send(HttpContext context, string name, object data)
+    {
+        var json = JsonSerializer.Serialize(data, JsonOptions);
+        await context.Response.WriteAsync($"event: {name}\ndata: {json}\n\n", context.RequestAborted);
+        await context.Response.Body.FlushAsync(context.RequestAborted);
+    }
+
+    private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
+
+    private static string Png(byte[] png) => "data:image/png;base64," + Convert.ToBase64String(png);
+
+    private static IResult NotFound(string detail) => Results.Problem(detail, statusCode: StatusCodes.Status404NotFound, title: "Not found");
+}

@@ -1,0 +1,35 @@
+using System.Net;
+using static TorchSharp.torch;
+
+namespace Ddpm.Server;
+
+/// <summary>What <c>ddpm serve</c> serves, where, and how much work one request may ask for.</summary>
+public sealed record ServerOptions
+{
+    /// <summary>The folder of run folders (<c>runs/</c>); nothing outside it is ever read.</summary>
+    public required string RunsDirectory { get; init; }
+    /// <summary>The address to bind; loopback unless the user asks otherwise.</summary>
+    public IPAddress Host { get; init; } = IPAddress.Loopback;
+    /// <summary>The TCP port (0 = any free port, as tests use).</summary>
+    public int Port { get; init; } = 8080;
+    public Device Device { get; init; } = CPU;
+    public GenerationLimits Limits { get; init; } = new();
+    /// <summary>Least time between two streamed frames of the reverse process (a rate a browser can show).</summary>
+    public TimeSpan FrameInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>True when only this machine can connect.</summary>
+    public bool IsLoopback => IPAddress.IsLoopback(Host);
+}
+
+/// <summary>Bounds on one generation request.</summary>
+public sealed record GenerationLimits
+{
+    /// <summary>Most images in one request.</summary>
+    public int MaxImages { get; init; } = 64;
+    /// <summary>Most network evaluations in one request: images × steps (× 2 with guidance, which doubles the batch).</summary>
+    public long MaxImageSteps { get; init; } = 64_000;
+    /// <summary>Most classifier-free guidance weight accepted.</summary>
+    public double MaxGuidance { get; init; } = 50;
+    /// <summary>Loaded models kept in memory for the next request (one per checkpoint).</summary>
+    public int CachedModels { get; init; } = 2;
+}
