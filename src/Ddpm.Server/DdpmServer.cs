@@ -169,7 +169,9 @@ public static class DdpmServer
         catch (Exception e)
         {
             context.RequestServices.GetRequiredService<ILogger<GenerationService>>().LogError(e, "generation failed");
-            await Send(context, "error", new { Message = e.Message });
+            // The first line only: libtorch appends its C++ stack to messages.
+            var line = e.Message.Split('\n', 2)[0];
+            await Send(context, "error", new { Message = "generation failed: " + (line.Length > 300 ? line[..300] + "…" : line) });
         }
         finally
         {

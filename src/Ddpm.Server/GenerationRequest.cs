@@ -82,6 +82,7 @@ public static class GenerationRequestParser
         try
         {
             // The sampler's own checks (as ddpm sample makes them); any tensors it builds are released at once.
+            using var guard = TorchCallGuard.Enter();
             using var scope = TorchSharp.torch.NewDisposeScope();
             _ = options.Create(NoiseSchedule.FromOptions(checkpoint.Config.Diffusion));
         }

@@ -90,6 +90,7 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
     private GenerationResult Sample(GenerationLease lease, GenerationRequest request, Action<GenerationFrame>? onFrame, CancellationToken cancel, Stopwatch clock)
     {
         cancel.ThrowIfCancellationRequested();
+        using var guard = TorchCallGuard.Enter();
         var model = Model(lease.Slot, request);
         cancel.ThrowIfCancellationRequested();
         using var scope = NewDisposeScope();
@@ -126,6 +127,7 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
                 onFrame(new GenerationFrame(i + 1, timesteps.Count, t, ImageGrid.ToPng(x, request.Rows), ImageGrid.ToPng(x0, request.Rows)));
             }
             cancel.ThrowIfCancellationRequested();
+            TorchCallGuard.Boundary();
         });
         var png = ImageGrid.ToPng(images, request.Rows);
         return new GenerationResult(png, timesteps.Count, timesteps.ToArray(), clock.Elapsed.TotalSeconds);
