@@ -317,12 +317,12 @@ function drawLoss() {
   points.forEach((p, i) => (i ? g.lineTo : g.moveTo).call(g, X(p[0]), Y(ly[i])));
   g.stroke();
   // A debiased exponential moving average, as TensorBoard smooths; short logs are smoothed less (none under 20 points).
-  const w = Math.min(0.98, Math.max(0, 1 - 20 / points.length));
+  const weight = Math.min(0.98, Math.max(0, 1 - 20 / points.length));
   g.strokeStyle = '#3559e0'; g.lineWidth = 2; g.beginPath();
   let avg = 0;
   points.forEach((p, i) => {
-    avg = w * avg + (1 - w) * ly[i];
-    const debiased = w > 0 ? avg / (1 - Math.pow(w, i + 1)) : ly[i];
+    avg = weight * avg + (1 - weight) * ly[i];
+    const debiased = weight > 0 ? avg / (1 - Math.pow(weight, i + 1)) : ly[i];
     (i ? g.lineTo : g.moveTo).call(g, X(p[0]), Y(debiased));
   });
   g.stroke(); g.lineWidth = 1;

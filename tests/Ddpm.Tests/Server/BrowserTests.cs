@@ -58,7 +58,10 @@ public sealed class BrowserTests(ITestOutputHelper output) : IDisposable
         using var driver = Chromium.Start(_profile);
         try
         {
-            await Exercise(driver, address, cond, service);
+            // Selenium's calls block (sync over async): drive the browser from a thread of its own, so the thread pool
+            // stays free for Kestrel, which serves the page from this same process.
+            await Task.Factory.StartNew(() => Exercise(driver, address, cond, service), CancellationToken.None,
+                TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
         catch (Exception)
         {
@@ -72,7 +75,7 @@ public sealed class BrowserTests(ITestOutputHelper output) : IDisposable
 
     private static string Text(IWebDriver driver, string id) => driver.FindElements(By.Id(id)).FirstOrDefault()?.Text ?? "(absent)";
 
-    private async Task Exercise(ChromeDriver driver, Uri address, CheckpointInfo cond, GenerationService service)
+    private void Exercise(ChromeDriver driver, Uri address, CheckpointInfo cond, GenerationService service)
     {
         var wait = new WebDriverWait(driver, TimeSpan.FromSeconds(120)) { PollingInterval = TimeSpan.FromMilliseconds(20) };
 
@@ -99,7 +102,7 @@ public sealed class BrowserTests(ITestOutputHelper output) : IDisposable
             phase = now[0];
             if (phase == "running") seen.Add(int.Parse(now[1]));
             if (phase is "done" or "error" or "cancelled") break;
-            await Task.Delay(15);
+            Thread.Sleep(15);
         }
         var message = driver.FindElement(By.Id("message")).Text;
         Assert.True(phase == "done", $"page state '{phase}', message '{message}'");
@@ -146,7 +149,8 @@ public sealed class BrowserTests(ITestOutputHelper output) : IDisposable
         driver.FindElement(By.Id("generate")).Click();
         wait.Until(d => d.FindElement(By.Id("status")).Text.Contains($"/{ServerRuns.Timesteps}"));
         driver.Navigate().GoToUrl("about:blank");
-        var record = await finished.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(finished.Task.Wait(TimeSpan.FromSeconds(60)), "the closed page's generation did not end within 60 s");
+        var record = finished.Task.Result;
         output.WriteLine($"closed page: {record}");
         Assert.Equal(GenerationOutcome.Cancelled, record.Outcome);
         Assert.True(record.StepsRun - record.StepsAtCancel <= 1, $"ran {record.StepsRun} steps, {record.StepsAtCancel} when cancelled");
