@@ -31,11 +31,11 @@ internal static class ServeCommand
         {
             runs, host, port, device, maxImages, maxImageSteps,
         };
-        cmd.SetAction(p => Run(p.GetValue(runs)!, p.GetValue(host)!, p.GetValue(port), p.GetValue(device)!, p.GetValue(maxImages), p.GetValue(maxImageSteps)));
+        cmd.SetAction(p => Run(p.GetValue(runs)!, p.GetValue(host)!, p.GetValue(port), p.GetValue(device), p.GetValue(maxImages), p.GetValue(maxImageSteps)));
         return cmd;
     }
 
-    private static int Run(string runs, string host, int port, string device, int maxImages, long maxImageSteps)
+    private static int Run(string runs, string host, int port, DeviceChoice device, int maxImages, long maxImageSteps)
     {
         if (!Directory.Exists(runs)) throw new UsageException($"--runs: no folder '{runs}' (train a model first: ddpm train --config FILE)");
         var address = host == "localhost" ? IPAddress.Loopback
