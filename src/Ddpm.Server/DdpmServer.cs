@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using System.Threading.Channels;
+using Ddpm.Configuration;
 using Ddpm.Diffusion;
 using Ddpm.Sampling;
 using Microsoft.AspNetCore.Builder;
@@ -67,9 +68,9 @@ public static class DdpmServer
 
         app.MapGet("/api/options", (ServerOptions o) => Results.Json(new
         {
-            Samplers = GenerationRequestParser.Spellings<SamplerKind>(),
-            Spacings = GenerationRequestParser.Spellings<SpacingKind>(),
-            Sigmas = GenerationRequestParser.Spellings<VarianceKind>(),
+            Samplers = EnumNames.Names<SamplerKind>(),
+            Spacings = EnumNames.Names<SpacingKind>(),
+            Sigmas = EnumNames.Names<VarianceKind>(),
             o.Limits.MaxImages,
             o.Limits.MaxImageSteps,
             o.Limits.MaxGuidance,
@@ -119,11 +120,11 @@ public static class DdpmServer
     /// </summary>
     private static async Task Generate(HttpContext context, RunsCatalog catalog, GenerationService service, ServerOptions options)
     {
-        GenerationRequest request;
+        ServeRequest request;
         try
         {
             if (!context.Request.HasJsonContentType()) throw new BadRequestException("send the request as JSON (Content-Type: application/json)");
-            request = GenerationRequestParser.Parse(await ReadBody(context.Request), catalog, options.Limits);
+            request = ServeRequestParser.Parse(await ReadBody(context.Request), catalog, options.Limits);
         }
         catch (BadRequestException e)
         {
@@ -149,7 +150,7 @@ public static class DdpmServer
             Size = request.Checkpoint.Model.ImageSize,
         });
         // Frames go through a small channel that drops the oldest when the client reads slower than the model samples.
-        var frames = Channel.CreateBounded<GenerationFrame>(new BoundedChannelOptions(2) { FullMode = BoundedChannelFullMode.DropOldest });
+        var frames = Channel.CreateBounded<GenerationFrame>(new BoundedChannelOptions(Math.Max(1, options.FrameQueue)) { FullMode = BoundedChannelFullMode.DropOldest });
         var work = Task.Factory.StartNew(() =>
         {
             try { return service.Run(lease, request, f => frames.Writer.TryWrite(f), cancel); }
@@ -182,15 +183,15 @@ public static class DdpmServer
 
     private static async Task<byte[]> ReadBody(HttpRequest request)
     {
-        if (request.ContentLength > GenerationRequestParser.MaxBodyBytes)
-            throw new BadRequestException($"the body is larger than {GenerationRequestParser.MaxBodyBytes} bytes");
+        if (request.ContentLength > ServeRequestParser.MaxBodyBytes)
+            throw new BadRequestException($"the body is larger than {ServeRequestParser.MaxBodyBytes} bytes");
         using var buffer = new MemoryStream();
         var chunk = new byte[4096];
         int read;
         while ((read = await request.Body.ReadAsync(chunk, request.HttpContext.RequestAborted)) > 0)
         {
-            if (buffer.Length + read > GenerationRequestParser.MaxBodyBytes)
-                throw new BadRequestException($"the body is larger than {GenerationRequestParser.MaxBodyBytes} bytes");
+            if (buffer.Length + read > ServeRequestParser.MaxBodyBytes)
+                throw new BadRequestException($"the body is larger than {ServeRequestParser.MaxBodyBytes} bytes");
             buffer.Write(chunk, 0, read);
         }
         return buffer.ToArray();

@@ -1,11 +1,8 @@
 using System.Diagnostics;
-using Ddpm.Diffusion;
+using Ddpm.Configuration;
 using Ddpm.Imaging;
-using Ddpm.Interop;
 using Ddpm.Sampling;
-using Ddpm.Training;
 using Microsoft.Extensions.Logging;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Ddpm.Server;
@@ -14,7 +11,7 @@ namespace Ddpm.Server;
 public sealed record GenerationFrame(int Step, int Steps, int Timestep, byte[] XtPng, byte[] X0Png);
 
 /// <summary>The final grid and what it cost.</summary>
-public sealed record GenerationResult(byte[] GridPng, int Steps, IReadOnlyList<int> Timesteps, double Seconds);
+public sealed record GeneratedGrid(byte[] GridPng, int Steps, IReadOnlyList<int> Timesteps, double Seconds);
 
 public enum GenerationOutcome { Completed, Cancelled, Failed }
 
@@ -22,10 +19,10 @@ public enum GenerationOutcome { Completed, Cancelled, Failed }
 public sealed record GenerationRecord(string CheckpointId, GenerationOutcome Outcome, int StepsRun, int StepsTotal, int? StepsAtCancel, double Seconds);
 
 /// <summary>
-/// Every generation the server runs goes through here (the one seam to the library's sampling): one at a time per
-/// checkpoint (<see cref="TryBegin"/> refuses a second with a retry estimate), loaded models cached per checkpoint,
-/// frames at most every <c>frameInterval</c>, and cancellation checked after every step. The sampling mirrors
-/// <c>ddpm sample</c> (same loading, EMA choice, seeded x_T and step noise), so a seed gives the CLI's images.
+/// Every generation the server runs goes through here (the one seam to the library): one at a time per checkpoint
+/// (<see cref="TryBegin"/> refuses a second with a retry estimate), an <see cref="ImageGenerator"/> cached per checkpoint,
+/// frames (x_t and x̂_0 of the library's step callback) at most every <c>frameInterval</c>, cancellation before every step.
+/// <c>ddpm sample</c> runs the same <see cref="ImageGenerator.Generate"/>, so a seed gives the CLI's images.
 /// </summary>
 public sealed class GenerationService(Device device, GenerationLimits limits, TimeSpan frameInterval, ILogger<GenerationService>? logger = null)
     : IDisposable
@@ -61,7 +58,7 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
     /// Runs <paramref name="request"/> under <paramref name="lease"/> on the calling thread (blocking), reporting frames to
     /// <paramref name="onFrame"/>. Throws <see cref="OperationCanceledException"/> within one step of <paramref name="cancel"/>.
     /// </summary>
-    public GenerationResult Run(GenerationLease lease, GenerationRequest request, Action<GenerationFrame>? onFrame, CancellationToken cancel)
+    public GeneratedGrid Run(GenerationLease lease, ServeRequest request, Action<GenerationFrame>? onFrame, CancellationToken cancel)
     {
         if (lease.Checkpoint.Id != request.Checkpoint.Id) throw new ArgumentException("the lease is for another checkpoint", nameof(lease));
         var clock = Stopwatch.StartNew();
@@ -87,54 +84,42 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         }
     }
 
-    private GenerationResult Sample(GenerationLease lease, GenerationRequest request, Action<GenerationFrame>? onFrame, CancellationToken cancel, Stopwatch clock)
+    private GeneratedGrid Sample(GenerationLease lease, ServeRequest request, Action<GenerationFrame>? onFrame, CancellationToken cancel, Stopwatch clock)
     {
         cancel.ThrowIfCancellationRequested();
         using var guard = TorchCallGuard.Enter();
-        var model = Model(lease.Slot, request);
+        var generator = Generator(lease.Slot, request);
         cancel.ThrowIfCancellationRequested();
-        using var scope = NewDisposeScope();
-        var diffusion = model.Diffusion;
-        var sampler = request.Sampler.Create(diffusion.Schedule);
-        var unet = model.Loaded.Model;
-        var config = model.Loaded.Config;
-        int n = request.Count;
-        NoisePredictor predictor = request.Label is { } y
-            ? ClassifierFreeGuidance.Guided(unet, full(n, (long)y, dtype: int64, device: device), request.Guidance, diffusion.EpsFromOutput)
-            : diffusion.AsEpsPredictor((x, t) => unet.forward(x, t));
-        // The step's input and ε, kept for the frame's predicted x_0 (both live until the loop's step scope ends).
-        Tensor? stepX = null, stepT = null, stepEps = null;
-        NoisePredictor observed = (x, t) =>
+        // The library's request, as ddpm sample builds it from the same settings (one batch: per-image noise makes the
+        // images independent of batching anyway).
+        var library = new Sampling.GenerationRequest
         {
-            var eps = predictor(x, t);
-            (stepX, stepT, stepEps) = (x, t, eps);
-            return eps;
+            Count = request.Count,
+            Seed = request.Seed,
+            Sampler = request.Sampler,
+            Labels = request.Label is { } y ? Enumerable.Repeat(y, request.Count).ToArray() : null,
+            Guidance = request.Guidance,
+            MaxBatchSize = request.Count,
         };
-        using var generator = new Generator((ulong)request.Seed, new Device("cpu"));
-        var shape = new long[] { n, config.Model.ImChannels, config.Model.ImSize, config.Model.ImSize };
-        var xT = randn(shape, dtype: float32, generator: generator).to(device);
-        if (device.type == DeviceType.CUDA) cuda.manual_seed(request.Seed);
-        var timesteps = sampler.Timesteps;
-        lease.Start(timesteps.Count);
+        var plan = generator.Plan(library);
+        lease.Start((int)plan.TotalSteps);
         var lastFrame = TimeSpan.MinValue;
-        var images = SamplingLoop.Run(sampler, observed, xT, device.type == DeviceType.CPU ? generator : null, (i, t, x) =>
+        using var result = generator.Generate(library, s =>
         {
-            lease.Done = i + 1;
-            if (onFrame is not null && (i == 0 || clock.Elapsed - lastFrame >= frameInterval) && i + 1 < timesteps.Count)
+            lease.Done = (int)s.Done;
+            if (onFrame is not null && (s.Done == 1 || clock.Elapsed - lastFrame >= frameInterval) && s.Done < s.Total)
             {
                 lastFrame = clock.Elapsed;
-                var x0 = diffusion.PredictX0FromEps(stepX!, stepT!, stepEps!);
-                onFrame(new GenerationFrame(i + 1, timesteps.Count, t, ImageGrid.ToPng(x, request.Rows), ImageGrid.ToPng(x0, request.Rows)));
+                onFrame(new GenerationFrame((int)s.Done, (int)s.Total, s.Timestep, ImageGrid.ToPng(s.X, request.Rows), ImageGrid.ToPng(s.PredictedX0, request.Rows)));
             }
-            cancel.ThrowIfCancellationRequested();
             TorchCallGuard.Boundary();
-        });
-        var png = ImageGrid.ToPng(images, request.Rows);
-        return new GenerationResult(png, timesteps.Count, timesteps.ToArray(), clock.Elapsed.TotalSeconds);
+        }, cancel);
+        var png = ImageGrid.ToPng(result.Images, request.Rows);
+        return new GeneratedGrid(png, plan.Timesteps.Count, result.Timesteps, result.Timings.TotalSeconds);
     }
 
-    /// <summary>The slot's model for this request, loaded (or reloaded when the file changed) while the caller holds the slot.</summary>
-    private CachedModel Model(Slot slot, GenerationRequest request)
+    /// <summary>The slot's generator for this request, loaded (or reloaded when the file changed) while the caller holds the slot.</summary>
+    private ImageGenerator Generator(Slot slot, ServeRequest request)
     {
         var file = new FileInfo(request.Checkpoint.FullPath);
         var key = (file.Length, file.LastWriteTimeUtc, request.UseEma);
@@ -142,22 +127,11 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         {
             slot.Model?.Dispose();
             slot.Model = null;
-            var loaded = ModelFile.Load(request.Checkpoint.FullPath);
-            try
-            {
-                if (request.UseEma) Checkpoint.LoadEmaInto(request.Checkpoint.FullPath, loaded.Model);
-                loaded.Model.to(device).eval();
-            }
-            catch
-            {
-                loaded.Dispose();
-                throw;
-            }
-            slot.Model = new CachedModel(loaded, GaussianDiffusion.FromOptions(loaded.Config.Diffusion), key);
+            slot.Model = new CachedModel(ImageGenerator.Load(request.Checkpoint.FullPath, device, Precision.Fp32, request.UseEma), key);
         }
         slot.LastUse = Interlocked.Increment(ref _uses);
         EvictIdle(slot);
-        return slot.Model;
+        return slot.Model.Generator;
     }
 
     /// <summary>Drops the least recently used idle models beyond <see cref="GenerationLimits.CachedModels"/>.</summary>
@@ -201,9 +175,9 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         public long LastUse;
     }
 
-    internal sealed record CachedModel(LoadedModel Loaded, GaussianDiffusion Diffusion, (long Length, DateTime Modified, bool Ema) Key) : IDisposable
+    internal sealed record CachedModel(ImageGenerator Generator, (long Length, DateTime Modified, bool Ema) Key) : IDisposable
     {
-        public void Dispose() => Loaded.Dispose();
+        public void Dispose() => Generator.Dispose();
     }
 }
 

@@ -1,12 +1,13 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Ddpm.Configuration;
 using Ddpm.Diffusion;
 using Ddpm.Sampling;
 
 namespace Ddpm.Server;
 
 /// <summary>A validated generation request: which checkpoint, how to sample, how many images, which class.</summary>
-public sealed record GenerationRequest(CheckpointInfo Checkpoint, SamplerOptions Sampler, int Steps, int Count, int Rows, long Seed,
+public sealed record ServeRequest(CheckpointInfo Checkpoint, SamplerOptions Sampler, int Steps, int Count, int Rows, long Seed,
     int? Label, double Guidance, bool UseEma)
 {
     /// <summary>Network evaluations the request costs: images × steps, twice that with guidance (one batched forward of both halves).</summary>
@@ -15,7 +16,7 @@ public sealed record GenerationRequest(CheckpointInfo Checkpoint, SamplerOptions
 
 /// <summary>The JSON body of <c>POST /api/generate</c>, as the page sends it. Unknown members are refused.</summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
-public sealed record GenerationRequestBody
+public sealed record ServeRequestBody
 {
     public string? Checkpoint { get; init; }
     public string? Sampler { get; init; }
@@ -35,30 +36,24 @@ public sealed record GenerationRequestBody
 /// <summary>A request the server refuses, with one message naming the field and the problem (HTTP 400).</summary>
 public sealed class BadRequestException(string message) : Exception(message);
 
-/// <summary>Turns a request body into a <see cref="GenerationRequest"/>, checking it as <c>ddpm sample</c> checks its options.</summary>
-public static class GenerationRequestParser
+/// <summary>Turns a request body into a <see cref="ServeRequest"/>, checking it as <c>ddpm sample</c> checks its options.</summary>
+public static class ServeRequestParser
 {
     /// <summary>Most bytes a request body may have.</summary>
     public const int MaxBodyBytes = 16 * 1024;
 
     public static JsonSerializerOptions Json { get; } = new(JsonSerializerDefaults.Web);
 
-    /// <summary>The spelling of an enum member in requests and on the page: kebab-case (<c>BetaTilde</c> → <c>beta-tilde</c>).</summary>
-    public static string Spell<T>(T value) where T : struct, Enum => Kebab(value.ToString());
-
-    /// <summary>Every spelling of <typeparamref name="T"/>'s members.</summary>
-    public static IReadOnlyList<string> Spellings<T>() where T : struct, Enum => Enum.GetValues<T>().Select(Spell).ToList();
-
-    public static GenerationRequest Parse(ReadOnlySpan<byte> json, RunsCatalog catalog, GenerationLimits limits)
+    public static ServeRequest Parse(ReadOnlySpan<byte> json, RunsCatalog catalog, GenerationLimits limits)
     {
-        GenerationRequestBody? body;
-        try { body = JsonSerializer.Deserialize<GenerationRequestBody>(json, Json); }
+        ServeRequestBody? body;
+        try { body = JsonSerializer.Deserialize<ServeRequestBody>(json, Json); }
         catch (JsonException e) { throw new BadRequestException($"the body is not a valid request: {e.Message}"); }
         if (body is null) throw new BadRequestException("the body is empty: send a JSON object");
         return Validate(body, catalog, limits);
     }
 
-    public static GenerationRequest Validate(GenerationRequestBody body, RunsCatalog catalog, GenerationLimits limits)
+    public static ServeRequest Validate(ServeRequestBody body, RunsCatalog catalog, GenerationLimits limits)
     {
         if (string.IsNullOrEmpty(body.Checkpoint)) throw new BadRequestException("checkpoint: required (an id from GET /api/runs)");
         var checkpoint = catalog.FindCheckpoint(body.Checkpoint)
@@ -109,7 +104,7 @@ public static class GenerationRequestParser
         bool useEma = body.Ema ?? model.HasEma;
         if (useEma && !model.HasEma) throw new BadRequestException("ema: the checkpoint has no EMA weights");
 
-        var request = new GenerationRequest(checkpoint, options, steps, count, rows, body.Seed ?? 0, body.Class, guidance, useEma);
+        var request = new ServeRequest(checkpoint, options, steps, count, rows, body.Seed ?? 0, body.Class, guidance, useEma);
         if (request.ImageSteps > limits.MaxImageSteps)
             throw new BadRequestException($"count × steps{(request.ImageSteps != (long)count * steps ? " × 2 (guidance)" : "")} = {request.ImageSteps} " +
                 $"exceeds this server's limit of {limits.MaxImageSteps}: ask for fewer images or steps");
@@ -119,13 +114,8 @@ public static class GenerationRequestParser
     private static T ParseEnum<T>(string field, string? value, T fallback) where T : struct, Enum
     {
         if (value is null) return fallback;
-        foreach (var v in Enum.GetValues<T>())
-            if (Spell(v) == value) return v;
-        throw new BadRequestException($"{field}: unknown value '{Truncate(value)}' (expected {string.Join(", ", Spellings<T>())})");
+        return EnumNames.TryParse<T>(value, out var v) ? v : throw new BadRequestException($"{field}: {EnumNames.Unknown<T>(Truncate(value), "value")}");
     }
-
-    private static string Kebab(string name) =>
-        string.Concat(name.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "-" : "") + char.ToLowerInvariant(c) : c.ToString()));
 
     private static string Truncate(string s) => s.Length <= 40 ? s : s[..40] + "…";
 }

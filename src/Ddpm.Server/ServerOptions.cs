@@ -16,6 +16,8 @@ public sealed record ServerOptions
     public GenerationLimits Limits { get; init; } = new();
     /// <summary>Least time between two streamed frames of the reverse process (a rate a browser can show).</summary>
     public TimeSpan FrameInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+    /// <summary>Frames held for a client that reads slower than the model samples; beyond it the oldest is dropped (a live view wants the newest).</summary>
+    public int FrameQueue { get; init; } = 2;
 
     /// <summary>True when only this machine can connect.</summary>
     public bool IsLoopback => IPAddress.IsLoopback(Host);

@@ -21,7 +21,8 @@ public sealed class ServerApiTests : IDisposable
 
     public ServerApiTests()
     {
-        _app = ServerRuns.InMemory(new ServerOptions { RunsDirectory = _runs.Runs, Limits = Limits, FrameInterval = TimeSpan.Zero });
+        _app = ServerRuns.InMemory(new ServerOptions { RunsDirectory = _runs.Runs, Limits = Limits, FrameInterval = TimeSpan.Zero,
+            FrameQueue = 10_000 }); // every frame kept, so that the stream can be checked step by step
         _client = _app.GetTestClient();
     }
 
@@ -179,7 +180,7 @@ public sealed class ServerApiTests : IDisposable
         { """{"checkpoint": "ID", "count": 4, "rows": 5}""", "rows" },
         { """{"checkpoint": "ID", "rows": 0}""", "rows" },
         { """{"checkpoint": "ID", "sampler": "euler"}""", "sampler" },
-        { """{"checkpoint": "ID", "sampler": "Ddpm"}""", "sampler" },
+        { """{"checkpoint": "ID", "sampler": "ddim2"}""", "sampler" },
         { """{"checkpoint": "ID", "eta": 0.5}""", "eta" },
         { """{"checkpoint": "ID", "sampler": "ddim", "eta": 2}""", "eta" },
         { """{"checkpoint": "ID", "sigma": "large"}""", "sigma" },
@@ -209,7 +210,7 @@ public sealed class ServerApiTests : IDisposable
         var id = await CheckpointId("cond");
         using var text = await _client.PostAsync("api/generate", new StringContent($$"""{"checkpoint": "{{id}}"}""", Encoding.UTF8, "text/plain"));
         await AssertProblem(text, HttpStatusCode.BadRequest, "JSON");
-        var huge = $$"""{"checkpoint": "{{id}}", "sampler": "{{new string('x', GenerationRequestParser.MaxBodyBytes)}}"}""";
+        var huge = $$"""{"checkpoint": "{{id}}", "sampler": "{{new string('x', ServeRequestParser.MaxBodyBytes)}}"}""";
         using var large = await _client.PostAsync("api/generate", new StringContent(huge, Encoding.UTF8, "application/json"));
         await AssertProblem(large, HttpStatusCode.BadRequest, "larger than");
     }
