@@ -26,7 +26,9 @@ public static class TrainingPreview
         bool wasTraining = model.training;
         try
         {
-            using var generator = new ImageGenerator(model, diffusion, trainer.Device); // puts the model in eval mode
+            // The parameters' own device (with its index): ImageGenerator's model.to() then copies nothing, so the trainer's
+            // parameters (views of its flat buffers) stay the ones it trains. It puts the model in eval mode.
+            using var generator = new ImageGenerator(model, diffusion, model.parameters().First().device);
             var request = new GenerationRequest
             {
                 Count = count,
