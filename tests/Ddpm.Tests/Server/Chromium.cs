@@ -6,7 +6,7 @@ namespace Ddpm.Tests.Server;
 /// <summary>
 /// Debian's headless Chromium driven by its chromedriver (apt: chromium, chromium-driver), started so that it makes no
 /// network calls of its own. Tests that need it are skipped with the reason when it is missing, except in CI
-/// (<c>CI=true</c>), where <c>.ci/run</c> installs it and a missing browser is a failure.
+/// (<c>DDPM_REQUIRE_CHROMIUM=1</c>, set by <c>.ci/run</c> after installing it, or <c>CI=true</c>), where a missing browser is a failure.
 /// </summary>
 internal static class Chromium
 {
@@ -14,7 +14,8 @@ internal static class Chromium
 
     public static bool Available => File.Exists(Browser) && File.Exists(Driver);
 
-    public static bool InCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
+    public static bool InCi => Environment.GetEnvironmentVariable("DDPM_REQUIRE_CHROMIUM") == "1"
+        || string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Null when the tests may run; otherwise why they are skipped.</summary>
     public static string? SkipReason => Available || InCi ? null
