@@ -103,6 +103,7 @@ internal static class TrainCommand
         var epochLog = OpenLog(Path.Combine(outDir, "train_log.csv"), "epoch,step,mean_loss,seconds,images_per_s,rss_start_mb,rss_end_mb");
         var stepLog = OpenLog(Path.Combine(outDir, "loss.csv"), "step,loss");
         var board = new TensorBoardLog(outDir); // TensorBoard: per step and per epoch, with a sample grid
+        var logFlush = System.Diagnostics.Stopwatch.StartNew();
         using (epochLog)
         using (stepLog)
         {
@@ -112,6 +113,7 @@ internal static class TrainCommand
                 var report = trainer.TrainEpoch(data, s =>
                 {
                     stepLog.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{s.Step},{s.Loss:G6}"));
+                    if (logFlush.Elapsed >= TimeSpan.FromSeconds(1)) { stepLog.Flush(); logFlush.Restart(); } // ddpm serve's live loss curve reads it
                     board.Step(s, cfg.Train.Lr);
                     long remaining = (s.StepsInEpoch - s.StepInEpoch) * cfg.Train.BatchSize;
                     progress.Update(s.StepInEpoch, s.StepsInEpoch,
