@@ -2,6 +2,7 @@ using System.CommandLine;
 using Ddpm.Cli.Commands;
 using Ddpm.Configuration;
 using Ddpm.Data;
+using Ddpm.Distributed;
 using Ddpm.Interop;
 using Ddpm.Training;
 
@@ -46,32 +47,46 @@ public static class CliApp
             Console.Error.WriteLine("Run 'ddpm --help' (or 'ddpm COMMAND --help') for usage.");
             return Usage;
         }
+        // Under mpirun (only): join the MPI job before anything starts CUDA; a plain process loads no MPI.
+        MpiCommunicator? mpi;
+        try { mpi = DistributedJob.Join(); }
+        catch (DistributedException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return Failure;
+        }
+        int code;
         try
         {
-            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            code = parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (Exception e)
         {
-            return Report(e);
+            code = Report(e, mpi is { Size: > 1 } ? $"rank {mpi.Rank}: " : "");
+            // The other ranks may be waiting for this one inside a collective: end the whole job (mpirun stops them).
+            mpi?.Abort(code);
+            return code;
         }
+        mpi?.Finish();
+        return code;
     }
 
     /// <summary>One clear line per known failure; a stack trace only for bugs.</summary>
-    internal static int Report(Exception e)
+    internal static int Report(Exception e, string prefix = "")
     {
         switch (e)
         {
             case UsageException u:
-                Console.Error.WriteLine($"error: {u.Message}");
+                Console.Error.WriteLine($"{prefix}error: {u.Message}");
                 return Usage;
-            case ConfigException or DataException or CheckpointException or TrainingException or WeightsException:
-                Console.Error.WriteLine($"error: {e.Message}");
+            case ConfigException or DataException or CheckpointException or TrainingException or WeightsException or DistributedException:
+                Console.Error.WriteLine($"{prefix}error: {e.Message}");
                 return Failure;
             case OperationCanceledException:
-                Console.Error.WriteLine("cancelled");
+                Console.Error.WriteLine($"{prefix}cancelled");
                 return Failure;
             default:
-                Console.Error.WriteLine($"error: unexpected failure: {e}");
+                Console.Error.WriteLine($"{prefix}error: unexpected failure: {e}");
                 return Failure;
         }
     }

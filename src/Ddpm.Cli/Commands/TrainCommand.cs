@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using Ddpm.Configuration;
 using Ddpm.Data;
+using Ddpm.Distributed;
 using Ddpm.IO;
 using Ddpm.Logging;
 using Ddpm.Training;
@@ -13,6 +14,8 @@ namespace Ddpm.Cli.Commands;
 /// <c>ddpm train</c>: Algorithm 1 with a progress bar, a CSV log and a checkpoint per epoch (the last
 /// <c>keep_checkpoints</c> as <c>checkpoint-&lt;step&gt;.ckpt</c>, the latest as <c>checkpoint.ckpt</c>). SIGINT (Ctrl-C)
 /// and SIGTERM finish the current step, save a checkpoint and exit with 130 / 143.
+/// Under <c>mpirun -n N</c> it trains data-parallel (<see cref="DataParallel"/>); only rank 0 logs, shows progress and
+/// writes files.
 /// </summary>
 internal static class TrainCommand
 {
@@ -63,16 +66,22 @@ internal static class TrainCommand
     {
         // Refuse a model or batch that cannot fit before loading data or allocating weights (resume checks its stored config).
         if (!resume) MemoryEstimate.EnsureFits(cfg, device);
+        // mpirun: data parallel over the job's ranks; rank 0 alone writes (info is silent elsewhere).
+        using var parallel = MpiCommunicator.Current is { } mpi ? DataParallel.Create(mpi, device) : null;
+        bool root = parallel?.IsRoot ?? true;
+        var info = root ? Console.Error : TextWriter.Null;
         Directory.CreateDirectory(outDir);
         var checkpoints = new CheckpointFolder(outDir, cfg.Train.KeepCheckpoints);
         var ckpt = checkpoints.LatestPath;
         if (resume && !File.Exists(ckpt)) throw new UsageException($"--resume: no checkpoint at {ckpt}");
         var loadClock = System.Diagnostics.Stopwatch.StartNew();
-        using var data = DatasetFactory.Load(cfg.Dataset, cfg.Model, new MnistSource { Log = Console.Error.WriteLine });
-        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        if (parallel is not null && !root) parallel.Communicator.Any(false); // rank 0 loads (and fetches) first
+        using var data = DatasetFactory.Load(cfg.Dataset, cfg.Model, new MnistSource { Log = info.WriteLine });
+        if (parallel is not null && root) parallel.Communicator.Any(false);
+        info.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"loaded {data.Count:N0} images from {data.Description} in {loadClock.Elapsed.TotalSeconds:F2} s, RSS {Environment.WorkingSet / 1048576.0:F0} MB"));
 
-        var options = new TrainerOptions { Warn = Console.Error.WriteLine };
+        var options = new TrainerOptions { Warn = root ? Console.Error.WriteLine : null, Parallel = parallel };
         // On resume the stored config rules, but for the run's length.
         var length = cfg.Train;
         using var trainer = resume
@@ -81,12 +90,13 @@ internal static class TrainCommand
                 Train = stored.Train with { NumEpochs = length.NumEpochs, MaxSteps = length.MaxSteps },
             }, options)
             : Trainer.Create(cfg, device, options);
-        if (resume) Console.Error.WriteLine($"resuming from {ckpt}: epoch {trainer.Epoch}, step {trainer.Step}");
+        if (resume) info.WriteLine($"resuming from {ckpt}: epoch {trainer.Epoch}, step {trainer.Step}");
         cfg = trainer.Config;
         if (cfg.Train.KeepCheckpoints != checkpoints.Keep) checkpoints = new CheckpointFolder(outDir, cfg.Train.KeepCheckpoints);
-        AtomicFile.WriteAllText(Path.Combine(outDir, "config.yaml"), cfg.ToYaml());
-        Console.Error.WriteLine($"training {trainer.Model.ParameterCount():N0} parameters on {data.Description} " +
-            $"({data.Count:N0} images), device {device.type}, batch {cfg.Train.BatchSize}, " +
+        if (root) AtomicFile.WriteAllText(Path.Combine(outDir, "config.yaml"), cfg.ToYaml());
+        var ranks = parallel is null ? "" : $" × {parallel.Size} processes (global batch {cfg.Train.BatchSize * parallel.Size}, {TorchSharp.torch.get_num_threads()} threads each)";
+        info.WriteLine($"training {trainer.Model.ParameterCount():N0} parameters on {data.Description} " +
+            $"({data.Count:N0} images), device {device.type}, batch {cfg.Train.BatchSize}{ranks}, " +
             $"{cfg.Train.NumEpochs} epochs{(cfg.Train.MaxSteps > 0 ? $", at most {cfg.Train.MaxSteps} steps" : "")} → {outDir}");
 
         using var cancel = new CancellationTokenSource();
@@ -100,49 +110,51 @@ internal static class TrainCommand
         }
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        var epochLog = OpenLog(Path.Combine(outDir, "train_log.csv"), "epoch,step,mean_loss,seconds,images_per_s,rss_start_mb,rss_end_mb");
-        var stepLog = OpenLog(Path.Combine(outDir, "loss.csv"), "step,loss");
-        var board = new TensorBoardLog(outDir); // TensorBoard: per step and per epoch, with a sample grid
+        var epochLog = root ? OpenLog(Path.Combine(outDir, "train_log.csv"), "epoch,step,mean_loss,seconds,images_per_s,rss_start_mb,rss_end_mb") : StreamWriter.Null;
+        var stepLog = root ? OpenLog(Path.Combine(outDir, "loss.csv"), "step,loss") : StreamWriter.Null;
+        var board = root ? new TensorBoardLog(outDir) : null; // TensorBoard: per step and per epoch, with a sample grid
         var logFlush = System.Diagnostics.Stopwatch.StartNew();
         using (epochLog)
         using (stepLog)
         {
             var progress = new ProgressLine();
-            while (!trainer.Finished && !cancel.IsCancellationRequested)
+            while (!trainer.Finished && !trainer.Stopped)
             {
                 var report = trainer.TrainEpoch(data, s =>
                 {
+                    if (!root) return;
                     stepLog.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{s.Step},{s.Loss:G6}"));
                     if (logFlush.Elapsed >= TimeSpan.FromSeconds(1)) { stepLog.Flush(); logFlush.Restart(); } // ddpm serve's live loss curve reads it
-                    board.Step(s, cfg.Train.Lr);
-                    long remaining = (s.StepsInEpoch - s.StepInEpoch) * cfg.Train.BatchSize;
+                    board?.Step(s, cfg.Train.Lr);
+                    long remaining = (s.StepsInEpoch - s.StepInEpoch) * cfg.Train.BatchSize * (parallel?.Size ?? 1);
                     progress.Update(s.StepInEpoch, s.StepsInEpoch,
                         string.Create(CultureInfo.InvariantCulture, $"epoch {s.Epoch}/{cfg.Train.NumEpochs} loss {s.Loss:F4} {s.ImagesPerSecond:F1} img/s"),
                         s.ImagesPerSecond > 0 ? TimeSpan.FromSeconds(remaining / s.ImagesPerSecond) : null);
                 }, cancel.Token);
-                progress.Finish();
+                if (root) progress.Finish();
                 if (report is null) break;
-                checkpoints.Save(trainer.Step, trainer.Save);
+                if (root) checkpoints.Save(trainer.Step, trainer.Save);
                 epochLog.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{report.Epoch},{report.Step},{report.MeanLoss:G6},{report.Seconds:F2},{report.ImagesPerSecond:F2},{report.RssStartBytes / 1048576.0:F1},{report.RssEndBytes / 1048576.0:F1}"));
                 epochLog.Flush();
                 stepLog.Flush();
-                board.Epoch(report);
-                if (!cancel.IsCancellationRequested)
-                    board.Image("samples", TrainingPreview.Write(trainer, Path.Combine(outDir, TrainingPreview.FileName)), report.Step);
-                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                board?.Epoch(report);
+                if (root && !cancel.IsCancellationRequested)
+                    board!.Image("samples", TrainingPreview.Write(trainer, Path.Combine(outDir, TrainingPreview.FileName)), report.Step);
+                info.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"epoch {report.Epoch}{(report.Complete ? "" : " (partial)")}: mean loss {report.MeanLoss:F4}, {report.Steps} steps in {report.Seconds:F1} s " +
                     $"({report.ImagesPerSecond:F1} img/s), RSS {report.RssStartBytes / 1048576.0:F0} → {report.RssEndBytes / 1048576.0:F0} MB; saved {ckpt}"));
             }
         }
-        if (cancel.IsCancellationRequested)
+        if (trainer.Stopped)
         {
-            var signal = interruptCode == InterruptedBySigterm ? "SIGTERM" : "SIGINT";
-            Console.Error.WriteLine($"interrupted by {signal} at step {trainer.Step}; checkpoint saved to {ckpt}. " +
-                $"Resume with: ddpm train --config {configPath} --out {outDir} --resume");
-            return interruptCode == 0 ? InterruptedBySigint : interruptCode;
+            // Data parallel, a rank may stop because another one was signalled.
+            var signal = interruptCode switch { InterruptedBySigterm => "SIGTERM", InterruptedBySigint => "SIGINT", _ => "a signal to another rank" };
+            info.WriteLine($"interrupted by {signal} at step {trainer.Step}; checkpoint saved to {ckpt}. " +
+                $"Resume with: {(parallel is null ? "" : $"mpirun -n {parallel.Size} ")}ddpm train --config {configPath} --out {outDir} --resume");
+            return interruptCode == 0 ? InterruptedBySigterm : interruptCode;
         }
-        Console.WriteLine(ckpt);
+        if (root) Console.WriteLine(ckpt);
         return CliApp.Ok;
     }
 

@@ -51,9 +51,19 @@ public sealed class ImageDataset : IDisposable
     {
         if (flipGenerator is null) return Batch(indices, device);
         using var scope = NewDisposeScope();
+        return BatchWithFlips(indices, device, DrawFlips(flipGenerator, indices.shape[0])).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The <c>random_flip</c> draws of a batch of <paramref name="count"/> images: each true with probability 1/2, bool [count] on the CPU.</summary>
+    public static Tensor DrawFlips(Generator flipGenerator, long count) => rand(count, generator: flipGenerator).lt(0.5);
+
+    /// <summary>As <see cref="Batch(Tensor, Device?)"/>, with the images where <paramref name="flip"/> (bool [B], CPU) is true mirrored left-right.</summary>
+    public Tensor BatchWithFlips(Tensor indices, Device? device, Tensor? flip)
+    {
+        if (flip is null) return Batch(indices, device);
+        using var scope = NewDisposeScope();
         var bytes = Images.index_select(0, indices);
-        var flip = rand(indices.shape[0], generator: flipGenerator).lt(0.5).view(-1, 1, 1, 1);
-        bytes = where(flip, bytes.flip(3), bytes);
+        bytes = where(flip.view(-1, 1, 1, 1), bytes.flip(3), bytes);
         if (device is not null && device.type != TorchSharp.DeviceType.CPU) bytes = bytes.to(device, non_blocking: true);
         return bytes.to(float32).div_(127.5f).sub_(1.0f).MoveToOuterDisposeScope();
     }

@@ -226,8 +226,25 @@ public sealed class GaussianDiffusion
     /// </summary>
     public Tensor TrainingLoss(DenoisingNetwork network, Tensor x0, Generator? generator = null)
     {
-        var t = randint(0, T, [x0.shape[0]], dtype: int64, generator: generator).to(x0.device, non_blocking: true);
-        var noise = randn(x0.shape, dtype: x0.dtype, generator: generator).to(x0.device, non_blocking: true);
+        var (t, noise) = DrawTrainingNoise(x0.shape[0], x0.shape[1..], x0.dtype, generator);
+        return TrainingLoss(network, x0, t.to(x0.device, non_blocking: true), noise.to(x0.device, non_blocking: true));
+    }
+
+    /// <summary>
+    /// Algorithm 1's draws for <paramref name="count"/> images of shape <paramref name="imageShape"/> [C, H, W], in the
+    /// order <see cref="TrainingLoss(NoisePredictor, Tensor, Generator?)"/> makes them: t ~ U{0..T−1} [count], then
+    /// ε ~ N(0, I) [count, C, H, W], on the CPU. A data-parallel rank draws them for the whole global batch and keeps its rows.
+    /// </summary>
+    public (Tensor T, Tensor Noise) DrawTrainingNoise(long count, long[] imageShape, ScalarType dtype, Generator? generator)
+    {
+        var t = randint(0, T, [count], dtype: int64, generator: generator);
+        var noise = randn([count, .. imageShape], dtype: dtype, generator: generator);
+        return (t, noise);
+    }
+
+    /// <summary>Algorithm 1's loss (DDPM eq. 14, or the x_0/v target) for given timesteps <paramref name="t"/> [B] and noise ε (x_0's shape), on x_0's device.</summary>
+    public Tensor TrainingLoss(NoisePredictor network, Tensor x0, Tensor t, Tensor noise)
+    {
         var xt = QSample(x0, t, noise);
         return nn.functional.mse_loss(network(xt, t), TargetFor(x0, t, noise));
     }

@@ -25,6 +25,8 @@ public sealed record CheckpointManifest
     /// <summary>Steps completed inside <see cref="Epoch"/> + 1 when saved mid-epoch (0 at an epoch boundary).</summary>
     public long StepInEpoch { get; init; }
     public long ParameterCount { get; init; }
+    /// <summary>Processes that trained it data-parallel (1 for one process, and for checkpoints from before the field).</summary>
+    public int WorldSize { get; init; } = 1;
     /// <summary>SHA-256 of every other entry, verified on load.</summary>
     public Dictionary<string, string> Sha256 { get; init; } = new();
     public DateTimeOffset SavedAt { get; init; }
@@ -60,7 +62,7 @@ public static class Checkpoint
     /// and leaves the previous file at <paramref name="path"/> untouched.
     /// </summary>
     public static void Save(string path, UNet model, DdpmConfig config, int epoch, long step, long stepInEpoch = 0,
-        TrainingState? training = null, UNet? ema = null)
+        TrainingState? training = null, UNet? ema = null, int worldSize = 1)
     {
         var entries = new Dictionary<string, byte[]>
         {
@@ -84,6 +86,7 @@ public static class Checkpoint
             Step = step,
             StepInEpoch = stepInEpoch,
             ParameterCount = model.ParameterCount(),
+            WorldSize = worldSize,
             Sha256 = entries.ToDictionary(e => e.Key, e => Sha256Hex(e.Value)),
             SavedAt = DateTimeOffset.UtcNow,
         };

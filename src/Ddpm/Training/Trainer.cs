@@ -3,6 +3,7 @@ using TorchSharp;
 using Ddpm.Configuration;
 using Ddpm.Data;
 using Ddpm.Diffusion;
+using Ddpm.Distributed;
 using Ddpm.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -28,6 +29,8 @@ public sealed class Trainer : IDisposable
     /// <summary>The bf16 copy that runs forward and backward (<c>precision: bf16</c>), or null.</summary>
     private readonly UNet? _compute;
     private readonly Action<string>? _warn;
+    /// <summary>Data parallelism over several processes (<see cref="TrainerOptions.Parallel"/>), or null.</summary>
+    private readonly DataParallel? _parallel;
     private readonly List<PendingStep> _pending = [];
 
     /// <summary>Where a step sits in the run and who hears of it, kept with the step until its loss is read.</summary>
@@ -68,6 +71,7 @@ public sealed class Trainer : IDisposable
         if (SyncEvery < 1) throw new ArgumentOutOfRangeException(nameof(options), $"SyncEvery must be at least 1, got {SyncEvery}");
         MaskOnDevice = options.MaskOnDeviceOn(device);
         _warn = options.Warn;
+        _parallel = options.Parallel;
         Model = model;
         Config = config;
         Device = device;
@@ -111,6 +115,11 @@ public sealed class Trainer : IDisposable
         MemoryEstimate.EnsureFits(config, device);
         if (!checkpoint.HasTrainingState)
             throw new CheckpointException(checkpointPath, "holds weights only (no optimizer/RNG state), so training cannot resume from it");
+        // Data parallel: the global batch, and so every step, depends on the number of processes.
+        int processes = options?.Parallel?.Size ?? 1;
+        if (checkpoint.Manifest.WorldSize != processes)
+            throw new CheckpointException(checkpointPath, $"was written by a run over {checkpoint.Manifest.WorldSize} process(es) and this run has {processes}; " +
+                $"resume it with the same number (mpirun -n {checkpoint.Manifest.WorldSize}{(checkpoint.Manifest.WorldSize == 1 ? ", or without mpirun" : "")})");
         var model = checkpoint.LoadModel();
         Trainer trainer;
         try { trainer = new Trainer(model, config, device, options); }
@@ -136,6 +145,12 @@ public sealed class Trainer : IDisposable
         return trainer;
     }
 
+    /// <summary>
+    /// Whether the last <see cref="TrainEpoch"/> ended early on a stop request: its cancellation token, or data parallel,
+    /// any rank's (so every rank sees the same value, and a loop that ends on it ends on all ranks together).
+    /// </summary>
+    public bool Stopped { get; private set; }
+
     /// <summary>Whether the step budget (<c>max_steps</c>) or the epoch count is reached.</summary>
     public bool Finished =>
         Epoch >= Config.Train.NumEpochs || (Config.Train.MaxSteps > 0 && Step >= Config.Train.MaxSteps);
@@ -148,7 +163,9 @@ public sealed class Trainer : IDisposable
     {
         if (Finished) return null;
         Synchronize();
-        var sampler = new BatchSampler(data.Count, Config.Train.BatchSize, Config.Train.Seed);
+        // Data parallel: the epoch's order is split into global batches of N·B; each rank trains on its B of every one.
+        _parallel?.CheckWeights(_adam.Weights, Step);
+        var sampler = new BatchSampler(data.Count, Config.Train.BatchSize * (_parallel?.Size ?? 1), Config.Train.Seed);
         long stepsInEpoch = sampler.BatchesPerEpoch;
         int epochNumber = Epoch + 1;
         if (Model.IsConditional)
@@ -173,17 +190,27 @@ public sealed class Trainer : IDisposable
         }
         foreach (var (batch, indices) in sampler.Batches(epochNumber, (int)StepInEpoch))
         {
-            if (cancel.IsCancellationRequested || (Config.Train.MaxSteps > 0 && Step >= Config.Train.MaxSteps)) break;
+            Stopped = cancel.IsCancellationRequested;
+            if (_parallel is not null) Stopped = _parallel.AnyStop(Stopped); // all ranks leave before the same step
+            if (Stopped || (Config.Train.MaxSteps > 0 && Step >= Config.Train.MaxSteps)) break;
             using var scope = NewDisposeScope();
-            using var flips = Config.Dataset.RandomFlip ? sampler.FlipGenerator(epochNumber, batch) : null;
-            var x0 = data.Batch(indices, Device, flips);
-            var labels = Model.IsConditional ? DropLabels(data.BatchLabels(indices)!).to(Device, non_blocking: true) : null;
-            images += indices.shape[0];
-            TrainStep(x0, labels, new StepContext(epochNumber, batch + 1, stepsInEpoch, images, clock, Report));
+            var part = _parallel?.ShardOf(indices.shape[0]) ?? Shard.Whole(indices.shape[0]);
+            var mine = part.Of(indices);
+            Tensor? flip = null;
+            if (Config.Dataset.RandomFlip)
+            {
+                using var flips = sampler.FlipGenerator(epochNumber, batch);
+                flip = part.Of(ImageDataset.DrawFlips(flips, part.Total));
+            }
+            var x0 = data.BatchWithFlips(mine, Device, flip);
+            var labels = Model.IsConditional ? DropLabels(data.BatchLabels(mine)!, part).to(Device, non_blocking: true) : null;
+            images += part.Total;
+            TrainStep(x0, labels, part, new StepContext(epochNumber, batch + 1, stepsInEpoch, images, clock, Report));
             StepInEpoch = batch + 1;
             steps++;
         }
         Synchronize();
+        _parallel?.CheckWeights(_adam.Weights, Step);
         bool complete = StepInEpoch >= stepsInEpoch;
         if (complete)
         {
@@ -198,21 +225,39 @@ public sealed class Trainer : IDisposable
     /// One optimizer step on <paramref name="x0"/> (already on <see cref="Device"/>): Algorithm 1's loss, backward, Adam
     /// and the EMA, with no host synchronisation when updates are masked on the device. The loss is read at the next
     /// <see cref="Synchronize"/> (which runs by itself every <see cref="SyncEvery"/> steps) and passed to
-    /// <paramref name="onStep"/> there.
+    /// <paramref name="onStep"/> there. Data parallel, <paramref name="x0"/> is this rank's <paramref name="part"/> of the
+    /// global batch (required then; a single process trains on the whole of <paramref name="x0"/>).
     /// </summary>
-    public void TrainBatch(Tensor x0, Tensor? labels = null, Action<StepReport>? onStep = null) =>
-        TrainStep(x0, labels, new StepContext(0, 0, 0, 0, null, onStep));
-
-    private void TrainStep(Tensor x0, Tensor? labels, StepContext context)
+    public void TrainBatch(Tensor x0, Tensor? labels = null, Action<StepReport>? onStep = null, Shard? part = null)
     {
+        if (_parallel is not null && part is null) throw new ArgumentException("a data-parallel trainer needs this rank's part of the global batch", nameof(part));
+        TrainStep(x0, labels, part ?? Shard.Whole(x0.shape[0]), new StepContext(0, 0, 0, 0, null, onStep));
+    }
+
+    private void TrainStep(Tensor x0, Tensor? labels, Shard part, StepContext context)
+    {
+        if (x0.shape[0] != part.Count) throw new ArgumentException($"x0 has {x0.shape[0]} images for a part of {part.Count}", nameof(x0));
         using (var scope = NewDisposeScope())
         {
             try
             {
                 var network = _compute ?? Model; // a bf16 copy takes and returns float32
-                var loss = Diffusion.TrainingLoss((xt, t) => network.forward(xt, t, labels), x0, Generator);
-                loss.backward();
+                // t and ε are drawn for the whole global batch on every rank (same generator state everywhere) and each
+                // keeps its rows: together the ranks draw exactly what one process training on the global batch draws.
+                var (tAll, noiseAll) = Diffusion.DrawTrainingNoise(part.Total, x0.shape[1..], x0.dtype, Generator);
+                Tensor loss;
+                if (part.Count > 0)
+                {
+                    loss = Diffusion.TrainingLoss((xt, t) => network.forward(xt, t, labels), x0,
+                        part.Of(tAll).to(Device, non_blocking: true), part.Of(noiseAll).to(Device, non_blocking: true));
+                    loss.backward();
+                }
+                else
+                {
+                    loss = zeros([], float32, Device); // an empty part (a last batch smaller than the ranks) adds nothing
+                }
                 var gradients = _adam.Gradients();
+                if (_parallel is not null) loss = _parallel.Average(gradients, loss, part);
                 var applied = gradients.isfinite().all().logical_and_(loss.isfinite());
                 if (MaskOnDevice)
                 {
@@ -237,6 +282,7 @@ public sealed class Trainer : IDisposable
         }
         Step++;
         if (_pending.Count >= SyncEvery) Synchronize();
+        if (_parallel is not null && Step % _parallel.CheckEvery == 0) _parallel.CheckWeights(_adam.Weights, Step);
     }
 
     /// <summary>
@@ -290,10 +336,10 @@ public sealed class Trainer : IDisposable
     private static string FirstLine(string message) => message.Split('\n', 2)[0].Trim();
 
     /// <summary>Classifier-free guidance training: each label becomes ∅ with probability <c>label_dropout</c>.</summary>
-    private Tensor DropLabels(Tensor labels)
+    private Tensor DropLabels(Tensor labels, Shard part)
     {
         if (Config.Train.LabelDropout <= 0) return labels;
-        var drop = rand(labels.shape[0], generator: Generator) < Config.Train.LabelDropout;
+        var drop = part.Of(rand(part.Total, generator: Generator)) < Config.Train.LabelDropout;
         return where(drop, full_like(labels, Model.NullLabel), labels);
     }
 
@@ -301,7 +347,8 @@ public sealed class Trainer : IDisposable
     public void Save(string path)
     {
         Synchronize();
-        Checkpoint.Save(path, Model, Config, Epoch, Step, StepInEpoch, new Checkpoint.TrainingState(_adam.Optimizer, Generator), Ema?.Shadow);
+        Checkpoint.Save(path, Model, Config, Epoch, Step, StepInEpoch, new Checkpoint.TrainingState(_adam.Optimizer, Generator), Ema?.Shadow,
+            worldSize: _parallel?.Size ?? 1);
     }
 
     public void Dispose()

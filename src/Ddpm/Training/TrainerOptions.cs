@@ -5,7 +5,7 @@ namespace Ddpm.Training;
 
 /// <summary>
 /// How a <see cref="Trainer"/> runs, fixed at construction (what it trains is the <see cref="Configuration.DdpmConfig"/>).
-/// None of these changes the weights a run produces. Null means the device's default.
+/// None but <see cref="Parallel"/> changes the weights a run produces. Null means the device's default.
 /// </summary>
 public sealed record TrainerOptions
 {
@@ -28,6 +28,13 @@ public sealed record TrainerOptions
 
     /// <summary>The <see cref="MaskOnDevice"/> a trainer on <paramref name="device"/> uses: as given, else true except on the CPU.</summary>
     public bool MaskOnDeviceOn(Device device) => MaskOnDevice ?? device.type != DeviceType.CPU;
+
+    /// <summary>
+    /// Data-parallel training over several processes (<c>mpirun -n N ddpm train</c>): <c>batch_size</c> is then each
+    /// rank's part and the steps are those of one process with the global batch N·B. The one option that changes what a
+    /// run computes. Null: one process.
+    /// </summary>
+    public Distributed.DataParallel? Parallel { get; init; }
 
     /// <summary>Receives warnings (e.g. a skipped step under <c>on_nonfinite: skip</c>); null = silent.</summary>
     public Action<string>? Warn { get; init; }
