@@ -146,6 +146,8 @@ internal static class TrainCommand
                     $"({report.ImagesPerSecond:F1} img/s), RSS {report.RssStartBytes / 1048576.0:F0} → {report.RssEndBytes / 1048576.0:F0} MB; saved {ckpt}"));
             }
         }
+        if (parallel?.LastAgreement is { } agreed)
+            info.WriteLine($"weights bit-identical on all {parallel.Size} ranks after step {agreed.Step} (checksum {agreed.Checksum:x16})");
         if (trainer.Stopped)
         {
             // Data parallel, a rank may stop because another one was signalled.

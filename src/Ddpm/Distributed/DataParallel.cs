@@ -23,6 +23,8 @@ public sealed class DataParallel : IDisposable
     public int Size => Communicator.Size;
     /// <summary>Whether this rank writes logs, progress, checkpoints and images (rank 0).</summary>
     public bool IsRoot => Communicator.Rank == 0;
+    /// <summary>The last step at which <see cref="CheckWeights"/> found every rank's weights identical, and their checksum.</summary>
+    public (long Step, ulong Checksum)? LastAgreement { get; private set; }
 
     /// <summary>
     /// Data parallelism over <paramref name="communicator"/>; <paramref name="nccl"/> reduces CUDA gradients (required for
@@ -91,7 +93,11 @@ public sealed class DataParallel : IDisposable
     public void CheckWeights(Tensor weights, long step)
     {
         var sums = Communicator.AllGather(unchecked((long)WeightChecksum.Of(weights)));
-        if (sums.All(s => s == sums[0])) return;
+        if (sums.All(s => s == sums[0]))
+        {
+            LastAgreement = (step, unchecked((ulong)sums[0]));
+            return;
+        }
         var listed = string.Join(", ", sums.Select((s, r) => string.Create(CultureInfo.InvariantCulture, $"rank {r}: {unchecked((ulong)s):x16}")));
         throw new DistributedException($"the weights differ across ranks after step {step} ({listed}); the ranks diverged, " +
             "so training stopped (the last checkpoint was kept). All ranks must run the same build, config and checkpoint.");
