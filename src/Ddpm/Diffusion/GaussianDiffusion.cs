@@ -232,7 +232,7 @@ public sealed class GaussianDiffusion
 
     /// <summary>
     /// Algorithm 1's draws for <paramref name="count"/> images of shape <paramref name="imageShape"/> [C, H, W], in the
-    /// order <see cref="TrainingLoss(NoisePredictor, Tensor, Generator?)"/> makes them: t ~ U{0..T−1} [count], then
+    /// order <see cref="TrainingLoss(DenoisingNetwork, Tensor, Generator?)"/> makes them: t ~ U{0..T−1} [count], then
     /// ε ~ N(0, I) [count, C, H, W], on the CPU. A data-parallel rank draws them for the whole global batch and keeps its rows.
     /// </summary>
     public (Tensor T, Tensor Noise) DrawTrainingNoise(long count, long[] imageShape, ScalarType dtype, Generator? generator)
@@ -243,7 +243,7 @@ public sealed class GaussianDiffusion
     }
 
     /// <summary>Algorithm 1's loss (DDPM eq. 14, or the x_0/v target) for given timesteps <paramref name="t"/> [B] and noise ε (x_0's shape), on x_0's device.</summary>
-    public Tensor TrainingLoss(NoisePredictor network, Tensor x0, Tensor t, Tensor noise)
+    public Tensor TrainingLoss(DenoisingNetwork network, Tensor x0, Tensor t, Tensor noise)
     {
         var xt = QSample(x0, t, noise);
         return nn.functional.mse_loss(network(xt, t), TargetFor(x0, t, noise));
