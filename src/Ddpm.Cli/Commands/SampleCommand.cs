@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Ddpm.Configuration;
 using Ddpm.Diffusion;
+using Ddpm.Distributed;
 using Ddpm.IO;
 using Ddpm.Imaging;
 using Ddpm.Sampling;
@@ -10,7 +11,10 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Cli.Commands;
 
-/// <summary><c>ddpm sample</c>: Algorithm 2 from a checkpoint to a PNG grid and an animated reverse process.</summary>
+/// <summary>
+/// <c>ddpm sample</c>: Algorithm 2 from a checkpoint to a PNG grid and an animated reverse process. Under <c>mpirun -n R</c>
+/// each rank makes its range of image indices (<see cref="ShardedGeneration"/>) and rank 0 alone writes and reports.
+/// </summary>
 internal static class SampleCommand
 {
     public static Command Create()
@@ -77,17 +81,21 @@ internal static class SampleCommand
         GenerationPlan plan;
         try { plan = generator.Plan(request); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
-        if (label is not null && guidance > 0 && config.Train.LabelDropout <= 0)
+        // mpirun (only): the images split by index over the ranks; rank 0 writes and reports, the others stay silent.
+        var mpi = MpiCommunicator.Current is { Size: > 1 } job ? job : null;
+        bool root = mpi is null || mpi.Rank == 0;
+        if (root && label is not null && guidance > 0 && config.Train.LabelDropout <= 0)
             Console.Error.WriteLine("warning: the model was trained without label dropout (train_params.label_dropout = 0), so its unconditional ε is untrained and guidance may not help");
-        Directory.CreateDirectory(outDir);
+        if (root) Directory.CreateDirectory(outDir);
 
-        // Intermediate grids and animation frames show the first batch (all images unless --batch-size is smaller).
+        // Intermediate grids and animation frames show the first batch (all images unless --batch-size is smaller; rank
+        // 0's first batch under mpirun).
         int steps = plan.Timesteps.Count;
         int frameEvery = frames > 0 ? Math.Max(1, steps / frames) : 0;
         var animation = new List<byte[]>();
         var progress = new ProgressLine();
         var clock = Stopwatch.StartNew();
-        using var result = generator.Generate(request, s =>
+        Action<GenerationStep>? onStep = root ? s =>
         {
             int done = s.Index + 1;
             if (s.Batch == 0 && frameEvery > 0 && (done % frameEvery == 0 || done == steps || done == 1))
@@ -97,7 +105,9 @@ internal static class SampleCommand
             double perStep = clock.Elapsed.TotalSeconds / s.Done;
             progress.Update(s.Done, s.Total, string.Create(CultureInfo.InvariantCulture, $"t={s.Timestep} {perStep * 1000:F0} ms/step"),
                 TimeSpan.FromSeconds(perStep * (s.Total - s.Done)));
-        });
+        } : null;
+        using var result = mpi is null ? generator.Generate(request, onStep) : ShardedGeneration.Generate(generator, request, mpi, onStep);
+        if (!root) return CliApp.Ok;
         progress.Finish();
         var gridPath = Path.Combine(outDir, "samples.png");
         ImageGrid.SavePng(result.Images, perRow, gridPath);
@@ -106,8 +116,8 @@ internal static class SampleCommand
         var origin = manifest is null ? $"{loaded.Format} weights" : $"epoch {manifest.Epoch}, step {manifest.Step}";
         var t = result.Timings;
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"sampled {n} images in {steps} {EnumNames.Name(samplerOptions.Kind).ToUpperInvariant()} steps{(plan.Batches > 1 ? $" × {plan.Batches} batches" : "")}, " +
-            $"{t.TotalSeconds:F1} s ({t.MillisecondsPerStep:F1} ms/step) " +
+            $"sampled {n} images{(mpi is null ? "" : $" over {mpi.Size} processes")} in {steps} {EnumNames.Name(samplerOptions.Kind).ToUpperInvariant()} steps{(plan.Batches > 1 ? $" × {plan.Batches} batches" : "")}, " +
+            $"{(mpi is null ? t.TotalSeconds : clock.Elapsed.TotalSeconds):F1} s ({t.MillisecondsPerStep:F1} ms/step{(mpi is null ? "" : " on rank 0")}) " +
             $"from {checkpointPath} ({origin}, {(generator.UsesEma ? "EMA weights" : "raw weights")}{(precision == Precision.Bf16 ? ", bf16" : "")})"));
         Console.WriteLine(gridPath);
         return CliApp.Ok;

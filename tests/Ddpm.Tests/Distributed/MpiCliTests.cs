@@ -101,6 +101,30 @@ public class MpiCliTests : IDisposable
         using var model = checkpoint.LoadModel();
     }
 
+    [MpiFact]
+    public void Two_processes_sample_the_grid_of_one_image_for_image()
+    {
+        var checkpoint = Path.Combine(_dir, "one-step", "checkpoint.ckpt");
+        Assert.Equal(0, TinyCli.Run("train", "--config", Config(4), "--out", Path.GetDirectoryName(checkpoint)!, "--max-steps", "1", "--device", "cpu"));
+        // 10 images in batches of 1: the ranks make [0,5) and [5,10) in the batch shapes one process uses, so bit for bit
+        // (ImageGenerator's images depend on the batch shapes only through float32 rounding). One libtorch thread everywhere.
+        string[] sample = ["sample", "--checkpoint", checkpoint, "--num", "10", "--grid-rows", "5", "--batch-size", "1", "--seed", "3",
+            "--frames", "0", "--device", "cpu"];
+        var (stdout, stderr) = Mpirun.Run(2, ["OMP_NUM_THREADS=1"], Limit, [.. sample, "--out", Path.Combine(_dir, "sharded")]);
+        Assert.Contains("sampled 10 images over 2 processes", stderr);
+        // Rank 0 alone reports (mpirun's output may carry terminal control codes around it).
+        Assert.Single(Regex.Matches(stdout, Regex.Escape(Path.Combine(_dir, "sharded", "samples.png"))));
+        Assert.Single(Regex.Matches(stderr, "sampled 10 images"));
+        int threads = TorchSharp.torch.get_num_threads();
+        TorchSharp.torch.set_num_threads(1);
+        try { Assert.Equal(0, TinyCli.Run([.. sample, "--out", Path.Combine(_dir, "single")])); }
+        finally { TorchSharp.torch.set_num_threads(threads); }
+
+        // The same PNG bytes: every pixel of every image (the encoder is deterministic).
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_dir, "single", "samples.png")), File.ReadAllBytes(Path.Combine(_dir, "sharded", "samples.png")));
+        Assert.False(File.Exists(Path.Combine(_dir, "sharded", "reverse.png")));
+    }
+
     private static (int Code, string Stderr) CliWithStderr(params string[] args)
     {
         var (stdout, stderr) = (Console.Out, Console.Error);

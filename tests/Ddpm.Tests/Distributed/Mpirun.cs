@@ -16,7 +16,10 @@ internal static class Mpirun
         .FirstOrDefault(File.Exists);
 
     /// <summary><c>mpirun -n <paramref name="ranks"/> dotnet Ddpm.Cli.dll ARGS</c> (as root too, more ranks than cores allowed).</summary>
-    public static ChildProcess.Running Start(int ranks, params string[] args)
+    public static ChildProcess.Running Start(int ranks, params string[] args) => Start(ranks, [], args);
+
+    /// <summary>As <see cref="Start(int, string[])"/>, with <paramref name="environment"/> (NAME=VALUE) set in every rank (mpirun -x).</summary>
+    public static ChildProcess.Running Start(int ranks, string[] environment, params string[] args)
     {
         var info = new ProcessStartInfo(Path ?? throw new InvalidOperationException("mpirun not found on PATH"))
         {
@@ -24,16 +27,20 @@ internal static class Mpirun
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var a in new[] { "--allow-run-as-root", "--oversubscribe", "-n", ranks.ToString(), "dotnet", ChildProcess.CliDll }.Concat(args))
+        foreach (var a in new[] { "--allow-run-as-root", "--oversubscribe", "-n", ranks.ToString() }
+                     .Concat(environment.SelectMany(e => new[] { "-x", e })).Concat(["dotnet", ChildProcess.CliDll]).Concat(args))
             info.ArgumentList.Add(a);
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         return new ChildProcess.Running(Process.Start(info) ?? throw new InvalidOperationException("could not start mpirun"));
     }
 
     /// <summary>Runs to the end (at most <paramref name="timeout"/>); fails the test with the output unless the exit code is 0.</summary>
-    public static (string Stdout, string Stderr) Run(int ranks, TimeSpan timeout, params string[] args)
+    public static (string Stdout, string Stderr) Run(int ranks, TimeSpan timeout, params string[] args) => Run(ranks, [], timeout, args);
+
+    /// <summary>As <see cref="Run(int, TimeSpan, string[])"/>, with <paramref name="environment"/> (NAME=VALUE) set in every rank.</summary>
+    public static (string Stdout, string Stderr) Run(int ranks, string[] environment, TimeSpan timeout, params string[] args)
     {
-        using var run = Start(ranks, args);
+        using var run = Start(ranks, environment, args);
         int code = run.WaitForExit(timeout);
         Assert.True(code == 0, $"mpirun -n {ranks} ddpm {string.Join(' ', args)} exited with {code}.\nstdout:\n{run.Stdout}\nstderr:\n{run.Stderr}");
         return (run.Stdout, run.Stderr);
