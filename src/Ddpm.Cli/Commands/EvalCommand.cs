@@ -60,11 +60,19 @@ internal static class EvalCommand
         try { options.Validate(); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
         options = options with { Device = CommonOptions.ResolveDevice(device) };
+        // mpirun (only): the samples split by index over the ranks; rank 0 gathers them, measures, writes and reports.
+        var mpi = Ddpm.Distributed.MpiCommunicator.Current is { Size: > 1 } job ? job : null;
+        if (mpi is { Rank: > 0 } && options.Images is not null) return CliApp.Ok; // nothing to sample: rank 0 measures the set
         Evaluator evaluator;
-        try { evaluator = Evaluator.Open(options); }
+        try { evaluator = Evaluator.Open(options, mpi); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
         using (evaluator)
         {
+            if (mpi is { Rank: > 0 })
+            {
+                evaluator.SamplePart();
+                return CliApp.Ok;
+            }
             var bar = new PhaseProgress();
             using var result = evaluator.Run(Console.Error.WriteLine, bar.Update);
             bar.Finish();

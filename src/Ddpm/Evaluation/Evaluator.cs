@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Ddpm.Data;
+using Ddpm.Distributed;
 using Ddpm.Diffusion;
 using Ddpm.Imaging;
 using Ddpm.Interop;
@@ -21,11 +22,15 @@ public sealed class Evaluator : IDisposable
     private readonly ImageGenerator? _generator;
     private readonly ImageDataset? _images;
 
-    private Evaluator(EvaluationOptions options, ImageGenerator? generator, ImageDataset? images)
+    /// <summary>Ranks that split the sampling by image index (mpirun), or null: one process samples everything.</summary>
+    private readonly ICommunicator? _ranks;
+
+    private Evaluator(EvaluationOptions options, ImageGenerator? generator, ImageDataset? images, ICommunicator? ranks)
     {
         Options = options;
         _generator = generator;
         _images = images;
+        _ranks = ranks;
     }
 
     public EvaluationOptions Options { get; }
@@ -38,7 +43,12 @@ public sealed class Evaluator : IDisposable
     /// <exception cref="WeightsException">The checkpoint path is missing or unreadable.</exception>
     /// <exception cref="CheckpointException">Not a ddpm checkpoint, or a corrupt one.</exception>
     /// <exception cref="DataException">A checkpoint of other than 1-channel 28 × 28 images; a missing, unreadable or too small image set.</exception>
-    public static Evaluator Open(EvaluationOptions options)
+    /// <param name="options">What to evaluate.</param>
+    /// <param name="ranks">
+    /// Data-parallel sampling (mpirun): every rank opens the same options; rank 0 calls <see cref="Run(Action{string}, Action{EvaluationProgress}, CancellationToken)"/>, which samples
+    /// its part and gathers the others' (<see cref="ShardedGeneration"/>), the others call <see cref="SamplePart"/>.
+    /// </param>
+    public static Evaluator Open(EvaluationOptions options, ICommunicator? ranks = null)
     {
         options.Validate();
         ImageGenerator? generator = null;
@@ -67,7 +77,7 @@ public sealed class Evaluator : IDisposable
                     throw new DataException(imagesPath, $"holds {images.Count} images, not more than the classifier's {MnistClassifier.FeatureDim} feature " +
                         $"dimensions: the feature covariance would be singular. Provide {MnistClassifier.FeatureDim + 1} or more (1000+ recommended).");
             }
-            return new Evaluator(options, generator, images);
+            return new Evaluator(options, generator, images, ranks is { Size: > 1 } ? ranks : null);
         }
         catch
         {
@@ -88,6 +98,17 @@ public sealed class Evaluator : IDisposable
         Guidance = o.Guidance ?? 0,
     };
 
+    /// <summary>
+    /// A rank other than 0 of a data-parallel evaluation (<see cref="Open"/> with ranks): samples its part of the images
+    /// and sends it to rank 0, which measures them all.
+    /// </summary>
+    public void SamplePart(CancellationToken cancel = default)
+    {
+        if (_ranks is not { Rank: > 0 } ranks || _generator is not { } generator)
+            throw new InvalidOperationException("SamplePart is for ranks other than 0 of an evaluation that samples over several ranks");
+        using var part = ShardedGeneration.Generate(generator, SamplingRequest(Options, generator), ranks, cancel: cancel);
+    }
+
     /// <summary>Runs the evaluation against the MNIST reference cached in <see cref="EvaluationOptions.DataDir"/> (made once when missing).</summary>
     public EvaluationResult Run(Action<string>? log = null, Action<EvaluationProgress>? progress = null, CancellationToken cancel = default)
     {
@@ -103,6 +124,7 @@ public sealed class Evaluator : IDisposable
     private EvaluationResult Run(EvaluationReference reference, Action<string>? log, Action<EvaluationProgress>? progress, CancellationToken cancel,
         Stopwatch total)
     {
+        if (_ranks is { Rank: > 0 }) throw new InvalidOperationException("only rank 0 runs the evaluation; the other ranks call SamplePart");
         var o = Options;
         var inv = CultureInfo.InvariantCulture;
         var testStats = reference.TestStatistics;
@@ -130,8 +152,9 @@ public sealed class Evaluator : IDisposable
             if (o.Guidance is { } w) name += $", guidance w = {w.ToString(inv)}, classes i mod {generator.Model.Options.NumClasses}";
             samplerSettings = new SamplerSettings(name, o.Sampler.Variance, o.Sampler.ClipX0, plan.Timesteps.Count, o.BatchSize);
             requested = request.Labels?.ToArray();
-            var result = generator.Generate(request, s => progress?.Invoke(new EvaluationProgress("sampling", s.Done, s.Total,
-                $"sampling {s.BatchFirstIndex + s.BatchCount}/{o.Num} t={s.Timestep}")), cancel);
+            Action<GenerationStep> onStep = s => progress?.Invoke(new EvaluationProgress("sampling", s.Done, s.Total,
+                $"sampling {s.BatchFirstIndex + s.BatchCount}/{o.Num} t={s.Timestep}"));
+            var result = _ranks is null ? generator.Generate(request, onStep, cancel) : ShardedGeneration.Generate(generator, request, _ranks, onStep, cancel);
             evaluated = result.Images;
             source = $"{o.Num} images sampled from {o.Checkpoint}";
         }
