@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.IO.Compression;
 using System.Text.RegularExpressions;
 using Ddpm.Cli;
 using Ddpm.Data;
@@ -66,8 +65,8 @@ public class MpiCliTests : IDisposable
         }
 
         // Resumed under mpirun -n 2: bit for bit the run straight through.
-        var a = Entries(Path.Combine(straight, "checkpoint.ckpt"));
-        var b = Entries(Path.Combine(split, "checkpoint.ckpt"));
+        var a = ExactResumeCliTests.Entries(Path.Combine(straight, "checkpoint.ckpt"));
+        var b = ExactResumeCliTests.Entries(Path.Combine(split, "checkpoint.ckpt"));
         foreach (var name in new[] { "model.safetensors", "ema.safetensors", "optimizer.bin", "rng.bin" })
             Assert.True(a[name].AsSpan().SequenceEqual(b[name]), $"{name} differs between the straight and the resumed 2-process run");
         // Only rank 0 wrote: one loss line per step.
@@ -140,17 +139,5 @@ public class MpiCliTests : IDisposable
             Console.SetOut(stdout);
             Console.SetError(stderr);
         }
-    }
-
-    private static Dictionary<string, byte[]> Entries(string path)
-    {
-        using var zip = ZipFile.OpenRead(path);
-        return zip.Entries.ToDictionary(e => e.FullName, e =>
-        {
-            using var s = e.Open();
-            using var ms = new MemoryStream();
-            s.CopyTo(ms);
-            return ms.ToArray();
-        });
     }
 }

@@ -32,7 +32,8 @@ public class ExactResumeCliTests : IDisposable
         }
     }
 
-    private static Dictionary<string, byte[]> Entries(string path)
+    /// <summary>Every entry of a checkpoint zip, by name (also the mpirun resume test's).</summary>
+    internal static Dictionary<string, byte[]> Entries(string path)
     {
         using var zip = ZipFile.OpenRead(path);
         return zip.Entries.ToDictionary(e => e.FullName, e =>
