@@ -22,7 +22,7 @@ public sealed class DdimSampler : ISampler
         _schedule = schedule;
         _eta = eta;
         _clipX0 = clipX0;
-        Timesteps = TimestepSpacing.Ascending(schedule.T, steps, spacing).Reverse().ToArray();
+        Timesteps = TimestepSpacing.Ascending(schedule, steps, spacing).Reverse().ToArray();
     }
 
     /// <summary>σ of the step from Timesteps[index] (0 when it is the last).</summary>

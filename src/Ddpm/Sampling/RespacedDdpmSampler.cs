@@ -19,7 +19,7 @@ public sealed class RespacedDdpmSampler : ISampler
     public RespacedDdpmSampler(NoiseSchedule schedule, int steps, SpacingKind spacing = SpacingKind.Uniform,
         VarianceKind variance = VarianceKind.BetaTilde, bool clipX0 = false)
     {
-        var ascending = TimestepSpacing.Ascending(schedule.T, steps, spacing);
+        var ascending = TimestepSpacing.Ascending(schedule, steps, spacing);
         var betas = new double[ascending.Length];
         double previous = 1.0;
         for (int i = 0; i < ascending.Length; i++)

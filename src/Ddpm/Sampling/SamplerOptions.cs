@@ -9,9 +9,17 @@ public enum SamplerKind
     Ddpm,
     /// <summary>DDIM (Song et al. 2021).</summary>
     Ddim,
+    /// <summary>DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): second-order multistep, one model call per step.</summary>
+    DpmSolver2M,
+    /// <summary>DPM-Solver++(3M): third-order multistep (Lu et al. 2022).</summary>
+    DpmSolver3M,
+    /// <summary>DPM-Solver++(2M) SDE: the stochastic second-order multistep variant (Lu et al. 2022).</summary>
+    DpmSolver2MSde,
+    /// <summary>UniPC with B(h) = e^{−h} − 1 ("bh2", Zhao et al. 2023): UniP-2 predictor and UniC corrector, order 3.</summary>
+    UniPc,
 }
 
-/// <summary>How to sample: family, number of steps, DDIM's η, spacing, variance and clipping.</summary>
+/// <summary>How to sample: family, number of steps, DDIM's η, spacing, variance, clipping and thresholding.</summary>
 public sealed record SamplerOptions
 {
     public SamplerKind Kind { get; init; } = SamplerKind.Ddpm;
@@ -19,9 +27,23 @@ public sealed record SamplerOptions
     public int? Steps { get; init; }
     /// <summary>DDIM's η ∈ [0, 1] (0 = deterministic).</summary>
     public double Eta { get; init; }
-    public SpacingKind Spacing { get; init; } = SpacingKind.Uniform;
+    /// <summary>The timestep sub-sequence; null = the family's default (<see cref="DefaultSpacing"/>).</summary>
+    public SpacingKind? Spacing { get; init; }
     public VarianceKind Variance { get; init; } = VarianceKind.BetaTilde;
     public bool ClipX0 { get; init; }
+    /// <summary>Dynamic thresholding's percentile p ∈ (0, 1) for the DPM-Solver++ and UniPC samplers (Saharia et al. 2022), or null.</summary>
+    public double? DynamicThreshold { get; init; }
+
+    /// <summary>The spacing a family uses unless told otherwise.</summary>
+    public static SpacingKind DefaultSpacing(SamplerKind kind) => kind switch
+    {
+        SamplerKind.Ddpm or SamplerKind.Ddim => SpacingKind.Uniform,
+        _ => SpacingKind.Uniform,
+    };
+
+    /// <summary>True for the probability-flow ODE solvers that step with x̂_0 (DPM-Solver++, UniPC).</summary>
+    public static bool IsDataPredictionSolver(SamplerKind kind) =>
+        kind is SamplerKind.DpmSolver2M or SamplerKind.DpmSolver3M or SamplerKind.DpmSolver2MSde or SamplerKind.UniPc;
 
     /// <summary>Builds the sampler for <paramref name="schedule"/>; throws <see cref="ArgumentException"/> naming the bad setting.</summary>
     public ISampler Create(NoiseSchedule schedule)
@@ -29,14 +51,28 @@ public sealed record SamplerOptions
         int steps = Steps ?? schedule.T;
         if (steps < 1 || steps > schedule.T)
             throw new ArgumentException($"steps must lie in 1..T = 1..{schedule.T}, got {steps}");
+        if (!Enum.IsDefined(Kind)) throw new ArgumentException($"sampler: unknown kind {(int)Kind}");
+        var spacing = Spacing ?? DefaultSpacing(Kind);
+        if (!Enum.IsDefined(spacing)) throw new ArgumentException($"spacing: unknown kind {(int)spacing}");
         if (!(Eta >= 0 && Eta <= 1)) throw new ArgumentException($"eta must lie in [0, 1], got {Eta}");
-        if (Kind == SamplerKind.Ddpm && Eta != 0) throw new ArgumentException("eta applies to the ddim sampler only");
+        if (Kind != SamplerKind.Ddim && Eta != 0) throw new ArgumentException("eta applies to the ddim sampler only");
+        if (DynamicThreshold is { } p)
+        {
+            if (!IsDataPredictionSolver(Kind))
+                throw new ArgumentException("dynamic threshold applies to the DPM-Solver++ and UniPC samplers only");
+            if (!(p > 0 && p < 1)) throw new ArgumentException($"dynamic threshold must be a percentile in (0, 1), got {p}");
+        }
+        var correction = new X0Correction { Clip = ClipX0, DynamicThreshold = DynamicThreshold };
         return Kind switch
         {
-            SamplerKind.Ddim => new DdimSampler(schedule, steps, Eta, Spacing, ClipX0),
-            SamplerKind.Ddpm when steps == schedule.T && Spacing == SpacingKind.Uniform =>
+            SamplerKind.Ddim => new DdimSampler(schedule, steps, Eta, spacing, ClipX0),
+            SamplerKind.Ddpm when steps == schedule.T && spacing == SpacingKind.Uniform =>
                 new DdpmSampler(new GaussianDiffusion(schedule), Variance, ClipX0),
-            SamplerKind.Ddpm => new RespacedDdpmSampler(schedule, steps, Spacing, Variance, ClipX0),
+            SamplerKind.Ddpm => new RespacedDdpmSampler(schedule, steps, spacing, Variance, ClipX0),
+            SamplerKind.DpmSolver2M => new DpmSolverSampler(schedule, steps, spacing, order: 2, correction: correction),
+            SamplerKind.DpmSolver3M => new DpmSolverSampler(schedule, steps, spacing, order: 3, correction: correction),
+            SamplerKind.DpmSolver2MSde => new DpmSolverSampler(schedule, steps, spacing, order: 2, stochastic: true, correction: correction),
+            SamplerKind.UniPc => new UniPcSampler(schedule, steps, spacing, order: 2, correction: correction),
             _ => throw new ArgumentOutOfRangeException(nameof(Kind)),
         };
     }
