@@ -7,9 +7,11 @@ namespace Ddpm.Sampling;
 /// UniPC (Zhao et al. 2023, Algorithm 2 with B(h) = e^{−h} − 1, "bh2"; data prediction): a multistep predictor UniP-p
 /// and a corrector UniC-p that reuses the model call made at the predicted point, raising the order to p + 1 at no
 /// extra model calls. UniP-1 is DDIM (η = 0) and UniP-2 with bh2 is DPM-Solver++(2M). Step i first corrects x_i
-/// (predicted by step i − 1) with the new x̂_0, then predicts x_{i+1}; the predictor's order falls back to what the
-/// history allows and to S − i near the end. The last step returns x̂_0 (ᾱ = 1) and no corrector follows it.
-/// One instance samples one batch at a time (it keeps the previous x̂_0 and the uncorrected x).
+/// (predicted by step i − 1) with the new x̂_0, then predicts x_{i+1}: what Step returns is the predictor's x_{i+1}
+/// (where the model is called next), and the next step continues from its corrected value. The predictor's order
+/// falls back to what the history allows and to S − i near the end. The last step returns x̂_0 (ᾱ = 1) and no
+/// corrector follows it. One instance samples one batch at a time (it keeps the last p x̂_0 and the x the last step
+/// started from).
 /// </summary>
 public sealed class UniPcSampler : ISampler
 {
