@@ -37,7 +37,7 @@ internal static class SampleCommand
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance weight w (ε = (1+w)·ε(y) − w·ε(∅))", DefaultValueFactory = _ => 0.0 };
         var noEma = new Option<bool>("--no-ema") { Description = "use the raw weights even when the checkpoint has an EMA" };
         var precision = CommonOptions.EnumOption("--precision", "fp32, or bf16 (the network in bfloat16, the sampler's arithmetic in float32)", Precision.Fp32, "precision");
-        var sampler = new SamplerOptionSet();
+        var sampler = new SamplerOptionSet(SamplerKind.Ddpm);
         var batch = new Option<int?>("--batch-size")
         {
             Description = "images per forward pass (default: all at once); the same seed gives the same images at any batch size, " +

@@ -1,4 +1,5 @@
 using System.Reflection;
+using System.Runtime.Serialization;
 using System.Text;
 
 namespace Ddpm.Configuration;
@@ -6,7 +7,8 @@ namespace Ddpm.Configuration;
 /// <summary>
 /// The one way option values (enums) are spelled in configs, on the command line and in reports. A member's canonical
 /// spelling is its name in lower kebab-case (<c>BetaTilde</c> → <c>beta-tilde</c>, <c>X0</c> → <c>x0</c>,
-/// <c>Cifar10</c> → <c>cifar10</c>); <see cref="AlsoSpelledAttribute"/> adds accepted aliases. Parsing ignores case.
+/// <c>Cifar10</c> → <c>cifar10</c>) unless <see cref="EnumMemberAttribute"/> gives it (<c>DpmSolver2M</c> → <c>dpmpp-2m</c>);
+/// <see cref="AlsoSpelledAttribute"/> adds accepted aliases. Parsing ignores case.
 /// </summary>
 public static class EnumNames
 {
@@ -50,7 +52,7 @@ public static class EnumNames
             foreach (var field in typeof(T).GetFields(BindingFlags.Public | BindingFlags.Static).OrderBy(f => f.MetadataToken))
             {
                 var value = (T)field.GetValue(null)!;
-                var name = KebabCase(field.Name);
+                var name = field.GetCustomAttribute<EnumMemberAttribute>()?.Value ?? KebabCase(field.Name);
                 Canonical[value] = name;
                 names.Add(name);
                 Parse.Add(name, value);

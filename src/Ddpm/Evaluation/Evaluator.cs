@@ -147,8 +147,7 @@ public sealed class Evaluator : IDisposable
             var generator = _generator!;
             var request = SamplingRequest(o, generator);
             var plan = generator.Plan(request);
-            var name = o.Sampler.Kind == SamplerKind.Ddim ? $"ddim (eta {o.Sampler.Eta.ToString(inv)})"
-                : plan.Timesteps.Count < generator.Diffusion.T ? "ddpm (respaced)" : "ddpm";
+            var name = o.Sampler.Describe(generator.Diffusion.T);
             if (o.Guidance is { } w) name += $", guidance w = {w.ToString(inv)}, classes i mod {generator.Model.Options.NumClasses}";
             samplerSettings = new SamplerSettings(name, o.Sampler.Variance, o.Sampler.ClipX0, plan.Timesteps.Count, o.BatchSize);
             requested = request.Labels?.ToArray();

@@ -40,8 +40,13 @@ public sealed class DpmSolverSampler : ISampler
         _history = new ModelOutputHistory(order - 1);
     }
 
-    public Tensor Step(Tensor eps, int index, Tensor x, Generator? generator)
+    /// <summary>Only the SDE variant draws noise, and not on its last step (which returns x̂_0).</summary>
+    public bool UsesNoise(int index) => Stochastic && !_grid.IsFinal(index);
+
+    public Tensor Step(Tensor eps, int index, Tensor x, Tensor? noise)
     {
+        if (UsesNoise(index) && noise is null)
+            throw new ArgumentException($"the DPM-Solver++(2M) SDE step {index} needs noise z", nameof(noise));
         _history.Begin(index, "DPM-Solver++");
         using var scope = NewDisposeScope();
         var d0 = DataPrediction.FromEps(x, eps, _grid.Alpha(index), _grid.Sigma(index), _correction);
@@ -61,8 +66,7 @@ public sealed class DpmSolverSampler : ISampler
             // x_{i+1} = (σ_{i+1}/σ_i) e^{−h} x_i + α_{i+1}(1 − e^{−2h})(D_i + ½·D'_i) + σ_{i+1} √(1 − e^{−2h}) z
             double decay = -ExponentialIntegrator.Expm1(-2 * h);
             var d = order == 1 ? d0 : d0 + 0.5 * FirstDifference(d0, index);
-            var z = randn(x.shape, dtype: x.dtype, device: x.device, generator: generator);
-            next = sigmaRatio * Math.Exp(-h) * x + alphaNext * decay * d + _grid.Sigma(index + 1) * Math.Sqrt(decay) * z;
+            next = sigmaRatio * Math.Exp(-h) * x + alphaNext * decay * d + _grid.Sigma(index + 1) * Math.Sqrt(decay) * noise!;
         }
         else
         {

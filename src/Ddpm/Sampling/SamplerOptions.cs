@@ -1,3 +1,4 @@
+using System.Runtime.Serialization;
 using Ddpm.Diffusion;
 
 namespace Ddpm.Sampling;
@@ -10,20 +11,20 @@ public enum SamplerKind
     /// <summary>DDIM (Song et al. 2021).</summary>
     Ddim,
     /// <summary>DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): second-order multistep, one model call per step.</summary>
-    DpmSolver2M,
+    [EnumMember(Value = "dpmpp-2m")] DpmSolver2M,
     /// <summary>DPM-Solver++(3M): third-order multistep (Lu et al. 2022).</summary>
-    DpmSolver3M,
+    [EnumMember(Value = "dpmpp-3m")] DpmSolver3M,
     /// <summary>DPM-Solver++(2M) SDE: the stochastic second-order multistep variant (Lu et al. 2022).</summary>
-    DpmSolver2MSde,
+    [EnumMember(Value = "dpmpp-2m-sde")] DpmSolver2MSde,
     /// <summary>UniPC with B(h) = e^{−h} − 1 ("bh2", Zhao et al. 2023): UniP-2 predictor and UniC corrector, order 3.</summary>
-    UniPc,
+    [EnumMember(Value = "unipc")] UniPc,
 }
 
 /// <summary>How to sample: family, number of steps, DDIM's η, spacing, variance, clipping and thresholding.</summary>
 public sealed record SamplerOptions
 {
     public SamplerKind Kind { get; init; } = SamplerKind.Ddpm;
-    /// <summary>Number of reverse steps S (null = T).</summary>
+    /// <summary>Number of reverse steps S (null = the family's default, <see cref="DefaultSteps"/>).</summary>
     public int? Steps { get; init; }
     /// <summary>DDIM's η ∈ [0, 1] (0 = deterministic).</summary>
     public double Eta { get; init; }
@@ -34,12 +35,36 @@ public sealed record SamplerOptions
     /// <summary>Dynamic thresholding's percentile p ∈ (0, 1) for the DPM-Solver++ and UniPC samplers (Saharia et al. 2022), or null.</summary>
     public double? DynamicThreshold { get; init; }
 
-    /// <summary>The spacing a family uses unless told otherwise.</summary>
-    public static SpacingKind DefaultSpacing(SamplerKind kind) => kind switch
+    /// <summary>Steps a solver takes unless told otherwise: the few-step budget its measurements in the README were made at.</summary>
+    public const int DefaultSolverSteps = 20;
+
+    /// <summary>
+    /// The spacing a family uses unless told otherwise: uniform for DDPM and DDIM (the seed's and DDIM's), Karras' σ
+    /// spacing for the solvers (on the quick checkpoint the smallest error against the probability-flow ODE's
+    /// solution at 10 and 20 steps for both DPM-Solver++(2M) and UniPC; see the README).
+    /// </summary>
+    public static SpacingKind DefaultSpacing(SamplerKind kind) =>
+        IsDataPredictionSolver(kind) ? SpacingKind.Karras : SpacingKind.Uniform;
+
+    /// <summary>The steps a family takes unless told otherwise: all T for DDPM and DDIM, <see cref="DefaultSolverSteps"/> (at most T) for the solvers.</summary>
+    public static int DefaultSteps(SamplerKind kind, int numTimesteps) =>
+        IsDataPredictionSolver(kind) ? Math.Min(DefaultSolverSteps, numTimesteps) : numTimesteps;
+
+    /// <summary>How reports name this sampler: "ddpm", "ddpm (respaced, uniform)", "ddim (η 0, uniform)", "unipc (karras)", "+ clip x0" etc.</summary>
+    public string Describe(int numTimesteps)
     {
-        SamplerKind.Ddpm or SamplerKind.Ddim => SpacingKind.Uniform,
-        _ => SpacingKind.Uniform,
-    };
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        int steps = Steps ?? DefaultSteps(Kind, numTimesteps);
+        var spacing = Configuration.EnumNames.Name(Spacing ?? DefaultSpacing(Kind));
+        var name = Kind switch
+        {
+            SamplerKind.Ddpm => steps < numTimesteps ? $"ddpm (respaced, {spacing})" : "ddpm",
+            SamplerKind.Ddim => $"ddim (eta {Eta.ToString(inv)}, {spacing})",
+            _ => $"{Configuration.EnumNames.Name(Kind)} ({spacing})",
+        };
+        if (DynamicThreshold is { } p) name += $", dynamic threshold {p.ToString(inv)}";
+        return name;
+    }
 
     /// <summary>True for the probability-flow ODE solvers that step with x̂_0 (DPM-Solver++, UniPC).</summary>
     public static bool IsDataPredictionSolver(SamplerKind kind) =>
@@ -48,7 +73,7 @@ public sealed record SamplerOptions
     /// <summary>Builds the sampler for <paramref name="schedule"/>; throws <see cref="ArgumentException"/> naming the bad setting.</summary>
     public ISampler Create(NoiseSchedule schedule)
     {
-        int steps = Steps ?? schedule.T;
+        int steps = Steps ?? DefaultSteps(Kind, schedule.T);
         if (steps < 1 || steps > schedule.T)
             throw new ArgumentException($"steps must lie in 1..T = 1..{schedule.T}, got {steps}");
         if (!Enum.IsDefined(Kind)) throw new ArgumentException($"sampler: unknown kind {(int)Kind}");

@@ -43,7 +43,10 @@ public sealed class UniPcSampler : ISampler
         _history = new ModelOutputHistory(order);
     }
 
-    public Tensor Step(Tensor eps, int index, Tensor x, Generator? generator)
+    /// <summary>UniPC is deterministic: no step needs noise.</summary>
+    public bool UsesNoise(int index) => false;
+
+    public Tensor Step(Tensor eps, int index, Tensor x, Tensor? noise)
     {
         _history.Begin(index, "UniPC");
         if (index == 0) ReleaseLastX();

@@ -87,7 +87,7 @@ public class CliTests : IDisposable
     }
 
     [Fact]
-    public void Sampler_options_are_checked_and_ddim_and_respaced_ddpm_run()
+    public void Sampler_options_are_checked_and_ddim_respaced_ddpm_and_the_solvers_run()
     {
         var config = WriteConfig(TinyYaml);
         var run = Path.Combine(_dir, "run5");
@@ -103,6 +103,19 @@ public class CliTests : IDisposable
         Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Out("x4"), "--class", "1", "--device", "cpu"));
         Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Out("x5"), "--sampler", "euler", "--device", "cpu"));
         Assert.False(Directory.Exists(Out("x1")) && Directory.EnumerateFiles(Out("x1")).Any());
+        // The few-step solvers: their spellings, spacings and thresholding; bad values are usage errors.
+        Assert.Equal(0, Run("sample", "--checkpoint", ckpt, "--num", "2", "--out", Out("dpm"), "--sampler", "dpmpp-2m", "--steps", "5",
+            "--spacing", "lambda", "--dynamic-threshold", "0.995", "--frames", "0", "--device", "cpu"));
+        Assert.True(File.Exists(Path.Combine(Out("dpm"), "samples.png")));
+        Assert.Equal(0, Run("sample", "--checkpoint", ckpt, "--num", "2", "--out", Out("sde"), "--sampler", "dpmpp-2m-sde", "--steps", "4",
+            "--frames", "0", "--device", "cpu"));
+        Assert.Equal(0, Run("sample", "--checkpoint", ckpt, "--num", "2", "--out", Out("unipc"), "--sampler", "unipc", "--frames", "0", "--device", "cpu"));
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Out("x6"), "--sampler", "unipc", "--spacing", "cubic", "--device", "cpu"));
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Out("x7"), "--sampler", "dpmpp-2m", "--dynamic-threshold", "1.5", "--device", "cpu"));
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Out("x8"), "--sampler", "ddim", "--dynamic-threshold", "0.99", "--device", "cpu"));
+        Assert.Equal(2, Run("eval", "--checkpoint", ckpt, "--out", Out("x9"), "--sampler", "dpmpp-4m", "--device", "cpu"));
+        Assert.Equal(2, Run("eval", "--checkpoint", ckpt, "--out", Out("x9"), "--sampler", "unipc", "--spacing", "cubic", "--device", "cpu"));
+        Assert.False(Directory.Exists(Out("x6")) || Directory.Exists(Out("x9")) && Directory.EnumerateFiles(Out("x9")).Any());
     }
 
     [Fact]

@@ -7,14 +7,15 @@ namespace Ddpm.Tests.Configuration;
 public class EnumNamesTests
 {
     [Fact]
-    public void A_members_spelling_is_its_name_in_lower_kebab_case()
+    public void A_members_spelling_is_its_name_in_lower_kebab_case_unless_EnumMember_gives_it()
     {
         Assert.Equal("beta-tilde", EnumNames.Name(VarianceKind.BetaTilde));
         Assert.Equal("x0", EnumNames.Name(PredictionTarget.X0));
         Assert.Equal("cifar10", EnumNames.Name(DatasetKind.Cifar10));
         Assert.Equal("bf16", EnumNames.Name(Precision.Bf16));
         Assert.Equal(["folder", "mnist", "idx", "cifar10", "synthetic"], EnumNames.Names<DatasetKind>());
-        Assert.Equal(["ddpm", "ddim"], EnumNames.Names<SamplerKind>());
+        Assert.Equal(["ddpm", "ddim", "dpmpp-2m", "dpmpp-3m", "dpmpp-2m-sde", "unipc"], EnumNames.Names<SamplerKind>());
+        Assert.Equal(["uniform", "quadratic", "lambda", "karras"], EnumNames.Names<SpacingKind>());
     }
 
     [Theory]

@@ -86,7 +86,7 @@ public sealed class EvaluatorTests : IDisposable
         Assert.Equal(85, report.RealAtSameN!.Count);
         Assert.Equal(7, report.CheckpointStep);
         Assert.Equal(2, report.Sampler!.Steps);
-        Assert.Equal("ddim (eta 0), guidance w = 1, classes i mod 10", report.Sampler.Name);
+        Assert.Equal("ddim (eta 0, uniform), guidance w = 1, classes i mod 10", report.Sampler.Name);
 
         // The bound: K = 3 of T − 1 = 9 KL terms on the first 12 test images, as VariationalBound computes it.
         var nll = report.Nll!;

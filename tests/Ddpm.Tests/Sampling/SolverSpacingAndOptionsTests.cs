@@ -1,3 +1,4 @@
+using static TorchSharp.torch;
 using Ddpm.Diffusion;
 using Ddpm.Sampling;
 
@@ -100,6 +101,39 @@ public class SolverSpacingAndOptionsTests
             new SamplerOptions { Kind = SamplerKind.Ddim, Steps = 10, Spacing = SpacingKind.Lambda }.Create(Linear).Timesteps);
         Assert.Equal(TimestepSpacing.Ascending(Linear, 10, SpacingKind.Karras).Reverse(),
             new SamplerOptions { Steps = 10, Spacing = SpacingKind.Karras }.Create(Linear).Timesteps);
+    }
+
+    [Fact]
+    public void Solvers_default_to_twenty_karras_steps_and_ddpm_and_ddim_to_all_t_uniform_ones()
+    {
+        Assert.Equal(SpacingKind.Karras, SamplerOptions.DefaultSpacing(SamplerKind.UniPc));
+        Assert.Equal(SpacingKind.Uniform, SamplerOptions.DefaultSpacing(SamplerKind.Ddim));
+        var unipc = new SamplerOptions { Kind = SamplerKind.UniPc }.Create(Linear);
+        Assert.Equal(TimestepSpacing.Ascending(Linear, 20, SpacingKind.Karras).Reverse(), unipc.Timesteps);
+        Assert.Equal(10, new SamplerOptions { Kind = SamplerKind.DpmSolver2M }.Create(NoiseSchedule.Linear(10)).Timesteps.Count);
+        Assert.Equal(1000, new SamplerOptions { Kind = SamplerKind.Ddim }.Create(Linear).Timesteps.Count);
+        Assert.Equal(1000, new SamplerOptions().Create(Linear).Timesteps.Count);
+        Assert.Equal("unipc (karras)", new SamplerOptions { Kind = SamplerKind.UniPc }.Describe(1000));
+        Assert.Equal("dpmpp-2m (lambda), dynamic threshold 0.995",
+            new SamplerOptions { Kind = SamplerKind.DpmSolver2M, Spacing = SpacingKind.Lambda, DynamicThreshold = 0.995 }.Describe(1000));
+        Assert.Equal("ddpm", new SamplerOptions().Describe(1000));
+        Assert.Equal("ddpm (respaced, uniform)", new SamplerOptions { Steps = 50 }.Describe(1000));
+        Assert.Equal("ddim (eta 0.5, quadratic)", new SamplerOptions { Kind = SamplerKind.Ddim, Eta = 0.5, Spacing = SpacingKind.Quadratic }.Describe(1000));
+    }
+
+    [Fact]
+    public void Only_the_sde_variant_asks_for_noise_and_not_on_its_last_step()
+    {
+        var sde = new SamplerOptions { Kind = SamplerKind.DpmSolver2MSde, Steps = 5 }.Create(Linear);
+        Assert.Equal([true, true, true, true, false], Enumerable.Range(0, 5).Select(sde.UsesNoise));
+        foreach (var kind in new[] { SamplerKind.DpmSolver2M, SamplerKind.DpmSolver3M, SamplerKind.UniPc })
+        {
+            var ode = new SamplerOptions { Kind = kind, Steps = 5 }.Create(Linear);
+            Assert.All(Enumerable.Range(0, 5), i => Assert.False(ode.UsesNoise(i)));
+        }
+        using var x = randn(2, 1, 4, 4, generator: new Generator(1));
+        var e = Assert.Throws<ArgumentException>(() => sde.Step(zeros_like(x), 0, x, null));
+        Assert.Contains("noise", e.Message);
     }
 
     [Theory]
