@@ -115,6 +115,29 @@ public class OdeSolverTests
     }
 
     [Fact]
+    public void The_sde_variant_samples_the_data_law_with_the_loops_noise()
+    {
+        // Exact ε for x_0 ~ N(μ, s²): the samples are E[x_0 | x_τ1] at the last timestep τ_1 = 0, whose law is
+        // N(μ, ᾱs⁴/(ᾱs² + 1 − ᾱ)); 16,384 values pin mean and std to ±4 standard errors.
+        const double mu = 0.3, s = 0.5;
+        var toy = new GaussianToy(Linear, mu, s);
+        using var scope = NewDisposeScope();
+        var xT = randn([256, 1, 8, 8], dtype: float64, generator: new Generator(11));
+        var sampler = new DpmSolverSampler(Linear, 50, SpacingKind.Lambda, order: 2, stochastic: true);
+        var a = SamplingLoop.Run(sampler, toy.Eps, xT.clone(), new Generator(12));
+        var b = SamplingLoop.Run(sampler, toy.Eps, xT.clone(), new Generator(12));
+        var other = SamplingLoop.Run(sampler, toy.Eps, xT.clone(), new Generator(13));
+        Assert.True(a.eq(b).all().item<bool>(), "the same noise gave different samples");
+        Assert.True((a - other).abs().max().item<double>() > 0.1, "other noise gave the same samples");
+
+        double alphaBar = Linear.AlphasCumprod[0], n = a.numel();
+        double std = Math.Sqrt(alphaBar * s * s * s * s / (alphaBar * s * s + 1 - alphaBar));
+        double mean = a.mean().item<double>(), observedStd = a.std().item<double>();
+        Assert.True(Math.Abs(mean - mu) < 4 * std / Math.Sqrt(n), $"mean {mean:F4} vs {mu}");
+        Assert.True(Math.Abs(observedStd - std) < 4 * std / Math.Sqrt(2 * n), $"std {observedStd:F4} vs {std:F4}");
+    }
+
+    [Fact]
     public void A_multistep_solver_takes_steps_in_order_and_restarts_at_step_zero()
     {
         var toy = new GaussianToy(Linear);
