@@ -44,7 +44,7 @@ internal static class SampleCommand
                 "the intermediate grids and the animation show the first batch",
         };
 
-        var cmd = new Command("sample", "Generate images from a checkpoint (Algorithm 2, DDIM, respaced DDPM, guidance)")
+        var cmd = new Command("sample", "Generate images from a checkpoint (Algorithm 2, DDIM, respaced DDPM, DPM-Solver++, UniPC, guidance)")
         {
             checkpoint, config, strict, num, rows, seed, output, saveEvery, frames, device, label, guidance, noEma, precision, batch,
         };
