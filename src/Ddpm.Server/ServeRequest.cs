@@ -66,7 +66,7 @@ public static class ServeRequestParser
             Kind = kind,
             Steps = body.Steps,
             Eta = body.Eta ?? 0,
-            Spacing = ParseEnum<SpacingKind>("spacing", body.Spacing, SpacingKind.Uniform),
+            Spacing = body.Spacing is null ? null : ParseEnum<SpacingKind>("spacing", body.Spacing, SpacingKind.Uniform), // null: the sampler's default
             Variance = ParseEnum<VarianceKind>("sigma", body.Sigma, VarianceKind.BetaTilde),
             ClipX0 = body.ClipX0 ?? false,
         };
@@ -82,7 +82,7 @@ public static class ServeRequestParser
             _ = options.Create(NoiseSchedule.FromOptions(checkpoint.Config.Diffusion));
         }
         catch (ArgumentException e) { throw new BadRequestException($"sampler: {e.Message}"); }
-        int steps = body.Steps ?? model.Timesteps;
+        int steps = body.Steps ?? SamplerOptions.DefaultSteps(kind, model.Timesteps);
 
         int count = body.Count ?? Math.Min(model.DefaultImages, limits.MaxImages);
         if (count < 1 || count > limits.MaxImages) throw new BadRequestException($"count: must lie in 1..{limits.MaxImages}, got {count}");
