@@ -1,4 +1,3 @@
-#nullable disable
 // MSBuild task (compiled by RoslynCodeTaskFactory, see Ddpm.Native.targets).
 //
 // TorchSharp 0.107.0's libLibTorchSharp.so lists the symbol version GLIBCXX_3.4.32 (libstdc++ of GCC 13+) as required,
@@ -58,7 +57,7 @@ public sealed class MarkGlibcxxWeak : Task
 
     static bool SystemLibStdCxxHas(string version)
     {
-        string path = null;
+        string? path = null;
         try
         {
             foreach (var line in File.ReadLines("/proc/self/maps"))
