@@ -31,6 +31,7 @@ public static class CliApp
 
     public static int Run(string[] args)
     {
+        Runtime.ParentWatch.StartFromEnvironment(); // a child of a test host or job runner dies with it (DDPM_EXIT_WITH_PARENT)
         try
         {
             Runtime.LibTorchLocation.UseFromEnvironment();

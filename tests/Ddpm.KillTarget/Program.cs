@@ -7,6 +7,9 @@ using Ddpm.Data;
 using Ddpm.Training;
 using static TorchSharp.torch;
 
+// Dies with the test host: exits when the PID in DDPM_EXIT_WITH_PARENT is gone or stdin closes (a crashed host must not
+// leave this loop writing checkpoints at full CPU).
+Ddpm.Runtime.ParentWatch.StartFromEnvironment();
 var outDir = args[0];
 int keep = int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture);
 set_num_threads(1);

@@ -30,13 +30,20 @@ internal static class ChildProcess
     public static string CliDll => Output(Path.Combine("src", "Ddpm.Cli"), "Ddpm.Cli.dll");
     public static string KillTargetDll => Output(Path.Combine("tests", "Ddpm.KillTarget"), "Ddpm.KillTarget.dll");
 
-    /// <summary>Starts <c>dotnet &lt;dll&gt; args</c> with stdout and stderr collected in the background.</summary>
+    /// <summary>
+    /// Starts <c>dotnet &lt;dll&gt; args</c> with stdout and stderr collected in the background. The child dies with this
+    /// test host (<see cref="Ddpm.Runtime.ParentWatch"/>): it watches this process's id and its stdin, a pipe only we hold.
+    /// </summary>
     public static Running Start(string dll, params string[] args)
     {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
+        };
         info.ArgumentList.Add(dll);
         foreach (var a in args) info.ArgumentList.Add(a);
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        info.Environment[Ddpm.Runtime.ParentWatch.Variable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var process = Process.Start(info) ?? throw new InvalidOperationException("could not start dotnet");
         return new Running(process);
     }
