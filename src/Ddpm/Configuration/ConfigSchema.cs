@@ -118,7 +118,7 @@ public static class ConfigSchema
     public static ConfigSection<TrainOptions> Train { get; } =
         new ConfigSection<TrainOptions>("train_params", c => c.Train, (c, v) => c with { Train = v })
             .Key("task_name", ConfigType.Text, o => o.TaskName, (o, v) => o with { TaskName = v },
-                "the run's name; ddpm train writes to runs/TASK_NAME unless given --out")
+                "the run's name; ddpm train writes to runs/TASK_NAME unless given --out", TaskName)
             .Key("batch_size", ConfigType.Int, o => o.BatchSize, (o, v) => o with { BatchSize = v },
                 "images per optimizer step", AtLeast(1))
             .Key("num_epochs", ConfigType.Int, o => o.NumEpochs, (o, v) => o with { NumEpochs = v },
@@ -170,6 +170,13 @@ public static class ConfigSchema
     }
 
     private static Func<T, string?> AtLeast<T>(T min) where T : INumber<T> => v => v >= min ? null : $"must be >= {min}, got {v}";
+    /// <summary>A task name is one folder name inside runs/: no separators, not . or .., no control characters.</summary>
+    private static string? TaskName(string v) =>
+        v.Length == 0 ? "must not be empty"
+        : v.Length > 100 ? $"must be a folder name of at most 100 characters, got {v.Length}"
+        : v is "." or ".." || v.IndexOfAny(['/', '\\']) >= 0 || v.Any(char.IsControl)
+            ? $"must be a plain folder name inside runs/ (no '/', '\\', '..' or control characters), got '{v}'"
+        : null;
     private static string? Within01(double v) => v > 0 && v < 1 ? null : $"must lie in (0, 1), got {v}";
     private static string? FromZeroBelowOne(double v) => v >= 0 && v < 1 ? null : $"must lie in [0, 1), got {v}";
 
