@@ -1,4 +1,4 @@
 namespace Ddpm.Training;
 
-/// <summary>Training cannot go on (e.g. a non-finite loss); the last good checkpoint is left untouched.</summary>
-public sealed class TrainingException(string message) : Exception(message);
+/// <summary>Training cannot start or go on (e.g. a non-finite loss, a run folder in use); finished checkpoints are left untouched.</summary>
+public class TrainingException(string message) : Exception(message);
