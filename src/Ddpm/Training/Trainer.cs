@@ -277,7 +277,7 @@ public sealed class Trainer : IDisposable
             catch (Exception e) when (e is not TrainingException && IsOutOfMemory(e))
             {
                 throw new TrainingException($"out of memory at step {Step + 1} on {Device.type} with batch_size {x0.shape[0]}; " +
-                    $"try a smaller train_params.batch_size (e.g. --batch-size {Math.Max(1, x0.shape[0] / 2)}). The last checkpoint was kept. ({FirstLine(e.Message)})");
+                    $"try a smaller train_params.batch_size (e.g. --batch-size {Math.Max(1, x0.shape[0] / 2)}) ({FirstLine(e.Message)})");
             }
         }
         Step++;
@@ -319,7 +319,7 @@ public sealed class Trainer : IDisposable
                 string where = context.Epoch > 0 ? $"step {step} (epoch {context.Epoch})" : $"step {step}";
                 if (Config.Train.OnNonFinite == NonFiniteAction.Stop)
                     throw new TrainingException($"{problem} at {where}; its update was not applied, " +
-                        "training stopped and the last checkpoint was kept. Try a lower learning rate, or train_params.on_nonfinite: skip.");
+                        "training stopped. Try a lower learning rate, or train_params.on_nonfinite: skip.");
                 SkippedSteps++;
                 _warn?.Invoke($"warning: {problem} at {where}; step skipped (on_nonfinite: skip)");
             }

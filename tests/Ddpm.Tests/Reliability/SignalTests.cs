@@ -21,7 +21,8 @@ public class SignalTests : IDisposable
         File.WriteAllText(config, TinyCli.Yaml(batchSize: 64)); // 8 steps per epoch
         var run = Path.Combine(_dir, name);
         var lossLog = Path.Combine(run, "loss.csv");
-        using var child = ChildProcess.Start(ChildProcess.CliDll, "train", "--config", config, "--out", run, "--device", "cpu");
+        using var child = ChildProcess.Start(ChildProcess.CliDll, "train", "--config", config, "--out", run, "--device", "cpu",
+            "--max-steps", "100000", "--seed", "3");
         // loss.csv gets its first step line after the signal handlers are in place.
         child.WaitUntil(() => File.Exists(lossLog) && ReadShared(lossLog).Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= 3,
             TimeSpan.FromSeconds(90), "the first training steps");
@@ -29,14 +30,19 @@ public class SignalTests : IDisposable
         Assert.Equal(exitCode, child.WaitForExit(TimeSpan.FromSeconds(60)));
 
         Assert.Contains(name, child.Stderr);
-        Assert.Contains("--resume", child.Stderr);
+        // The printed command repeats every override (a resume refuses a config that differs from the checkpoint's).
+        var resumeCommand = $"ddpm train --config {config} --out {run} --resume --max-steps 100000 --seed 3 --device cpu";
+        Assert.Contains("Resume with: " + resumeCommand + "\n", child.Stderr.ReplaceLineEndings("\n"));
         var ckpt = Path.Combine(run, CheckpointFolder.LatestName);
         var manifest = Checkpoint.ReadManifest(ckpt);
         long logged = ReadShared(lossLog).Split('\n', StringSplitOptions.RemoveEmptyEntries).Length - 1;
         Assert.Equal(logged, manifest.Step); // every finished step is in the checkpoint, none half-done
         Assert.True(manifest.Step >= 2);
-        using var resumed = Trainer.Resume(ckpt, new TorchSharp.torch.Device("cpu"));
-        Assert.Equal(manifest.Step, resumed.Step);
+        // Run as printed (one step further than the checkpoint instead of 100,000): accepted, and it goes on.
+        var args = resumeCommand.Split(' ')[1..];
+        args[Array.IndexOf(args, "100000")] = (manifest.Step + 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(0, TinyCli.Run(args));
+        Assert.Equal(manifest.Step + 1, Checkpoint.ReadManifest(ckpt).Step);
     }
 
     private static string ReadShared(string path)
