@@ -32,6 +32,24 @@ internal static class TinyCli
         {extraTrain}
         """;
 
+    /// <summary>Runs <c>ddpm ARGS</c> in-process with stdout silenced; returns the exit code and what it wrote to stderr.</summary>
+    public static (int Code, string Stderr) RunCapturingStderr(params string[] args)
+    {
+        var (stdout, stderr) = (Console.Out, Console.Error);
+        var err = new StringWriter();
+        try
+        {
+            Console.SetOut(TextWriter.Null);
+            Console.SetError(err);
+            return (CliApp.Run(args), err.ToString());
+        }
+        finally
+        {
+            Console.SetOut(stdout);
+            Console.SetError(stderr);
+        }
+    }
+
     /// <summary>Runs <c>ddpm ARGS</c> in-process with the console silenced; returns the exit code.</summary>
     public static int Run(params string[] args)
     {

@@ -25,23 +25,7 @@ public class TrainRunFolderTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>Runs <c>ddpm ARGS</c> in-process; returns the exit code and stderr.</summary>
-    private static (int Code, string Stderr) Run(params string[] args)
-    {
-        var (stdout, stderr) = (Console.Out, Console.Error);
-        var err = new StringWriter();
-        try
-        {
-            Console.SetOut(TextWriter.Null);
-            Console.SetError(err);
-            return (CliApp.Run(args), err.ToString());
-        }
-        finally
-        {
-            Console.SetOut(stdout);
-            Console.SetError(stderr);
-        }
-    }
+    private static (int Code, string Stderr) Run(params string[] args) => TinyCli.RunCapturingStderr(args);
 
     private (int Code, string Stderr) Train(string run, params string[] extra) =>
         Run(["train", "--config", _config, "--out", run, "--device", "cpu", .. extra]);

@@ -49,7 +49,8 @@ public class ParentWatchTests : IDisposable
         Assert.False(Gone(child));
 
         ChildProcess.Signal(shell.Process, ChildProcess.Sigkill);
-        shell.Process.WaitForExit();
+        // With a timeout: the parameterless wait also waits for the end of the shell's stdout, which the child holds open.
+        Assert.True(shell.Process.WaitForExit(TimeSpan.FromSeconds(30)), "the fake parent survived SIGKILL");
         WaitGone(child, TimeSpan.FromSeconds(30), "its parent was killed");
     }
 

@@ -26,6 +26,10 @@ public class SignalTests : IDisposable
         // loss.csv gets its first step line after the signal handlers are in place.
         child.WaitUntil(() => File.Exists(lossLog) && ReadShared(lossLog).Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= 3,
             TimeSpan.FromSeconds(90), "the first training steps");
+        // A second train into the same folder while the child runs is refused, naming the child (issue 19 case 2).
+        var (secondCode, secondErr) = RunInProcess("train", "--config", config, "--out", run, "--device", "cpu", "--max-steps", "1");
+        Assert.Equal(1, secondCode);
+        Assert.Contains($"in use by another training run (PID {child.Process.Id}", secondErr);
         ChildProcess.Signal(child.Process, signal);
         Assert.Equal(exitCode, child.WaitForExit(TimeSpan.FromSeconds(60)));
 
@@ -44,6 +48,8 @@ public class SignalTests : IDisposable
         Assert.Equal(0, TinyCli.Run(args));
         Assert.Equal(manifest.Step + 1, Checkpoint.ReadManifest(ckpt).Step);
     }
+
+    private static (int Code, string Stderr) RunInProcess(params string[] args) => TinyCli.RunCapturingStderr(args);
 
     private static string ReadShared(string path)
     {
