@@ -98,8 +98,12 @@ public static class ConfigSchema
                 "self-attention heads (must divide every attention width)", AtLeast(1))
             .Key("num_classes", ConfigType.Int, o => o.NumClasses, (o, v) => o with { NumClasses = v },
                 "classes for class-conditional training (0 = unconditional, the seed)", AtLeast(0))
+            .Key("attention_levels", ConfigType.OptionalBoolList, o => o.AttentionLevels, (o, v) => o with { AttentionLevels = v },
+                "which down levels (and their mirrored up levels) have self-attention, one entry per down_sample; absent = all, the seed; the mid blocks always keep theirs")
             .Rule("down_sample", o => o.DownSample.Count == o.DownChannels.Count - 1 ? null
                 : $"has {o.DownSample.Count} entries but len(down_channels) - 1 = {o.DownChannels.Count - 1}")
+            .Rule("attention_levels", o => o.AttentionLevels is null || o.AttentionLevels.Count == o.DownSample.Count ? null
+                : $"has {o.AttentionLevels.Count} entries but down_sample has {o.DownSample.Count} (one per level)")
             .Rule("mid_channels", o => o.MidChannels[0] == o.DownChannels[^1] ? null
                 : $"mid_channels[0] = {o.MidChannels[0]} must equal down_channels[-1] = {o.DownChannels[^1]}")
             .Rule("mid_channels", o => o.MidChannels[^1] == o.DownChannels[^2] ? null
@@ -144,7 +148,14 @@ public static class ConfigSchema
             .Key("on_nonfinite", ConfigType.Enum<NonFiniteAction>("action"), o => o.OnNonFinite, (o, v) => o with { OnNonFinite = v },
                 "a NaN or infinite loss or gradient: stop the run, or skip that step")
             .Key("precision", ConfigType.Enum<Precision>("precision"), o => o.Precision, (o, v) => o with { Precision = v },
-                "fp32, or bf16 forward and backward passes with float32 master weights");
+                "fp32, or bf16 forward and backward passes with float32 master weights")
+            .Key("lr_schedule", ConfigType.Enum<LrScheduleKind>("lr schedule"), o => o.LrSchedule, (o, v) => o with { LrSchedule = v },
+                "the learning rate after the warm-up: constant (the seed), or cosine / linear decay to 0 at the run's last step")
+            .Key("lr_warmup_steps", ConfigType.Long, o => o.LrWarmupSteps, (o, v) => o with { LrWarmupSteps = v },
+                "optimizer steps over which the learning rate rises linearly to lr (0 = none)", AtLeast(0L))
+            .Key("min_snr_gamma", ConfigType.Number, o => o.MinSnrGamma, (o, v) => o with { MinSnrGamma = v },
+                "Min-SNR-γ loss weighting (Hang et al. 2023), typically 5; 0 = the seed's unweighted MSE",
+                v => v >= 0 && !double.IsInfinity(v) ? null : $"must be a finite number >= 0 (0 = off), got {v}");
 
     /// <summary>Every section, in the order <see cref="DdpmConfig.ToYaml"/> writes them.</summary>
     public static IReadOnlyList<ConfigSection> Sections { get; } = [Dataset, Diffusion, Model, Train];

@@ -23,6 +23,12 @@ public sealed record TrainOptions
     public NonFiniteAction OnNonFinite { get; init; } = NonFiniteAction.Stop;
     /// <summary>fp32 (default) or bf16 forward/backward with float32 master weights.</summary>
     public Precision Precision { get; init; } = Precision.Fp32;
+    /// <summary>Decay of the learning rate after the warm-up, down to 0 at the run's last step (constant = the seed).</summary>
+    public LrScheduleKind LrSchedule { get; init; } = LrScheduleKind.Constant;
+    /// <summary>Optimizer steps over which the learning rate rises linearly from lr/warm-up to lr (0 = none).</summary>
+    public long LrWarmupSteps { get; init; } = 0;
+    /// <summary>Min-SNR-γ loss weighting (Hang et al. 2023): γ, typically 5; 0 = the seed's unweighted MSE.</summary>
+    public double MinSnrGamma { get; init; } = 0;
 
     /// <summary>Throws <see cref="ConfigException"/> naming the first offending key (<see cref="ConfigSchema.Train"/>).</summary>
     public void Validate() => ConfigSchema.Train.Validate(this);

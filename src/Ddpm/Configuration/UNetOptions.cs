@@ -18,6 +18,14 @@ public sealed record UNetOptions
     public int NumHeads { get; init; } = 4;
     /// <summary>Number of classes for class-conditional training (0 = unconditional, the seed's model).</summary>
     public int NumClasses { get; init; } = 0;
+    /// <summary>
+    /// Which resolution levels (one entry per <c>down_sample</c> entry: down block i and its mirrored up block) have
+    /// self-attention layers; null = every level, as the seed. The mid blocks always keep theirs.
+    /// </summary>
+    public IReadOnlyList<bool>? AttentionLevels { get; init; }
+
+    /// <summary>Whether down block <paramref name="level"/> and its mirrored up block have self-attention.</summary>
+    public bool HasAttention(int level) => AttentionLevels is null || AttentionLevels[level];
 
     /// <summary>GroupNorm groups, fixed at 8 by the reference.</summary>
     public const int Groups = 8;

@@ -8,20 +8,26 @@ internal sealed class DownBlock : ResnetAttentionLayers
     private readonly nn.Module<Tensor, Tensor> down_sample_conv;
     private readonly int _layers;
 
-    public DownBlock(long inChannels, long outChannels, int timeEmbDim, bool downSample, int heads, int layers)
+    /// <param name="attention">Whether each resnet layer is followed by self-attention (the seed: always).</param>
+    public DownBlock(long inChannels, long outChannels, int timeEmbDim, bool downSample, int heads, int layers, bool attention)
         : base(nameof(DownBlock), Enumerable.Range(0, layers).Select(i => i == 0 ? inChannels : outChannels),
-            outChannels, layers, timeEmbDim, heads)
+            outChannels, attention ? layers : 0, timeEmbDim, heads)
     {
         _layers = layers;
         down_sample_conv = downSample ? nn.Conv2d(outChannels, outChannels, 4, stride: 2, padding: 1) : nn.Identity();
         RegisterComponents();
     }
 
-    public Tensor forward(Tensor x, Tensor tEmb)
+    /// <param name="timeProjections">One time projection [B, C] per resnet layer (<see cref="ResnetAttentionLayers.Resnet"/>).</param>
+    public Tensor forward(Tensor x, IReadOnlyList<Tensor> timeProjections)
     {
         using var scope = NewDisposeScope();
         var h = x;
-        for (int i = 0; i < _layers; i++) h = Attention(i, Resnet(i, h, tEmb));
+        for (int i = 0; i < _layers; i++)
+        {
+            h = Resnet(i, h, timeProjections[i]);
+            if (HasAttention) h = Attention(i, h);
+        }
         return down_sample_conv.forward(h).MoveToOuterDisposeScope();
     }
 }

@@ -24,8 +24,4 @@ internal static class Layers
     /// <summary>GroupNorm(8) → SiLU → Conv3×3, the reference's <c>resnet_conv_first/second</c> unit.</summary>
     public static Sequential NormActConv(long inChannels, long outChannels) =>
         nn.Sequential(GroupNorm(inChannels), nn.SiLU(), nn.Conv2d(inChannels, outChannels, 3, stride: 1, padding: 1));
-
-    /// <summary>SiLU → Linear, the reference's per-layer time-embedding projection.</summary>
-    public static Sequential TimeProjection(long timeEmbDim, long outChannels) =>
-        nn.Sequential(nn.SiLU(), nn.Linear(timeEmbDim, outChannels));
 }

@@ -15,11 +15,12 @@ internal sealed class MidBlock : ResnetAttentionLayers
         RegisterComponents();
     }
 
-    public Tensor forward(Tensor x, Tensor tEmb)
+    /// <param name="timeProjections">One time projection [B, C] per resnet layer (<see cref="ResnetAttentionLayers.Resnet"/>).</param>
+    public Tensor forward(Tensor x, IReadOnlyList<Tensor> timeProjections)
     {
         using var scope = NewDisposeScope();
-        var h = Resnet(0, x, tEmb);
-        for (int i = 0; i < _layers; i++) h = Resnet(i + 1, Attention(i, h), tEmb);
+        var h = Resnet(0, x, timeProjections[0]);
+        for (int i = 0; i < _layers; i++) h = Resnet(i + 1, Attention(i, h), timeProjections[i + 1]);
         return h.MoveToOuterDisposeScope();
     }
 }

@@ -18,16 +18,20 @@ internal abstract class ResnetAttentionLayers : nn.Module
     protected readonly ModuleList<Conv2d> residual_input_conv = new();
     protected readonly ModuleList<GroupNorm> attention_norms = new();
     protected readonly ModuleList<SelfAttention> attentions = new();
+    // The Linear inside each t_emb_layers[i] (a plain list: TorchSharp registers only Module, Parameter and Tensor fields).
+    private readonly List<Linear> _timeLinears = [];
 
     /// <param name="resnetInputs">Input channels of each resnet layer; all output <paramref name="outChannels"/>.</param>
-    /// <param name="attentionLayers">How many attention layers (each over <paramref name="outChannels"/>).</param>
+    /// <param name="attentionLayers">How many attention layers (each over <paramref name="outChannels"/>); 0 = none.</param>
     protected ResnetAttentionLayers(string name, IEnumerable<long> resnetInputs, long outChannels, int attentionLayers,
         int timeEmbDim, int heads) : base(name)
     {
         foreach (var inChannels in resnetInputs)
         {
             resnet_conv_first.Add(Layers.NormActConv(inChannels, outChannels));
-            t_emb_layers.Add(Layers.TimeProjection(timeEmbDim, outChannels));
+            var linear = nn.Linear(timeEmbDim, outChannels);
+            _timeLinears.Add(linear);
+            t_emb_layers.Add(nn.Sequential(nn.SiLU(), linear));
             resnet_conv_second.Add(Layers.NormActConv(outChannels, outChannels));
             residual_input_conv.Add(nn.Conv2d(inChannels, outChannels, 1));
         }
@@ -38,12 +42,24 @@ internal abstract class ResnetAttentionLayers : nn.Module
         }
     }
 
-    /// <summary>Resnet layer i: conv2(GN-SiLU-conv1(x) + W·SiLU(t_emb)) + 1×1 conv(x).</summary>
-    protected Tensor Resnet(int i, Tensor x, Tensor tEmb)
+    /// <summary>The Linear of each resnet layer's time projection SiLU → Linear, in layer order (the U-Net batches them).</summary>
+    internal IReadOnlyList<Linear> TimeLinears => _timeLinears;
+
+    /// <summary>Each resnet layer's own time projection SiLU → Linear (the reference's per-layer path).</summary>
+    internal IList<Sequential> TimeProjectionLayers => t_emb_layers;
+
+    /// <summary>Whether this block has self-attention layers (<c>model_params.attention_levels</c>).</summary>
+    protected bool HasAttention => attentions.Count > 0;
+
+    /// <summary>
+    /// Resnet layer i: conv2(GN-SiLU-conv1(x) + p) + 1×1 conv(x), where <paramref name="timeProjection"/> p = W·SiLU(t_emb)
+    /// [B, C] is this layer's projection of the time embedding (computed for all layers at once by the U-Net).
+    /// </summary>
+    protected Tensor Resnet(int i, Tensor x, Tensor timeProjection)
     {
         using var scope = NewDisposeScope();
         var h = resnet_conv_first[i].forward(x);
-        h = h + t_emb_layers[i].forward(tEmb).unsqueeze(-1).unsqueeze(-1);
+        h = h + timeProjection.unsqueeze(-1).unsqueeze(-1);
         h = resnet_conv_second[i].forward(h);
         return (h + residual_input_conv[i].forward(x)).MoveToOuterDisposeScope();
     }

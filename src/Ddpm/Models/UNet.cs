@@ -20,6 +20,9 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
     private readonly Conv2d conv_out;
     /// <summary>Label embedding for class-conditional models (row <c>num_classes</c> is the null label ∅); null otherwise.</summary>
     private readonly Embedding? class_emb;
+    // Every resnet layer's time-projection Linear, in forward order, and their output widths (see TimeProjections).
+    private readonly Linear[] _timeLinears;
+    private readonly long[] _timeWidths;
 
     public UNetOptions Options { get; }
 
@@ -35,18 +38,23 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
         t_proj = nn.Sequential(nn.Linear(temb, temb), nn.SiLU(), nn.Linear(temb, temb));
         conv_in = nn.Conv2d(options.ImChannels, down[0], 3, padding: 1);
         for (int i = 0; i < down.Count - 1; i++)
-            downs.Add(new DownBlock(down[i], down[i + 1], temb, options.DownSample[i], options.NumHeads, options.NumDownLayers));
+            downs.Add(new DownBlock(down[i], down[i + 1], temb, options.DownSample[i], options.NumHeads, options.NumDownLayers,
+                options.HasAttention(i)));
         for (int i = 0; i < mid.Count - 1; i++)
             mids.Add(new MidBlock(mid[i], mid[i + 1], temb, options.NumHeads, options.NumMidLayers));
         for (int i = down.Count - 2; i >= 0; i--)
             ups.Add(new UpBlock(down[i] * 2, i != 0 ? down[i - 1] : UNetOptions.OutChannels, temb,
-                options.DownSample[i], options.NumHeads, options.NumUpLayers));
+                options.DownSample[i], options.NumHeads, options.NumUpLayers, options.HasAttention(i)));
         norm_out = Layers.GroupNorm(UNetOptions.OutChannels);
         conv_out = nn.Conv2d(UNetOptions.OutChannels, options.ImChannels, 3, padding: 1);
         if (options.NumClasses > 0) class_emb = nn.Embedding(options.NumClasses + 1, temb);
         RegisterComponents();
-
+        _timeLinears = Blocks.SelectMany(b => b.TimeLinears).ToArray();
+        _timeWidths = _timeLinears.Select(l => l.weight!.shape[0]).ToArray();
     }
+
+    /// <summary>The down, mid and up blocks in the order forward runs them.</summary>
+    internal IEnumerable<ResnetAttentionLayers> Blocks => downs.Cast<ResnetAttentionLayers>().Concat(mids).Concat(ups);
 
     /// <summary>Whether the model takes class labels (<c>num_classes</c> &gt; 0).</summary>
     public bool IsConditional => class_emb is not null;
@@ -73,17 +81,37 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
         var tEmb = t_proj.forward(TimeEmbedding.Sinusoidal(t, Options.TimeEmbDim).to(dtype));
         if (class_emb is not null)
             tEmb = tEmb + class_emb.forward(y ?? full(x.shape[0], NullLabel, dtype: int64, device: x.device));
+        var projections = TimeProjections(tEmb);
+        int next = 0;
+        ArraySegment<Tensor> Take(ResnetAttentionLayers block)
+        {
+            var mine = new ArraySegment<Tensor>(projections, next, block.TimeLinears.Count);
+            next += mine.Count;
+            return mine;
+        }
         var h = conv_in.forward(x);
         var skips = new Stack<Tensor>();
         foreach (var down in downs)
         {
             skips.Push(h);
-            h = down.forward(h, tEmb);
+            h = down.forward(h, Take(down));
         }
-        foreach (var mid in mids) h = mid.forward(h, tEmb);
-        foreach (var up in ups) h = up.forward(h, skips.Pop(), tEmb);
+        foreach (var mid in mids) h = mid.forward(h, Take(mid));
+        foreach (var up in ups) h = up.forward(h, skips.Pop(), Take(up));
         h = nn.functional.silu(norm_out.forward(h));
         return conv_out.forward(h).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// W_k·SiLU(t_emb) + b_k for every resnet layer k (the reference's per-layer <c>t_emb_layers</c>), as one SiLU and
+    /// one matrix product over the layers' weights stacked, then split: [B, C_k] each, in <see cref="Blocks"/> order.
+    /// The weights stay the layers' own parameters (same state_dict keys); the stacking is differentiable.
+    /// </summary>
+    internal Tensor[] TimeProjections(Tensor tEmb)
+    {
+        var weight = cat(_timeLinears.Select(l => l.weight!).ToArray(), 0);
+        var bias = cat(_timeLinears.Select(l => l.bias!).ToArray(), 0);
+        return nn.functional.linear(nn.functional.silu(tEmb), weight, bias).split(_timeWidths, 1);
     }
 
     /// <summary>Number of trainable parameters.</summary>

@@ -34,6 +34,7 @@ public class ConfigSchemaTests
         ["model_params.num_up_layers"] = "4",
         ["model_params.num_heads"] = "2",
         ["model_params.num_classes"] = "10",
+        ["model_params.attention_levels"] = "[False, true]",
         ["train_params.task_name"] = "'it''s mine'",
         ["train_params.batch_size"] = "7",
         ["train_params.num_epochs"] = "3",
@@ -48,6 +49,9 @@ public class ConfigSchemaTests
         ["train_params.keep_checkpoints"] = "5",
         ["train_params.on_nonfinite"] = "skip",
         ["train_params.precision"] = "BF16",
+        ["train_params.lr_schedule"] = "Cosine",
+        ["train_params.lr_warmup_steps"] = "100",
+        ["train_params.min_snr_gamma"] = "5",
     };
 
     public static TheoryData<string> KeyPaths => new(ConfigSchema.Keys.Select(k => k.Path));

@@ -116,7 +116,38 @@ public class DdpmConfigTests
         { "train_params", "batch_size: sixty", "train_params.batch_size" },
         { "diffusion_params", "beta_end: abc", "diffusion_params.beta_end" },
         { "model_params", "down_channels: [32, x, 128, 256]", "model_params.down_channels" },
+        { "model_params", "attention_levels: [false, true]", "model_params.attention_levels" },
+        { "model_params", "attention_levels: [no, true, true]", "model_params.attention_levels" },
+        { "train_params", "lr_schedule: step", "train_params.lr_schedule" },
+        { "train_params", "lr_warmup_steps: -1", "train_params.lr_warmup_steps" },
+        { "train_params", "min_snr_gamma: -5", "train_params.min_snr_gamma" },
+        { "train_params", "min_snr_gamma: .inf", "train_params.min_snr_gamma" },
     };
+
+    [Fact]
+    public void Attention_levels_lr_schedule_and_min_snr_default_to_the_seed_and_round_trip()
+    {
+        var seed = DdpmConfig.Parse("train_params:\n  batch_size: 8\n");
+        Assert.Null(seed.Model.AttentionLevels);
+        Assert.True(Enumerable.Range(0, 3).All(seed.Model.HasAttention));
+        Assert.Equal(LrScheduleKind.Constant, seed.Train.LrSchedule);
+        Assert.Equal(0, seed.Train.LrWarmupSteps);
+        Assert.Equal(0, seed.Train.MinSnrGamma);
+        Assert.DoesNotContain("attention_levels", seed.ToYaml());
+
+        var c = DdpmConfig.Parse("model_params:\n  attention_levels: [false, true, true]\n" +
+            "train_params:\n  lr_schedule: cosine\n  lr_warmup_steps: 100\n  min_snr_gamma: 5\n");
+        Assert.Equal(new[] { false, true, true }, c.Model.AttentionLevels);
+        Assert.False(c.Model.HasAttention(0));
+        Assert.True(c.Model.HasAttention(2));
+        var back = DdpmConfig.Parse(c.ToYaml());
+        Assert.Equal(c.ToYaml(), back.ToYaml());
+        Assert.Equal(new[] { false, true, true }, back.Model.AttentionLevels);
+        Assert.Equal(LrScheduleKind.Cosine, back.Train.LrSchedule);
+        Assert.Equal(100, back.Train.LrWarmupSteps);
+        Assert.Equal(5, back.Train.MinSnrGamma);
+        Assert.Equal(LrScheduleKind.Linear, DdpmConfig.Parse("train_params:\n  lr_schedule: Linear\n").Train.LrSchedule);
+    }
 
     [Theory]
     [MemberData(nameof(InvalidCases))]
