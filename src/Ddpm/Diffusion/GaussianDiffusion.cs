@@ -30,6 +30,7 @@ public sealed record ReverseStats(Tensor Mean, Tensor Variance, Tensor LogVarian
 public sealed class GaussianDiffusion
 {
     private readonly Dictionary<string, Coefficients> _cache = new();
+    private readonly Dictionary<(string Device, double Gamma), Tensor> _minSnrCache = new();
 
     public NoiseSchedule Schedule { get; }
     public int T => Schedule.T;
@@ -219,20 +220,55 @@ public sealed class GaussianDiffusion
         PMeanVarianceFromEps(xt, t, model(xt, t), variance, clipX0);
 
     /// <summary>
+    /// Min-SNR-γ loss weights (Hang et al. 2023): w_t = min(SNR_t, γ) on the x_0 error, SNR_t = ᾱ_t/(1 − ᾱ_t), which is
+    /// min(SNR_t, γ)/SNR_t on the ε error and min(SNR_t, γ)/(SNR_t + 1) on the v error (the same loss in each
+    /// parametrisation). <paramref name="t"/>: int64 [B]; returns float32 [B] on t's device.
+    /// </summary>
+    public Tensor MinSnrWeights(Tensor t, double gamma)
+    {
+        CheckT(t);
+        if (!(gamma > 0) || double.IsInfinity(gamma)) throw new ArgumentOutOfRangeException(nameof(gamma), $"must be a positive finite number, got {gamma}");
+        Tensor? table;
+        lock (_minSnrCache)
+        {
+            // Cached per device: a fresh host-to-GPU copy every step would make the host wait for the GPU.
+            if (!_minSnrCache.TryGetValue((t.device.ToString(), gamma), out table))
+            {
+                var weights = Schedule.AlphasCumprod.Select(a =>
+                {
+                    double snr = a / (1 - a), clipped = Math.Min(snr, gamma);
+                    return (float)(Prediction switch
+                    {
+                        PredictionTarget.Epsilon => clipped / snr,
+                        PredictionTarget.X0 => clipped,
+                        PredictionTarget.V => clipped / (snr + 1),
+                        _ => throw new InvalidOperationException($"unknown prediction target {Prediction}"),
+                    });
+                }).ToArray();
+                table = tensor(weights, dtype: float32, device: t.device).DetachFromDisposeScope();
+                _minSnrCache[(t.device.ToString(), gamma)] = table;
+            }
+        }
+        return table.index_select(0, t);
+    }
+
+    /// <summary>
     /// Algorithm 1 (training): t ~ U{0..T−1}, ε ~ N(0, I), loss = ‖ε − ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) ε, t)‖² averaged
     /// over every element (the seed's nn.MSELoss, DDPM eq. 14). For x_0- or v-prediction the target changes accordingly.
+    /// With <paramref name="minSnrGamma"/> &gt; 0 each image's mean squared error is weighted by
+    /// <see cref="MinSnrWeights"/> before averaging over the batch.
     /// t and ε are drawn on the CPU from <paramref name="generator"/> (reproducible on any device), then moved without
     /// waiting: a blocking copy to a GPU would synchronise the host with it on every step.
     /// </summary>
-    public Tensor TrainingLoss(DenoisingNetwork network, Tensor x0, Generator? generator = null)
+    public Tensor TrainingLoss(DenoisingNetwork network, Tensor x0, Generator? generator = null, double minSnrGamma = 0)
     {
         var (t, noise) = DrawTrainingNoise(x0.shape[0], x0.shape[1..], x0.dtype, generator);
-        return TrainingLoss(network, x0, t.to(x0.device, non_blocking: true), noise.to(x0.device, non_blocking: true));
+        return TrainingLoss(network, x0, t.to(x0.device, non_blocking: true), noise.to(x0.device, non_blocking: true), minSnrGamma);
     }
 
     /// <summary>
     /// Algorithm 1's draws for <paramref name="count"/> images of shape <paramref name="imageShape"/> [C, H, W], in the
-    /// order <see cref="TrainingLoss(DenoisingNetwork, Tensor, Generator?)"/> makes them: t ~ U{0..T−1} [count], then
+    /// order <see cref="TrainingLoss(DenoisingNetwork, Tensor, Generator?, double)"/> makes them: t ~ U{0..T−1} [count], then
     /// ε ~ N(0, I) [count, C, H, W], on the CPU. A data-parallel rank draws them for the whole global batch and keeps its rows.
     /// </summary>
     public (Tensor T, Tensor Noise) DrawTrainingNoise(long count, long[] imageShape, ScalarType dtype, Generator? generator)
@@ -243,9 +279,21 @@ public sealed class GaussianDiffusion
     }
 
     /// <summary>Algorithm 1's loss (DDPM eq. 14, or the x_0/v target) for given timesteps <paramref name="t"/> [B] and noise ε (x_0's shape), on x_0's device.</summary>
-    public Tensor TrainingLoss(DenoisingNetwork network, Tensor x0, Tensor t, Tensor noise)
+    public Tensor TrainingLoss(DenoisingNetwork network, Tensor x0, Tensor t, Tensor noise, double minSnrGamma = 0)
     {
         var xt = QSample(x0, t, noise);
-        return nn.functional.mse_loss(network(xt, t), TargetFor(x0, t, noise));
+        return Loss(network(xt, t), TargetFor(x0, t, noise), t, minSnrGamma);
+    }
+
+    /// <summary>
+    /// The training objective on a batch's network output and target (<see cref="TargetFor"/>): the mean squared error
+    /// over every element (DDPM eq. 14), or with <paramref name="minSnrGamma"/> &gt; 0 each image's mean squared error
+    /// weighted by <see cref="MinSnrWeights"/> of its <paramref name="t"/> (Hang et al. 2023, eq. 9), then averaged.
+    /// </summary>
+    public Tensor Loss(Tensor output, Tensor target, Tensor t, double minSnrGamma = 0)
+    {
+        if (minSnrGamma == 0) return nn.functional.mse_loss(output, target);
+        var perImage = (output - target).square().flatten(1).mean([1]);
+        return (MinSnrWeights(t, minSnrGamma) * perImage).mean();
     }
 }

@@ -148,7 +148,8 @@ public sealed class GraphedTrainingStep : IDisposable
         var diffusion = _trainer.Diffusion;
         var network = _trainer.ComputeModel ?? _trainer.Model; // a bf16 copy casts in and out itself
         var xt = diffusion.QSample(s.X0, s.T, s.Noise);
-        var loss = nn.functional.mse_loss(network.forward(xt, s.T, s.Labels), diffusion.TargetFor(s.X0, s.T, s.Noise));
+        var loss = diffusion.Loss(network.forward(xt, s.T, s.Labels), diffusion.TargetFor(s.X0, s.T, s.Noise), s.T,
+            _trainer.Config.Train.MinSnrGamma);
         loss.backward();
         var gradients = _flat.Gradients();
         var applied = gradients.isfinite().all().logical_and_(loss.isfinite()).logical_and_(_enabled);

@@ -62,6 +62,13 @@ public sealed class Trainer : IDisposable
     /// <summary>The flat optimizer and the bf16 compute copy, for <see cref="GraphedTrainingStep"/>.</summary>
     internal FlatAdam Flat => _adam;
     internal UNet? ComputeModel => _compute;
+    /// <summary>
+    /// The learning rate per step (<c>lr_schedule</c>, <c>lr_warmup_steps</c>); its length is the run's step count, known
+    /// once <see cref="TrainEpoch"/> has seen the data. Null until then: <see cref="TrainBatch"/> keeps the optimizer's lr.
+    /// </summary>
+    public LearningRateSchedule? LearningRates { get; private set; }
+    /// <summary>The optimizer's current learning rate (that of the last step taken).</summary>
+    public double LearningRate => _adam.Options.LearningRate!.Value;
 
     /// <summary>A trainer for <paramref name="model"/> (moved to <paramref name="device"/>; the trainer owns and disposes it).</summary>
     public Trainer(UNet model, DdpmConfig config, Device device, TrainerOptions? options = null)
@@ -167,6 +174,9 @@ public sealed class Trainer : IDisposable
         _parallel?.CheckWeights(_adam.Weights, Step);
         var sampler = new BatchSampler(data.Count, Config.Train.BatchSize * (_parallel?.Size ?? 1), Config.Train.Seed);
         long stepsInEpoch = sampler.BatchesPerEpoch;
+        long runSteps = stepsInEpoch * Config.Train.NumEpochs;
+        LearningRates ??= LearningRateSchedule.FromOptions(Config.Train,
+            Config.Train.MaxSteps > 0 ? Math.Min(Config.Train.MaxSteps, runSteps) : runSteps);
         int epochNumber = Epoch + 1;
         if (Model.IsConditional)
         {
@@ -237,6 +247,8 @@ public sealed class Trainer : IDisposable
     private void TrainStep(Tensor x0, Tensor? labels, Shard part, StepContext context)
     {
         if (x0.shape[0] != part.Count) throw new ArgumentException($"x0 has {x0.shape[0]} images for a part of {part.Count}", nameof(x0));
+        if (LearningRates is { } schedule)
+            _adam.Options.LearningRate = schedule.At(Step);
         using (var scope = NewDisposeScope())
         {
             try
@@ -249,7 +261,7 @@ public sealed class Trainer : IDisposable
                 if (part.Count > 0)
                 {
                     loss = Diffusion.TrainingLoss((xt, t) => network.forward(xt, t, labels), x0,
-                        part.Of(tAll).to(Device, non_blocking: true), part.Of(noiseAll).to(Device, non_blocking: true));
+                        part.Of(tAll).to(Device, non_blocking: true), part.Of(noiseAll).to(Device, non_blocking: true), Config.Train.MinSnrGamma);
                     loss.backward();
                 }
                 else
