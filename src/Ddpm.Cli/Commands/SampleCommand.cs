@@ -33,7 +33,7 @@ internal static class SampleCommand
         var saveEvery = new Option<int>("--save-every") { Description = "also write the grid every K steps (0 = only the final grid)", DefaultValueFactory = _ => 0 };
         var frames = new Option<int>("--frames") { Description = "frames of the animated reverse process (reverse.png, APNG; 0 = none)", DefaultValueFactory = _ => 50 };
         var device = CommonOptions.DeviceOption();
-        var label = new Option<int?>("--class") { Description = "class label for a class-conditional model" };
+        var label = new Option<int?>("--class") { Description = "class label for a class-conditional model (without it, --guidance W gives image i class i mod num_classes)" };
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance weight w (ε = (1+w)·ε(y) − w·ε(∅))", DefaultValueFactory = _ => 0.0 };
         var noEma = new Option<bool>("--no-ema") { Description = "use the raw weights even when the checkpoint has an EMA" };
         var precision = CommonOptions.EnumOption("--precision", "fp32, or bf16 (the network in bfloat16, the sampler's arithmetic in float32)", Precision.Fp32, "precision");
@@ -74,7 +74,11 @@ internal static class SampleCommand
             Count = n,
             Seed = seed,
             Sampler = samplerOptions,
-            Labels = label is { } y ? Enumerable.Repeat(y, n).ToArray() : null,
+            // Without --class, guidance gives image i class i mod num_classes (as ddpm eval --guidance): with as many
+            // images per grid row as classes, every column holds one digit.
+            Labels = label is { } y ? Enumerable.Repeat(y, n).ToArray()
+                : guidance != 0 ? Enumerable.Range(0, n).Select(i => i % Math.Max(1, config.Model.NumClasses)).ToArray()
+                : null,
             Guidance = guidance,
             MaxBatchSize = batchSize ?? n,
         };
@@ -84,7 +88,7 @@ internal static class SampleCommand
         // mpirun (only): the images split by index over the ranks; rank 0 writes and reports, the others stay silent.
         var mpi = MpiCommunicator.Current is { Size: > 1 } job ? job : null;
         bool root = mpi is null || mpi.Rank == 0;
-        if (root && label is not null && guidance > 0 && config.Train.LabelDropout <= 0)
+        if (root && guidance > 0 && generator.Model.IsConditional && config.Train.LabelDropout <= 0)
             Console.Error.WriteLine("warning: the model was trained without label dropout (train_params.label_dropout = 0), so its unconditional ε is untrained and guidance may not help");
         if (root) Directory.CreateDirectory(outDir);
 

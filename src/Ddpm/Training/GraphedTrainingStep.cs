@@ -8,7 +8,7 @@ namespace Ddpm.Training;
 /// A <see cref="Trainer"/>'s optimizer step — Algorithm 1's loss, backward, Adam over the flat buffer and the EMA —
 /// captured once as a CUDA graph and replayed per batch, so the host no longer issues ~2,500 kernels per step.
 /// <para>
-/// t and ε are drawn on the CPU from the trainer's generator exactly as <see cref="Diffusion.GaussianDiffusion.TrainingLoss(Diffusion.DenoisingNetwork, Tensor, Generator?)"/>
+/// t and ε are drawn on the CPU from the trainer's generator exactly as <see cref="Diffusion.GaussianDiffusion.TrainingLoss(Diffusion.DenoisingNetwork, Tensor, Generator?, double)"/>
 /// draws them (the same run on any device) and copied with x_0 (and labels) into static buffers before each replay.
 /// The optimizer is <see cref="TensorAdam"/> and the average <see cref="DeviceEma"/> (their step counts live on the
 /// device); a step with a non-finite loss or gradient is masked out on the device as the trainer does. The warm-up

@@ -50,6 +50,9 @@ public class CliTests : IDisposable
         using var animation = SKBitmap.Decode(Path.Combine(samples, "reverse.png"));
         Assert.NotNull(animation);
         Assert.Equal(38, animation.Width);
+        // Guidance needs a class-conditional model.
+        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Path.Combine(_dir, "guided"), "--guidance", "1", "--device", "cpu"));
+        Assert.False(Directory.Exists(Path.Combine(_dir, "guided")));
     }
 
     [Fact]
@@ -155,7 +158,25 @@ public class CliTests : IDisposable
         Assert.True(Checkpoint.HasEma(ckpt));
         Assert.Equal(0, Run("sample", "--checkpoint", ckpt, "--num", "2", "--out", Path.Combine(_dir, "c1"), "--class", "1", "--guidance", "3", "--steps", "5", "--frames", "0", "--device", "cpu"));
         Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Path.Combine(_dir, "c2"), "--class", "2", "--device", "cpu"));
-        Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Path.Combine(_dir, "c3"), "--guidance", "1", "--device", "cpu"));
+        // --guidance without --class: image i asks for class i mod num_classes (the same images as --class 0 / --class 1).
+        string Grid(string name, params string[] extra)
+        {
+            var dir = Path.Combine(_dir, name);
+            Assert.Equal(0, Run(["sample", "--checkpoint", ckpt, "--num", "2", "--grid-rows", "2", "--seed", "0", "--out", dir,
+                "--guidance", "1", "--sampler", "ddim", "--steps", "5", "--frames", "0", "--device", "cpu", .. extra]));
+            return Path.Combine(dir, "samples.png");
+        }
+        using (var cycled = SKBitmap.Decode(Grid("c3")))
+        using (var zero = SKBitmap.Decode(Grid("c4", "--class", "0")))
+        using (var one = SKBitmap.Decode(Grid("c5", "--class", "1")))
+        {
+            // Two 16×16 cells side by side with 2-pixel borders: cell k spans x = 2 + 18k .. 17 + 18k.
+            static bool SameCell(SKBitmap a, SKBitmap b, int k) => Enumerable.Range(2, 16).All(y =>
+                Enumerable.Range(2 + 18 * k, 16).All(x => a.GetPixel(x, y) == b.GetPixel(x, y)));
+            Assert.True(SameCell(cycled, zero, 0), "image 0 is not the class-0 sample");
+            Assert.True(SameCell(cycled, one, 1), "image 1 is not the class-1 sample");
+            Assert.False(SameCell(cycled, zero, 1), "image 1 equals the class-0 sample: the labels did not cycle");
+        }
         // --ema exports the average, which differs from the raw weights after training.
         var raw = Path.Combine(_dir, "raw.safetensors");
         var ema = Path.Combine(_dir, "ema.safetensors");
