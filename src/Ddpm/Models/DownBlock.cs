@@ -23,11 +23,7 @@ internal sealed class DownBlock : ResnetAttentionLayers
     {
         using var scope = NewDisposeScope();
         var h = x;
-        for (int i = 0; i < _layers; i++)
-        {
-            h = Resnet(i, h, timeProjections[i]);
-            if (HasAttention) h = Attention(i, h);
-        }
+        for (int i = 0; i < _layers; i++) h = ResnetThenAttention(i, h, timeProjections[i]);
         return down_sample_conv.forward(h).MoveToOuterDisposeScope();
     }
 }

@@ -64,6 +64,13 @@ internal abstract class ResnetAttentionLayers : nn.Module
         return (h + residual_input_conv[i].forward(x)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Down and up blocks' layer i: resnet, then attention when this block has it.</summary>
+    protected Tensor ResnetThenAttention(int i, Tensor x, Tensor timeProjection)
+    {
+        var h = Resnet(i, x, timeProjection);
+        return HasAttention ? Attention(i, h) : h;
+    }
+
     /// <summary>Attention layer i: x + Attn(GN(x)) over the H·W positions.</summary>
     protected Tensor Attention(int i, Tensor x)
     {

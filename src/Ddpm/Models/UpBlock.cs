@@ -26,11 +26,7 @@ internal sealed class UpBlock : ResnetAttentionLayers
     {
         using var scope = NewDisposeScope();
         var h = cat([up_sample_conv.forward(x), skip], 1);
-        for (int i = 0; i < _layers; i++)
-        {
-            h = Resnet(i, h, timeProjections[i]);
-            if (HasAttention) h = Attention(i, h);
-        }
+        for (int i = 0; i < _layers; i++) h = ResnetThenAttention(i, h, timeProjections[i]);
         return h.MoveToOuterDisposeScope();
     }
 }
