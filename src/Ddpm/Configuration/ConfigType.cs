@@ -45,6 +45,10 @@ internal static class ConfigType
     public static readonly ConfigType<IReadOnlyList<bool>> BoolList = new("list of true/false",
         (node, key) => List(node, key).Select(s => ParseBool(s, key)).ToList(), v => "[" + string.Join(", ", v.Select(WriteBool)) + "]");
 
+    /// <summary>A list of true/false that may be absent (null), and is then not written.</summary>
+    public static readonly ConfigType<IReadOnlyList<bool>?> OptionalBoolList = new("list of true/false (optional)",
+        (node, key) => BoolList.Read(node, key), v => v is null ? null : BoolList.Write(v));
+
     /// <summary>A member of <typeparamref name="T"/> in its <see cref="EnumNames"/> spelling; <paramref name="what"/> names it in errors.</summary>
     public static ConfigType<T> Enum<T>(string what) where T : struct, System.Enum => new(
         "one of: " + string.Join(", ", EnumNames.Names<T>()),
