@@ -339,7 +339,7 @@ internal static class TrainCommand
                     if (!root) return;
                     stepLog.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{s.Step},{s.Loss:G6}"));
                     if (logFlush.Elapsed >= TimeSpan.FromSeconds(1)) { stepLog.Flush(); logFlush.Restart(); } // ddpm serve's live loss curve reads it
-                    board?.Step(s, cfg.Train.Lr);
+                    board?.Step(s, trainer.LearningRates?.At(s.Step - 1) ?? cfg.Train.Lr); // the scheduled lr of that step
                     var (done, total) = EpochProgress(s, cfg.Train.MaxSteps);
                     progress.Update(done, total,
                         string.Create(CultureInfo.InvariantCulture, $"epoch {s.Epoch}/{cfg.Train.NumEpochs} loss {s.Loss:F4} {s.ImagesPerSecond:F1} img/s"),
