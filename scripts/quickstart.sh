@@ -13,7 +13,8 @@ ddpm() { dotnet src/Ddpm.Cli/bin/Release/net10.0/Ddpm.Cli.dll "$@"; }
 
 ddpm data mnist --dir data/mnist
 ddpm info --config "$config"
-ddpm train --config "$config" --out "$out"
+# --overwrite: running the quickstart again replaces its earlier run (train refuses a folder that holds a run otherwise).
+ddpm train --config "$config" --out "$out" --overwrite
 # The CPU preset is class-conditional: guidance w = 3 with image i of class i mod 10 (one digit per grid column) and
 # respaced DDPM over 100 of its 200 steps. A config without classes (e.g. configs/mnist.yaml) samples unguided, all T steps.
 if [[ "$config" == configs/quick.yaml ]]; then sampling=(--steps 100 --guidance 3); else sampling=(); fi
