@@ -6,7 +6,8 @@ namespace Ddpm.IO;
 /// The one way this library writes a file: into a temporary sibling (<c>&lt;name&gt;.tmp-&lt;pid&gt;</c>, in the same folder
 /// so the rename never crosses file systems), flushed to disk, renamed over the target, then the folder fsynced so that the
 /// rename itself survives a power loss. A reader sees the old file or the new one, never part of one; when anything fails the
-/// temporary file is removed, the exception propagates and whatever was at the path is untouched.
+/// temporary file is removed, the exception propagates and whatever was at the path is untouched. A temporary left by a
+/// writer that was killed (its process is gone) is removed by the next write to the same path.
 /// </summary>
 internal static class AtomicFile
 {
@@ -37,7 +38,8 @@ internal static class AtomicFile
         var full = Path.GetFullPath(path);
         var folder = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(folder);
-        var temp = full + TempMarker + Environment.ProcessId;
+        RemoveStaleTemporaries(full);
+        var temp = TemporaryFor(full);
         try
         {
             create(temp);
@@ -49,6 +51,55 @@ internal static class AtomicFile
             throw;
         }
         FileDurability.FsyncDirectory(folder);
+    }
+
+    /// <summary>The temporary sibling this process writes <paramref name="path"/> through.</summary>
+    public static string TemporaryFor(string path) => Path.GetFullPath(path) + TempMarker + Environment.ProcessId;
+
+    /// <summary>
+    /// Removes <c>&lt;name&gt;.tmp-&lt;pid&gt;</c> siblings of <paramref name="full"/> whose process no longer runs (a writer
+    /// killed mid-write, e.g. by SIGKILL, cannot clean up after itself). Temporaries of live processes are left alone.
+    /// </summary>
+    public static void RemoveStaleTemporaries(string full)
+    {
+        var folder = Path.GetDirectoryName(full)!;
+        var prefix = Path.GetFileName(full) + TempMarker;
+        List<string> candidates;
+        try { candidates = Directory.EnumerateFiles(folder).Where(f => Path.GetFileName(f).StartsWith(prefix, StringComparison.Ordinal)).ToList(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return; }
+        foreach (var candidate in candidates)
+            if (int.TryParse(Path.GetFileName(candidate)[prefix.Length..], System.Globalization.NumberStyles.None,
+                    System.Globalization.CultureInfo.InvariantCulture, out int pid) && pid != Environment.ProcessId && !IsRunning(pid))
+                TryDelete(candidate);
+    }
+
+    /// <summary>
+    /// While the result is not disposed, SIGINT, SIGTERM or SIGHUP first delete this process's temporary for
+    /// <paramref name="path"/>, then take their default action (the process ends without a stray <c>.tmp-</c> file).
+    /// </summary>
+    public static IDisposable RemoveTemporaryOnSignal(string path)
+    {
+        var temp = TemporaryFor(path);
+        var registrations = new[] { System.Runtime.InteropServices.PosixSignal.SIGINT, System.Runtime.InteropServices.PosixSignal.SIGTERM,
+                System.Runtime.InteropServices.PosixSignal.SIGHUP }
+            .Select(signal => System.Runtime.InteropServices.PosixSignalRegistration.Create(signal, _ => TryDelete(temp)))
+            .ToList();
+        return new Registrations(registrations);
+    }
+
+    private sealed class Registrations(List<System.Runtime.InteropServices.PosixSignalRegistration> list) : IDisposable
+    {
+        public void Dispose() { foreach (var r in list) r.Dispose(); }
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException) { return false; }
     }
 
     /// <summary>Deletes <paramref name="path"/> if it can; a file that cannot be deleted is left (best effort, never throws for I/O).</summary>
