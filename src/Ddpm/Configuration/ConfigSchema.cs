@@ -61,7 +61,7 @@ public static class ConfigSchema
     public static ConfigSection<DiffusionOptions> Diffusion { get; } =
         new ConfigSection<DiffusionOptions>("diffusion_params", c => c.Diffusion, (c, v) => c with { Diffusion = v })
             .Key("num_timesteps", ConfigType.Int, o => o.NumTimesteps, (o, v) => o with { NumTimesteps = v },
-                "T, the number of forward (noising) steps", AtLeast(1))
+                "T, the number of forward (noising) steps", Between(1, MaxTimesteps))
             .Key("beta_start", ConfigType.Number, o => o.BetaStart, (o, v) => o with { BetaStart = v },
                 "β_1 of the linear schedule", Within01)
             .Key("beta_end", ConfigType.Number, o => o.BetaEnd, (o, v) => o with { BetaEnd = v },
@@ -76,9 +76,9 @@ public static class ConfigSchema
     public static ConfigSection<UNetOptions> Model { get; } =
         new ConfigSection<UNetOptions>("model_params", c => c.Model, (c, v) => c with { Model = v })
             .Key("im_channels", ConfigType.Int, o => o.ImChannels, (o, v) => o with { ImChannels = v },
-                "image channels (1 for MNIST, 3 for CIFAR-10)", AtLeast(1))
+                "image channels (1 for MNIST, 3 for CIFAR-10)", Between(1, 1024))
             .Key("im_size", ConfigType.Int, o => o.ImSize, (o, v) => o with { ImSize = v },
-                "image height and width in pixels", AtLeast(1))
+                "image height and width in pixels", Between(1, MaxImageSize))
             .Key("down_channels", ConfigType.IntList, o => o.DownChannels, (o, v) => o with { DownChannels = v },
                 "channels of each down level (at least 2, multiples of the 8 GroupNorm groups)", Widths)
             .Key("mid_channels", ConfigType.IntList, o => o.MidChannels, (o, v) => o with { MidChannels = v },
@@ -87,17 +87,17 @@ public static class ConfigSchema
                 "whether each down block halves the resolution (len(down_channels) − 1 entries)")
             .Key("time_emb_dim", ConfigType.Int, o => o.TimeEmbDim, (o, v) => o with { TimeEmbDim = v },
                 "width of the sinusoidal time embedding",
-                v => v >= 2 && v % 2 == 0 ? null : $"must be a positive even number, got {v}")
+                v => v >= 2 && v % 2 == 0 && v <= MaxChannels ? null : $"must be a positive even number up to {MaxChannels}, got {v}")
             .Key("num_down_layers", ConfigType.Int, o => o.NumDownLayers, (o, v) => o with { NumDownLayers = v },
-                "ResNet + attention layers per down block", AtLeast(1))
+                "ResNet + attention layers per down block", Between(1, MaxLayers))
             .Key("num_mid_layers", ConfigType.Int, o => o.NumMidLayers, (o, v) => o with { NumMidLayers = v },
-                "ResNet + attention layers per mid block", AtLeast(1))
+                "ResNet + attention layers per mid block", Between(1, MaxLayers))
             .Key("num_up_layers", ConfigType.Int, o => o.NumUpLayers, (o, v) => o with { NumUpLayers = v },
-                "ResNet + attention layers per up block", AtLeast(1))
+                "ResNet + attention layers per up block", Between(1, MaxLayers))
             .Key("num_heads", ConfigType.Int, o => o.NumHeads, (o, v) => o with { NumHeads = v },
-                "self-attention heads (must divide every attention width)", AtLeast(1))
+                "self-attention heads (must divide every attention width)", Between(1, MaxChannels))
             .Key("num_classes", ConfigType.Int, o => o.NumClasses, (o, v) => o with { NumClasses = v },
-                "classes for class-conditional training (0 = unconditional, the seed)", AtLeast(0))
+                "classes for class-conditional training (0 = unconditional, the seed)", Between(0, 1_000_000))
             .Key("attention_levels", ConfigType.OptionalBoolList, o => o.AttentionLevels, (o, v) => o with { AttentionLevels = v },
                 "which down levels (and their mirrored up levels) have self-attention, one entry per down_sample; absent = all, the seed; the mid blocks always keep theirs")
             .Rule("down_sample", o => o.DownSample.Count == o.DownChannels.Count - 1 ? null
@@ -128,9 +128,9 @@ public static class ConfigSchema
             .Key("num_epochs", ConfigType.Int, o => o.NumEpochs, (o, v) => o with { NumEpochs = v },
                 "passes over the training images", AtLeast(1))
             .Key("num_samples", ConfigType.Int, o => o.NumSamples, (o, v) => o with { NumSamples = v },
-                "images ddpm sample draws unless given --num", AtLeast(1))
+                "images ddpm sample draws unless given --num", Between(1, 1_000_000))
             .Key("num_grid_rows", ConfigType.Int, o => o.NumGridRows, (o, v) => o with { NumGridRows = v },
-                "images per row of the sample grid (make_grid's nrow)", AtLeast(1))
+                "images per row of the sample grid (make_grid's nrow)", Between(1, 10_000))
             .Key("lr", ConfigType.Number, o => o.Lr, (o, v) => o with { Lr = v },
                 "Adam's learning rate", v => v > 0 && !double.IsInfinity(v) ? null : $"must be a positive number, got {v}")
             .Key("ckpt_name", ConfigType.Text, o => o.CkptName, (o, v) => o with { CkptName = v },
@@ -180,6 +180,9 @@ public static class ConfigSchema
         return md.ToString();
     }
 
+    /// <summary>Upper bounds on sizes: far beyond any real model, low enough that a typo cannot ask for terabytes.</summary>
+    public const int MaxTimesteps = 100_000, MaxImageSize = 4096, MaxChannels = 65_536, MaxLayers = 64;
+
     private static Func<T, string?> AtLeast<T>(T min) where T : INumber<T> => v => v >= min ? null : $"must be >= {min}, got {v}";
     /// <summary>A task name is one folder name inside runs/: no separators, not . or .., no control characters.</summary>
     private static string? TaskName(string v) =>
@@ -188,11 +191,15 @@ public static class ConfigSchema
         : v is "." or ".." || v.IndexOfAny(['/', '\\']) >= 0 || v.Any(char.IsControl)
             ? $"must be a plain folder name inside runs/ (no '/', '\\', '..' or control characters), got '{v}'"
         : null;
+    private static Func<T, string?> Between<T>(T min, T max) where T : INumber<T> =>
+        v => v < min ? $"must be >= {min}, got {v}" : v > max ? $"must be at most {max:N0}, got {v:N0}" : null;
     private static string? Within01(double v) => v > 0 && v < 1 ? null : $"must lie in (0, 1), got {v}";
     private static string? FromZeroBelowOne(double v) => v >= 0 && v < 1 ? null : $"must lie in [0, 1), got {v}";
 
     private static string? Widths(IReadOnlyList<int> channels) =>
         channels.Count < 2 ? "needs at least 2 entries"
+        : channels.Count > MaxLayers ? $"has {channels.Count} entries; at most {MaxLayers} are allowed"
         : channels.Where(c => c <= 0 || c % UNetOptions.Groups != 0)
-            .Select(c => $"{c} is not a positive multiple of the {UNetOptions.Groups} GroupNorm groups").FirstOrDefault();
+            .Select(c => $"{c} is not a positive multiple of the {UNetOptions.Groups} GroupNorm groups")
+            .Concat(channels.Where(c => c > MaxChannels).Select(c => $"{c:N0} channels is more than the {MaxChannels:N0} allowed")).FirstOrDefault();
 }

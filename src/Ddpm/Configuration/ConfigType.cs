@@ -59,8 +59,14 @@ internal static class ConfigType
         },
         v => EnumNames.Name(v));
 
-    private static string Scalar(YamlNode node, string key) =>
-        node is YamlScalarNode { Value: { } value } ? value : throw new ConfigException(key, "expected a single value");
+    /// <summary>The longest single value accepted (a path may hold 4,095 bytes on Linux).</summary>
+    public const int MaxValueLength = 4096;
+    /// <summary>The longest list accepted (a U-Net has a handful of levels).</summary>
+    public const int MaxListLength = 64;
+
+    private static string Scalar(YamlNode node, string key) => node is YamlScalarNode { Value: { } value }
+        ? value.Length <= MaxValueLength ? value : throw new ConfigException(key, $"a value of {value.Length:N0} characters; at most {MaxValueLength:N0} are allowed")
+        : throw new ConfigException(key, "expected a single value");
 
     private static int ParseInt(string s, string key) =>
         int.TryParse(s, NumberStyles.Integer, Inv, out var v) ? v : throw new ConfigException(key, $"expected an integer, got '{s}'");
@@ -73,6 +79,7 @@ internal static class ConfigType
     private static IReadOnlyList<string> List(YamlNode node, string key)
     {
         if (node is not YamlSequenceNode seq) throw new ConfigException(key, "expected a list like [32, 64]");
+        if (seq.Children.Count > MaxListLength) throw new ConfigException(key, $"a list of {seq.Children.Count:N0} entries; at most {MaxListLength} are allowed");
         return seq.Children.Select(c => (c as YamlScalarNode)?.Value ?? throw new ConfigException(key, "list items must be single values")).ToList();
     }
 
