@@ -29,6 +29,11 @@ internal static class PickleGuard
         "torch.BoolStorage", "torch.ComplexDoubleStorage", "torch.ComplexFloatStorage",
     ];
 
+    /// <summary>Nesting of MARKed containers accepted (a state_dict's pickle nests 3 deep).</summary>
+    public const int MaxMarkDepth = 64;
+    /// <summary>The largest pickle accepted (the pickle holds names and shapes; the tensors' bytes are separate entries).</summary>
+    public const long MaxPickleBytes = 64L << 20;
+
     /// <summary>Allowed globals, for error messages.</summary>
     internal static IReadOnlyCollection<string> Allowed => AllowedGlobals;
 
@@ -37,7 +42,8 @@ internal static class PickleGuard
     {
         var memo = new Dictionary<long, string?>();
         string? last = null, beforeLast = null; // string values pushed by the last two stack-pushing opcodes
-        int pos = 0;
+        int pos = 0, marks = 0;
+        if (pickle.Length > MaxPickleBytes) throw Refuse(path, $"the pickle holds {pickle.Length:N0} bytes, more than the {MaxPickleBytes:N0} a state_dict needs");
         while (true)
         {
             if (pos >= pickle.Length) throw Refuse(path, "the pickle ends without a STOP opcode (truncated)");
@@ -51,12 +57,18 @@ internal static class PickleGuard
                     return;
                 case 0x80: Skip(ref pos, 1, pickle, path); pushes = false; break; // PROTO
                 case 0x95: Skip(ref pos, 8, pickle, path); pushes = false; break; // FRAME
-                case (byte)'(': case (byte)'0': case (byte)'1': case (byte)'2': // MARK POP POP_MARK DUP
+                case (byte)'(': // MARK
+                    if (++marks > MaxMarkDepth) throw Refuse(path, $"containers nested more than {MaxMarkDepth} deep (byte {at})");
+                    break;
+                case (byte)'1': case (byte)'t': case (byte)'l': case (byte)'d': case (byte)'e': case (byte)'u': case 0x90: case 0x91:
+                    // POP_MARK TUPLE LIST DICT APPENDS SETITEMS ADDITEMS FROZENSET: each closes the innermost MARK
+                    marks = Math.Max(0, marks - 1);
+                    break;
+                case (byte)'0': case (byte)'2': // POP DUP
                 case (byte)'N': case 0x88: case 0x89: // NONE NEWTRUE NEWFALSE
                 case (byte)')': case (byte)']': case (byte)'}': case 0x8f: // EMPTY_TUPLE EMPTY_LIST EMPTY_DICT EMPTY_SET
-                case (byte)'t': case 0x85: case 0x86: case 0x87: // TUPLE TUPLE1 TUPLE2 TUPLE3
-                case (byte)'l': case (byte)'d': case 0x91: // LIST DICT FROZENSET
-                case (byte)'a': case (byte)'e': case (byte)'s': case (byte)'u': case 0x90: // APPEND APPENDS SETITEM SETITEMS ADDITEMS
+                case 0x85: case 0x86: case 0x87: // TUPLE1 TUPLE2 TUPLE3
+                case (byte)'a': case (byte)'s': // APPEND SETITEM
                 case (byte)'R': case (byte)'b': case (byte)'Q': // REDUCE BUILD BINPERSID (callables/ids come from allowed globals)
                 case 0x97: case 0x98: // NEXT_BUFFER READONLY_BUFFER
                     break;

@@ -22,7 +22,7 @@ public static class StateDictIo
     /// </summary>
     public static WeightFormat Detect(string path)
     {
-        if (!File.Exists(path)) throw new WeightsException(path, "file does not exist");
+        if (PathCheck.FileProblem(path) is { } problem) throw new WeightsException(path, problem);
         Span<byte> head = stackalloc byte[9];
         int n;
         using (var f = File.OpenRead(path)) n = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
@@ -151,15 +151,22 @@ public static class StateDictIo
         using var stream = new MemoryStream(bytes, writable: false);
         using (var zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true))
         {
+            // Every entry must inflate to exactly what it declares, and all of them together to a few times the file:
+            // torch.save stores entries uncompressed, so a small file declaring gigabytes is a zip bomb.
+            long declared = zip.Entries.Sum(e => e.Length), limit = 4L * bytes.Length + (64L << 20);
+            if (declared > limit)
+                throw new WeightsException(path, $"its zip entries declare {declared:N0} bytes in a {bytes.Length:N0}-byte file (refused: more than {limit:N0})");
+            try { BoundedZip.CheckSizes(zip, limit); }
+            catch (InvalidDataException e) { throw new WeightsException(path, "a corrupt zip archive: " + e.Message, e); }
             // PyBridge unpickles the first entry whose name ends with data.pkl; check every such entry.
             var pickles = zip.Entries.Where(e => e.Name.EndsWith("data.pkl", StringComparison.Ordinal)).ToList();
             if (pickles.Count == 0) throw new WeightsException(path, "a zip archive without <name>/data.pkl");
             foreach (var entry in pickles)
             {
-                using var s = entry.Open();
-                using var ms = new MemoryStream();
-                s.CopyTo(ms);
-                PickleGuard.Verify(ms.GetBuffer().AsSpan(0, (int)ms.Length), path);
+                byte[] pickle;
+                try { pickle = BoundedZip.ReadAll(entry, PickleGuard.MaxPickleBytes); }
+                catch (InvalidDataException e) { throw new WeightsException(path, "refused to unpickle: " + e.Message, e); }
+                PickleGuard.Verify(pickle, path);
             }
             var byteorder = zip.Entries.FirstOrDefault(e => e.Name == "byteorder");
             if (byteorder is not null)

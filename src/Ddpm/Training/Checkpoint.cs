@@ -14,10 +14,13 @@ namespace Ddpm.Training;
 /// <summary>What a checkpoint says about itself (manifest.json inside the archive).</summary>
 public sealed record CheckpointManifest
 {
-    public const int CurrentFormat = 1;
+    /// <summary>2: <see cref="ConfigSha256"/> covers the config. Format 1 (without it) still loads.</summary>
+    public const int CurrentFormat = 2;
     public int Format { get; init; } = CurrentFormat;
     /// <summary>The full experiment config as YAML, so sampling and resuming need nothing else.</summary>
     public string ConfigYaml { get; init; } = "";
+    /// <summary>SHA-256 of <see cref="ConfigYaml"/>'s UTF-8 bytes, verified on load (format 2; null in format 1).</summary>
+    public string? ConfigSha256 { get; init; }
     /// <summary>Epochs completed.</summary>
     public int Epoch { get; init; }
     /// <summary>Optimizer steps completed in total.</summary>
@@ -52,6 +55,8 @@ public static class Checkpoint
         WriteIndented = true,
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        AllowDuplicateProperties = false,
+        MaxDepth = 8,
     };
 
     /// <summary>Training state beyond the weights.</summary>
@@ -79,9 +84,11 @@ public static class Checkpoint
             using var state = training.Generator.get_state();
             entries[RngEntry] = state.data<byte>().ToArray();
         }
+        var yaml = config.ToYaml();
         var manifest = new CheckpointManifest
         {
-            ConfigYaml = config.ToYaml(),
+            ConfigYaml = yaml,
+            ConfigSha256 = Sha256Hex(System.Text.Encoding.UTF8.GetBytes(yaml)),
             Epoch = epoch,
             Step = step,
             StepInEpoch = stepInEpoch,

@@ -32,7 +32,7 @@ public sealed class CheckpointReader : IDisposable
     /// <summary>Opens <paramref name="path"/> and reads its manifest.</summary>
     public static CheckpointReader Open(string path)
     {
-        if (!File.Exists(path)) throw new CheckpointException(path, "file does not exist");
+        if (IO.PathCheck.FileProblem(path) is { } problem) throw new CheckpointException(path, problem);
         ZipArchive? zip = null;
         try
         {
@@ -88,7 +88,7 @@ public sealed class CheckpointReader : IDisposable
         {
             model.Dispose();
             if (e is CheckpointException) throw;
-            throw new CheckpointException(Path, "its weights do not fit the model its config describes: " + e.Message, e);
+            throw new CheckpointException(Path, "its weights do not fit the model its config describes: " + SafetensorsWeights.WithoutBacktrace(e.Message), e);
         }
     }
 
@@ -102,7 +102,7 @@ public sealed class CheckpointReader : IDisposable
         }
         catch (Exception e) when (e is not CheckpointException)
         {
-            throw new CheckpointException(Path, "its EMA weights do not fit the model: " + e.Message, e);
+            throw new CheckpointException(Path, "its EMA weights do not fit the model: " + SafetensorsWeights.WithoutBacktrace(e.Message), e);
         }
     }
 
@@ -127,17 +127,34 @@ public sealed class CheckpointReader : IDisposable
 
     public void Dispose() => _zip.Dispose();
 
+    /// <summary>The manifest holds a config of at most 1 MB and a few checksums.</summary>
+    private const long MaxManifestBytes = 4L << 20;
+
+    /// <summary>
+    /// The most an entry may inflate to, from the size of the model the stored config describes (twice the estimated weights
+    /// per copy, plus room for headers): a crafted entry that declares or inflates to more is refused before it is read.
+    /// </summary>
+    private long MaxEntryBytes(string name)
+    {
+        if (name == Checkpoint.RngEntry) return 1L << 20;
+        long weights = MemoryEstimate.For(Config).Parameters * 4 * 2 + (16L << 20);
+        return name == Checkpoint.OptimizerEntry ? 4 * weights : weights;
+    }
+
     private static CheckpointManifest ReadManifest(string path, ZipArchive zip)
     {
         var entry = zip.GetEntry(Checkpoint.ManifestEntry) ?? throw new CheckpointException(path, "has no manifest.json");
         try
         {
-            using var s = entry.Open();
-            var m = JsonSerializer.Deserialize<CheckpointManifest>(s, Checkpoint.Json) ?? throw new CheckpointException(path, "empty manifest");
-            if (m.Format != CheckpointManifest.CurrentFormat)
-                throw new CheckpointException(path, $"format {m.Format} is not supported (this build reads {CheckpointManifest.CurrentFormat})");
+            var bytes = IO.BoundedZip.ReadAll(entry, MaxManifestBytes);
+            var m = JsonSerializer.Deserialize<CheckpointManifest>(bytes, Checkpoint.Json) ?? throw new CheckpointException(path, "empty manifest");
+            if (m.Format is < 1 or > CheckpointManifest.CurrentFormat)
+                throw new CheckpointException(path, $"format {m.Format} is not supported (this build reads 1 to {CheckpointManifest.CurrentFormat})");
             if (m.Sha256 is null || m.ConfigYaml is null) throw new CheckpointException(path, "manifest lacks sha256 or config_yaml");
             if (!m.Sha256.ContainsKey(Checkpoint.ModelEntry)) throw new CheckpointException(path, "manifest lists no model weights");
+            // Format 2 covers the stored config by its own checksum; format 1 (older checkpoints) has none and still loads.
+            if (m.Format >= 2 && m.ConfigSha256 != Checkpoint.Sha256Hex(System.Text.Encoding.UTF8.GetBytes(m.ConfigYaml)))
+                throw new CheckpointException(path, "its stored config fails its checksum (file corrupt or edited)");
             return m;
         }
         catch (Exception e) when (e is JsonException or InvalidDataException or IOException)
@@ -152,10 +169,7 @@ public sealed class CheckpointReader : IDisposable
         byte[] bytes;
         try
         {
-            using var s = entry.Open();
-            using var ms = new MemoryStream();
-            s.CopyTo(ms);
-            bytes = ms.ToArray();
+            bytes = IO.BoundedZip.ReadAll(entry, MaxEntryBytes(name));
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
         {
