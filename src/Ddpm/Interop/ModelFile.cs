@@ -1,6 +1,7 @@
 using Ddpm.Configuration;
 using Ddpm.Models;
 using Ddpm.Training;
+using static TorchSharp.torch;
 
 namespace Ddpm.Interop;
 
@@ -18,8 +19,45 @@ public static class ModelFile
     /// <see cref="LoadedModel.MissingKeys"/>); unexpected keys and shape mismatches are errors either way.</param>
     /// <exception cref="ArgumentException">Raw weights without a config.</exception>
     /// <exception cref="WeightsException">Unreadable, unsafe or non-fitting raw weights (every bad key listed).</exception>
+    /// <param name="allowNonFinite">When false (the default), weights holding NaN or infinite values are refused
+    /// (<see cref="WeightsException"/> naming the tensors); when true they load and are listed in <see cref="LoadedModel.NonFiniteTensors"/>.</param>
     /// <exception cref="CheckpointException">A corrupt ddpm checkpoint.</exception>
-    public static LoadedModel Load(string path, DdpmConfig? config = null, bool strict = true)
+    public static LoadedModel Load(string path, DdpmConfig? config = null, bool strict = true, bool allowNonFinite = false)
+    {
+        var loaded = LoadUnchecked(path, config, strict);
+        try
+        {
+            return loaded with { NonFiniteTensors = CheckFinite(loaded.Model, path, allowNonFinite) };
+        }
+        catch
+        {
+            loaded.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The tensors of <paramref name="model"/> holding NaN or ±∞ ("name (k of n values)"). Unless <paramref name="allow"/>,
+    /// any is a <see cref="WeightsException"/> naming <paramref name="path"/> and them: such weights sample flat or NaN images.
+    /// </summary>
+    public static IReadOnlyList<string> CheckFinite(nn.Module model, string path, bool allow = false)
+    {
+        var bad = new List<string>();
+        using (no_grad())
+            foreach (var (name, t) in model.state_dict())
+            {
+                if (!t.is_floating_point()) continue;
+                using var notFinite = t.isfinite().logical_not();
+                long count = notFinite.sum().item<long>();
+                if (count > 0) bad.Add($"{name} ({count:N0} of {t.numel():N0} values)");
+            }
+        if (bad.Count > 0 && !allow)
+            throw new WeightsException(path, $"{bad.Count} tensor(s) hold NaN or infinite values: {string.Join(", ", bad.Take(10))}" +
+                (bad.Count > 10 ? $", … ({bad.Count - 10} more)" : "") + "; refusing to use them (--allow-nonfinite loads them anyway)");
+        return bad;
+    }
+
+    private static LoadedModel LoadUnchecked(string path, DdpmConfig? config, bool strict)
     {
         var format = StateDictIo.Detect(path);
         if (format == WeightFormat.Checkpoint)
@@ -52,9 +90,10 @@ public static class ModelFile
 
     /// <summary>Converts raw weights (<c>.pth</c> or <c>.safetensors</c>) plus a config into a ddpm checkpoint (step 0).</summary>
     /// <returns>The keys left at their initial values (only with <c>strict: false</c>).</returns>
-    public static IReadOnlyList<string> Import(string weightsPath, DdpmConfig config, string checkpointPath, bool strict = true)
+    public static IReadOnlyList<string> Import(string weightsPath, DdpmConfig config, string checkpointPath, bool strict = true,
+        bool allowNonFinite = false)
     {
-        using var loaded = Load(weightsPath, config, strict);
+        using var loaded = Load(weightsPath, config, strict, allowNonFinite);
         if (loaded.Format == WeightFormat.Checkpoint)
             throw new WeightsException(weightsPath, "is already a ddpm checkpoint; nothing to import");
         Checkpoint.Save(checkpointPath, loaded.Model, config, epoch: 0, step: 0);

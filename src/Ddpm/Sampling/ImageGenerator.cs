@@ -56,16 +56,19 @@ public sealed class ImageGenerator : IDisposable
     /// <summary>
     /// Loads a weight file (a ddpm checkpoint, or a PyTorch <c>.pth</c> / safetensors state_dict with
     /// <paramref name="config"/> giving its architecture; see <see cref="ModelFile.Load"/>). A checkpoint's EMA weights are
-    /// used when it has them, unless <paramref name="useEma"/> is false. The generator owns the model.
+    /// used when it has them, unless <paramref name="useEma"/> is false. The generator owns the model. Weights holding NaN or
+    /// infinite values are refused unless <paramref name="allowNonFinite"/> (then listed in <see cref="LoadedModel.NonFiniteTensors"/>).
     /// </summary>
     public static ImageGenerator Load(string path, Device? device = null, Precision precision = Precision.Fp32, bool useEma = true,
-        DdpmConfig? config = null, bool strict = true)
+        DdpmConfig? config = null, bool strict = true, bool allowNonFinite = false)
     {
-        var loaded = ModelFile.Load(path, config, strict);
+        var loaded = ModelFile.Load(path, config, strict, allowNonFinite: true);
         try
         {
             bool ema = useEma && loaded.Format == WeightFormat.Checkpoint && Checkpoint.HasEma(path);
             if (ema) Checkpoint.LoadEmaInto(path, loaded.Model);
+            // The weights that will sample (the EMA's when used) are the ones checked.
+            loaded = loaded with { NonFiniteTensors = ModelFile.CheckFinite(loaded.Model, path, allowNonFinite) };
             return new ImageGenerator(loaded, ema, device, precision);
         }
         catch
@@ -120,6 +123,18 @@ public sealed class ImageGenerator : IDisposable
         int batch = Math.Min(request.MaxBatchSize, request.Count);
         int batches = (request.Count + batch - 1) / batch;
         return new GenerationPlan(timesteps, batches, batch, EstimateMemory(request.Count, batch, request.Labels is not null && request.Guidance != 0));
+    }
+
+    /// <summary>
+    /// The largest batch (1 … <paramref name="count"/>) whose working set on the device (weights, activations and noise:
+    /// <see cref="GenerationMemory.DeviceBytes"/>) stays within <paramref name="budgetBytes"/>; 1 when even that does not.
+    /// </summary>
+    public int BatchSizeWithin(int count, long budgetBytes, bool guided = false)
+    {
+        var one = EstimateMemory(1, 1, guided);
+        long perImage = Math.Max(1, one.DeviceBytes - one.WeightBytes);
+        long fits = (budgetBytes - one.WeightBytes) / perImage;
+        return (int)Math.Clamp(fits, 1, Math.Max(1, count));
     }
 
     private GenerationMemory EstimateMemory(int count, int batch, bool guided)
