@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
 using Ddpm.Cli.Commands;
 using Ddpm.Configuration;
 using Ddpm.Data;
@@ -8,10 +10,29 @@ using Ddpm.Training;
 
 namespace Ddpm.Cli;
 
-/// <summary>The <c>ddpm</c> command. Exit codes: 0 ok, 1 failure, 2 usage error.</summary>
+/// <summary>
+/// The <c>ddpm</c> command and its one error policy. Exit codes: 0 ok, 1 failure, 2 usage error (a bad option value,
+/// whichever command it belongs to). Every failure is one line naming the thing and the problem (<c>error: …</c>), file
+/// system errors included (permissions, a file where a folder belongs, a path too long, a symbolic link loop); a stack
+/// trace is printed only with <c>--verbose</c> or <c>DDPM_DEBUG=1</c>.
+/// </summary>
 public static class CliApp
 {
     public const int Ok = 0, Failure = 1, Usage = 2;
+
+    /// <summary>Print stack traces with errors (any command); also <c>DDPM_DEBUG=1</c>.</summary>
+    private static readonly Option<bool> Verbose = new("--verbose")
+    {
+        Description = "print the stack trace with an error (also DDPM_DEBUG=1)",
+        Recursive = true,
+    };
+
+    /// <summary>Options that count something and must be at least 1, whichever command declares them.</summary>
+    private static readonly HashSet<string> CountOptions = ["--batch-size", "--num", "--epochs", "--grid-rows", "--repeats", "--sample-batch"];
+    /// <summary>Numeric options that must be at least 0.</summary>
+    private static readonly HashSet<string> NonNegativeOptions = ["--max-steps", "--save-every", "--frames", "--guidance", "--nll-images", "--nll-timesteps"];
+    /// <summary>Numeric options that must be greater than 0.</summary>
+    private static readonly HashSet<string> PositiveOptions = ["--lr"];
 
     public static RootCommand Build()
     {
@@ -26,25 +47,30 @@ public static class CliApp
         root.Add(ClassifierCommand.Create());
         root.Add(EvalCommand.Create());
         root.Add(ServeCommand.Create());
+        root.Add(Verbose);
+        AddRangeChecks(root);
         return root;
     }
 
     public static int Run(string[] args)
     {
         Runtime.ParentWatch.StartFromEnvironment(); // a child of a test host or job runner dies with it (DDPM_EXIT_WITH_PARENT)
+        bool verbose = Environment.GetEnvironmentVariable("DDPM_DEBUG") == "1" || args.Contains("--verbose");
         try
         {
             Runtime.LibTorchLocation.UseFromEnvironment();
         }
         catch (Exception e) when (e is IOException or DllNotFoundException or BadImageFormatException)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {OneLine(e.Message)}");
             return Failure;
         }
-        var parse = Build().Parse(args);
+        ParseResult parse;
+        try { parse = Build().Parse(args); }
+        catch (Exception e) { return Report(e, verbose); }
         if (parse.Errors.Count > 0)
         {
-            foreach (var e in parse.Errors) Console.Error.WriteLine($"error: {e.Message}");
+            foreach (var e in parse.Errors) Console.Error.WriteLine($"error: {OneLine(e.Message)}");
             Console.Error.WriteLine("Run 'ddpm --help' (or 'ddpm COMMAND --help') for usage.");
             return Usage;
         }
@@ -53,7 +79,7 @@ public static class CliApp
         try { mpi = DistributedJob.Join(); }
         catch (DistributedException e)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {OneLine(e.Message)}");
             return Failure;
         }
         int code;
@@ -63,7 +89,7 @@ public static class CliApp
         }
         catch (Exception e)
         {
-            code = Report(e, mpi is { Size: > 1 } ? $"rank {mpi.Rank}: " : "");
+            code = Report(e, verbose, mpi is { Size: > 1 } ? $"rank {mpi.Rank}: " : "");
             // The other ranks may be waiting for this one inside a collective: end the whole job (mpirun stops them).
             mpi?.Abort(code);
             return code;
@@ -72,24 +98,82 @@ public static class CliApp
         return code;
     }
 
-    /// <summary>One clear line per known failure; a stack trace only for bugs.</summary>
-    internal static int Report(Exception e, string prefix = "")
+    /// <summary>One clear line per failure (exit 1, or 2 for a usage error); the stack trace only when <paramref name="verbose"/>; <paramref name="prefix"/> names the MPI rank.</summary>
+    public static int Report(Exception e, bool verbose = false, string prefix = "")
     {
-        switch (e)
+        if (e is AggregateException { InnerExceptions.Count: 1 } single) e = single.InnerException!;
+        if (e is System.Reflection.TargetInvocationException { InnerException: { } inner }) e = inner;
+        var (code, line) = e switch
         {
-            case UsageException u:
-                Console.Error.WriteLine($"{prefix}error: {u.Message}");
-                return Usage;
-            case ConfigException or DataException or CheckpointException or TrainingException or WeightsException or DistributedException:
-                Console.Error.WriteLine($"{prefix}error: {e.Message}");
-                return Failure;
-            case OperationCanceledException:
-                Console.Error.WriteLine($"{prefix}cancelled");
-                return Failure;
-            default:
-                Console.Error.WriteLine($"{prefix}error: unexpected failure: {e}");
-                return Failure;
+            UsageException => (Usage, e.Message),
+            ConfigException or DataException or CheckpointException or TrainingException or WeightsException or DistributedException => (Failure, e.Message),
+            OperationCanceledException => (Failure, "cancelled"),
+            // The file system's own messages name the path ("Access to the path '/x' is denied.", "Too many levels of symbolic links : '/x'").
+            UnauthorizedAccessException => (Failure, $"permission denied: {e.Message}"),
+            PathTooLongException => (Failure, $"path too long: {e.Message}"),
+            IOException => (Failure, e.Message),
+            InsufficientMemoryException => (Failure, e.Message), // refused before allocating, with the estimate
+            OutOfMemoryException or InsufficientExecutionStackException => (Failure, $"out of memory: {e.Message}"),
+            System.Runtime.InteropServices.ExternalException when Trainer.IsOutOfMemory(e) => (Failure, $"out of memory: {e.Message}"),
+            _ => (Failure, $"unexpected failure ({e.GetType().Name}): {e.Message}" +
+                (verbose ? "" : " (run with --verbose or DDPM_DEBUG=1 for the stack trace, and please report it)")),
+        };
+        Console.Error.WriteLine($"{prefix}error: {OneLine(line)}");
+        if (verbose) Console.Error.WriteLine(e.ToString());
+        return code;
+    }
+
+    /// <summary>
+    /// A message as one line of reasonable length: libtorch's C++ backtrace ("Exception raised from … frame #0: …") and .NET
+    /// stack frames are cut, line breaks become "; " and very long text (a 50 MB name echoed back) is shortened.
+    /// </summary>
+    public static string OneLine(string message)
+    {
+        var lines = new List<string>();
+        foreach (var raw in message.Split('\n'))
+        {
+            var line = raw.TrimEnd('\r');
+            int raised = line.IndexOf("Exception raised from ", StringComparison.Ordinal);
+            if (raised >= 0) line = line[..raised];
+            var trimmed = line.Trim();
+            if (trimmed.StartsWith("frame #", StringComparison.Ordinal) || trimmed.StartsWith("at ", StringComparison.Ordinal) && raw.StartsWith("   at ", StringComparison.Ordinal))
+                break;
+            if (raised >= 0)
+            {
+                if (trimmed.Length > 0) lines.Add(trimmed);
+                break;
+            }
+            if (trimmed.Length > 0) lines.Add(trimmed);
         }
+        var text = string.Join("; ", lines);
+        return text.Length <= 2000 ? text : text[..1000] + $" …({text.Length - 1600:N0} characters left out)… " + text[^600..];
+    }
+
+    /// <summary>
+    /// One range rule for numeric options, whichever command declares them: counts ≥ 1, others ≥ 0 or &gt; 0, every number
+    /// finite. A value out of range is a parse error (exit 2) like a value that is not a number.
+    /// </summary>
+    private static void AddRangeChecks(Command command)
+    {
+        foreach (var option in command.Options)
+        {
+            string name = option.Name;
+            double min = CountOptions.Contains(name) ? 1 : NonNegativeOptions.Contains(name) ? 0 : PositiveOptions.Contains(name) ? double.Epsilon : double.NaN;
+            if (option.ValueType is var t && (Nullable.GetUnderlyingType(t) ?? t) is var type
+                && (type == typeof(int) || type == typeof(long) || type == typeof(double) || type == typeof(float)))
+            {
+                option.Validators.Add(result =>
+                {
+                    if (result.Tokens.Count == 0) return;
+                    var text = result.Tokens[^1].Value;
+                    if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v)) return; // the parser reports it
+                    if (!double.IsFinite(v)) result.AddError($"{name} must be a finite number, got {text}");
+                    else if (!double.IsNaN(min) && v < min)
+                        result.AddError(min == double.Epsilon ? $"{name} must be > 0, got {text}" : $"{name} must be >= {min}, got {text}");
+                });
+            }
+        }
+        foreach (var sub in command.Subcommands) AddRangeChecks(sub);
     }
 }
 

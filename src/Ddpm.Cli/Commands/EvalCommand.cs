@@ -59,6 +59,7 @@ internal static class EvalCommand
     {
         try { options.Validate(); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
+        PathCheck.EnsureWritableFolder(outDir, "--out"); // before the classifier, the sampling and the likelihood
         options = options with { Device = CommonOptions.ResolveDevice(device) };
         // mpirun (only): the samples split by index over the ranks; rank 0 gathers them, measures, writes and reports.
         var mpi = Ddpm.Distributed.MpiCommunicator.Current is { Size: > 1 } job ? job : null;

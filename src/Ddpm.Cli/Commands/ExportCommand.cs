@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Ddpm.IO;
 using Ddpm.Interop;
 using Ddpm.Training;
 
@@ -17,24 +18,31 @@ internal static class ExportCommand
         };
         var config = WeightOptions.ConfigOption("YAML config, only when --checkpoint is raw weights (to convert .safetensors ↔ .pth)");
         var ema = new Option<bool>("--ema") { Description = "export the checkpoint's EMA weights instead of the raw ones" };
-        var cmd = new Command("export", "Write a checkpoint's weights for the PyTorch reference (.pth or .safetensors)") { checkpoint, to, config, ema };
-        cmd.SetAction(p => Run(p.GetValue(checkpoint)!, p.GetValue(to)!, p.GetValue(config), p.GetValue(ema)));
+        var allowNonFinite = WeightOptions.AllowNonFiniteOption();
+        var cmd = new Command("export", "Write a checkpoint's weights for the PyTorch reference (.pth or .safetensors)") { checkpoint, to, config, ema, allowNonFinite };
+        cmd.SetAction(p => Run(p.GetValue(checkpoint)!, p.GetValue(to)!, p.GetValue(config), p.GetValue(ema), p.GetValue(allowNonFinite)));
         return cmd;
     }
 
-    private static int Run(string checkpointPath, string to, string? configPath, bool ema)
+    private static int Run(string checkpointPath, string to, string? configPath, bool ema, bool allowNonFinite)
     {
         var ext = Path.GetExtension(to).ToLowerInvariant();
         if (ext is not (".pth" or ".pt" or ".bin" or ".safetensors"))
             throw new UsageException($"--to: '{to}' must end in .pth, .pt, .bin (PyTorch) or .safetensors");
-        using var loaded = WeightOptions.Load(checkpointPath, configPath, strict: true);
+        if (FileIdentity.SameFile(checkpointPath, to))
+            throw new UsageException($"--to '{to}' is the same file as --checkpoint; give a new file name");
+        PathCheck.EnsureWritableFile(to, "--to");
+        using var loaded = WeightOptions.Load(checkpointPath, configPath, strict: true, allowNonFinite, checkFinite: !ema);
         if (ema)
         {
             if (loaded.Manifest is null || !Checkpoint.HasEma(checkpointPath))
                 throw new UsageException($"--ema: '{checkpointPath}' holds no EMA weights (train with train_params.ema_decay > 0)");
             Checkpoint.LoadEmaInto(checkpointPath, loaded.Model);
+            WeightOptions.WarnNonFinite(checkpointPath, ModelFile.CheckFinite(loaded.Model, checkpointPath, allowNonFinite));
         }
-        ModelFile.Export(loaded.Model, to);
+        // Interrupted (Ctrl+C, SIGTERM), the export leaves no temporary beside --to; one killed outright is cleaned by the next write.
+        using (AtomicFile.RemoveTemporaryOnSignal(to))
+            ModelFile.Export(loaded.Model, to);
         Console.Error.WriteLine($"exported {loaded.Model.state_dict().Count} float32 tensors ({loaded.Model.ParameterCount():N0} parameters) " +
             $"from {checkpointPath}{(ema ? " (EMA)" : "")}");
         Console.WriteLine(to);

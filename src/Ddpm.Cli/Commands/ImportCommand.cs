@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Ddpm.Configuration;
+using Ddpm.IO;
 using Ddpm.Interop;
 
 namespace Ddpm.Cli.Commands;
@@ -18,18 +19,23 @@ internal static class ImportCommand
         config.Required = true;
         var output = new Option<string>("--out") { Description = "checkpoint to write", Required = true };
         var strict = WeightOptions.StrictOption();
-        var cmd = new Command("import", "Convert PyTorch reference weights into a ddpm checkpoint") { weights, config, output, strict };
-        cmd.SetAction(p => Run(p.GetValue(weights)!, p.GetValue(config)!, p.GetValue(output)!, p.GetValue(strict)));
+        var allowNonFinite = WeightOptions.AllowNonFiniteOption();
+        var cmd = new Command("import", "Convert PyTorch reference weights into a ddpm checkpoint") { weights, config, output, strict, allowNonFinite };
+        cmd.SetAction(p => Run(p.GetValue(weights)!, p.GetValue(config)!, p.GetValue(output)!, p.GetValue(strict), p.GetValue(allowNonFinite)));
         return cmd;
     }
 
-    private static int Run(string weightsPath, string configPath, string outPath, bool strict)
+    private static int Run(string weightsPath, string configPath, string outPath, bool strict, bool allowNonFinite)
     {
+        // The output must never replace the input: not by the same path, a symbolic link or a hard link to it.
+        if (FileIdentity.SameFile(weightsPath, outPath) || FileIdentity.SameFile(configPath, outPath))
+            throw new UsageException($"--out '{outPath}' is the same file as the {(FileIdentity.SameFile(weightsPath, outPath) ? "--weights" : "--config")} " +
+                "input; give a new checkpoint path");
+        PathCheck.EnsureWritableFile(outPath, "--out");
         if (StateDictIo.Detect(weightsPath) == WeightFormat.Checkpoint)
             throw new UsageException($"'{weightsPath}' is already a ddpm checkpoint; nothing to import");
-        var config = DdpmConfig.Load(configPath);
-        var missing = ModelFile.Import(weightsPath, config, outPath, strict);
-        WeightOptions.WarnMissing(missing);
+        using var loaded = WeightOptions.Load(weightsPath, configPath, strict, allowNonFinite);
+        Training.Checkpoint.Save(outPath, loaded.Model, loaded.Config, epoch: 0, step: 0);
         Console.Error.WriteLine($"imported {weightsPath} with the architecture of {configPath}");
         Console.WriteLine(outPath);
         return CliApp.Ok;
