@@ -48,7 +48,7 @@ internal static class Cifar10Reader
         long count = 0;
         foreach (var f in files)
         {
-            if (!File.Exists(f)) throw new DataException(f, "does not exist");
+            if (IO.PathCheck.FileProblem(f) is { } problem) throw new DataException(f, problem);
             long length = new FileInfo(f).Length;
             if (length == 0 || length % RecordLength != 0)
                 throw new DataException(f, $"length {length:N0} is not a positive multiple of the {RecordLength:N0}-byte CIFAR-10 record (1 label + 3×32×32 pixels)");

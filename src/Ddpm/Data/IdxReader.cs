@@ -78,7 +78,7 @@ internal static class IdxReader
     /// </summary>
     private static FileStream Open(string path, out Stream stream)
     {
-        if (!File.Exists(path)) throw new DataException(path, "does not exist");
+        if (IO.PathCheck.FileProblem(path) is { } problem) throw new DataException(path, problem);
         var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
         Span<byte> head = stackalloc byte[2];
         int got = file.ReadAtLeast(head, 2, throwOnEndOfStream: false);

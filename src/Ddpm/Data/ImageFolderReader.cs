@@ -66,7 +66,8 @@ internal static class ImageFolderReader
     /// <summary>The image files in reading order and, for the labelled layout, their labels.</summary>
     private static (List<string> Files, long[]? Labels) List(string folder)
     {
-        if (!Directory.Exists(folder)) throw new DataException(folder, "image folder does not exist");
+        if (!Directory.Exists(folder))
+            throw new DataException(folder, IO.PathCheck.IsLinkLoop(folder) ? "is a symbolic link loop" : File.Exists(folder) ? "is a file, not an image folder" : "image folder does not exist");
         var subfolders = Visible(Directory.GetDirectories(folder));
         var topFiles = Visible(Directory.GetFiles(folder));
         if (subfolders.Count == 0)

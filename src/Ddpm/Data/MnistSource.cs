@@ -45,6 +45,8 @@ public sealed class MnistSource
     /// </summary>
     public async Task<MnistFiles> EnsureAsync(string directory, CancellationToken cancellationToken = default)
     {
+        if (File.Exists(directory) || IO.PathCheck.IsLinkLoop(directory))
+            throw new DataException(directory, IO.PathCheck.IsLinkLoop(directory) ? "is a symbolic link loop" : "is a file, not a folder for the MNIST files");
         Directory.CreateDirectory(directory);
         var found = new Dictionary<string, MnistFile>();
         foreach (var spec in Expected)

@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Ddpm.Cli;
 using Ddpm.Configuration;
+using Ddpm.Data;
 using Ddpm.Interop;
 using Ddpm.IO;
 using Ddpm.Models;
@@ -314,7 +315,7 @@ public sealed class HostileInputTests : IDisposable
     }
 
     [Fact]
-    public void File_system_errors_on_inputs_and_outputs_are_one_line_with_exit_1()
+    public async Task File_system_errors_on_inputs_and_outputs_are_one_line_with_exit_1()
     {
         var loop = MakeLinkLoop();
         var ckpt = TinyCheckpoint();
@@ -325,6 +326,11 @@ public sealed class HostileInputTests : IDisposable
         var folder = _tmp.File("out.pth");
         Directory.CreateDirectory(folder);
         Expect(1, "is a folder; give a file name", "export", "--checkpoint", ckpt, "--to", folder);
+        // Data paths: a folder where an IDX file belongs, a file where the MNIST folder belongs, a loop.
+        Assert.Contains("is a folder, not a file", Assert.Throws<DataException>(() => IdxReader.Read(_tmp.Path)).Message);
+        Assert.Contains("is a symbolic link loop", Assert.Throws<DataException>(() => IdxReader.Read(loop)).Message);
+        Assert.Contains("is a file, not a folder", (await Assert.ThrowsAsync<DataException>(() => new MnistSource().EnsureAsync(ckpt))).Message);
+        Assert.Contains("is a file, not an image folder", Assert.Throws<DataException>(() => ImageFolderReader.Read(ckpt, 1, 8)).Message);
         // A 10,000-character task_name (or any value) is refused by the schema, never echoed into a path.
         var stderr = Expect(1, "train_params.task_name", "info", "--config", Config(TinyYaml.Replace("'hostile'", "'" + new string('t', 10_000) + "'")));
         Assert.True(stderr.Length < 1000, stderr);
