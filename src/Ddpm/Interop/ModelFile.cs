@@ -47,8 +47,8 @@ public static class ModelFile
             foreach (var (name, t) in model.state_dict())
             {
                 if (!t.is_floating_point()) continue;
-                using var notFinite = t.isfinite().logical_not();
-                long count = notFinite.sum().item<long>();
+                using var scope = NewDisposeScope(); // no temporary is left to a finalizer
+                long count = t.isfinite().logical_not().sum().item<long>();
                 if (count > 0) bad.Add($"{name} ({count:N0} of {t.numel():N0} values)");
             }
         if (bad.Count > 0 && !allow)
