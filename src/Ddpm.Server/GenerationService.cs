@@ -57,6 +57,7 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
     /// <summary>
     /// Runs <paramref name="request"/> under <paramref name="lease"/> on the calling thread (blocking), reporting frames to
     /// <paramref name="onFrame"/>. Throws <see cref="OperationCanceledException"/> within one step of <paramref name="cancel"/>.
+    /// The lease is released when the sampling stops, before <see cref="Finished"/> is raised.
     /// </summary>
     public GeneratedGrid Run(GenerationLease lease, ServeRequest request, Action<GenerationFrame>? onFrame, CancellationToken cancel)
     {
@@ -80,7 +81,10 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         }
         finally
         {
-            Finished?.Invoke(new GenerationRecord(request.Checkpoint.Id, outcome, lease.Done, lease.Total, stepsAtCancel, clock.Elapsed.TotalSeconds));
+            // The sampling has stopped: free the checkpoint first, so whoever hears Finished can generate from it at once.
+            var record = new GenerationRecord(request.Checkpoint.Id, outcome, lease.Done, lease.Total, stepsAtCancel, clock.Elapsed.TotalSeconds);
+            lease.Dispose();
+            Finished?.Invoke(record);
         }
     }
 
