@@ -5,12 +5,12 @@ namespace Ddpm.Tests;
 /// <summary>What the in-process CLI tests share: a tiny synthetic-data config and a silenced runner.</summary>
 internal static class TinyCli
 {
-    /// <summary>The tiny U-Net on the synthetic bars (512 images, T = 20) as a YAML file for the CLI.</summary>
-    public static string Yaml(int imSize = 8, int batchSize = 8, int numEpochs = 1000, string extraTrain = "", string taskName = "tiny") => $"""
+    /// <summary>The tiny U-Net on the synthetic bars (512 images, T = 20 unless <paramref name="timesteps"/>) as a YAML file for the CLI.</summary>
+    public static string Yaml(int imSize = 8, int batchSize = 8, int numEpochs = 1000, string extraTrain = "", string taskName = "tiny", int timesteps = 20) => $"""
         dataset_params:
           name: synthetic
         diffusion_params:
-          num_timesteps: 20
+          num_timesteps: {timesteps}
           beta_start: 0.0001
           beta_end: 0.2
         model_params:

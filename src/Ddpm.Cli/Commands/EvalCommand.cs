@@ -34,7 +34,7 @@ internal static class EvalCommand
         {
             checkpoint, images, num, seed, output, nll, nllImages, nllTimesteps, batch, dataDir, device, guidance, noEma,
         };
-        var sampler = new SamplerOptionSet(SamplerKind.Ddpm, " (when sampling and in the likelihood's p_θ)");
+        var sampler = new SamplerOptionSet(SamplerOptions.RecommendedKind, " (when sampling and in the likelihood's p_θ)");
         sampler.AddTo(cmd);
         cmd.SetAction(p => Run(new EvaluationOptions
         {

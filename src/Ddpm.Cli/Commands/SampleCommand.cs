@@ -13,7 +13,8 @@ using static TorchSharp.torch;
 namespace Ddpm.Cli.Commands;
 
 /// <summary>
-/// <c>ddpm sample</c>: Algorithm 2 from a checkpoint to a PNG grid and an animated reverse process. Under <c>mpirun -n R</c>
+/// <c>ddpm sample</c>: from a checkpoint to a PNG grid and an animated reverse process, by DPM-Solver++(2M) SDE in 20 steps
+/// unless <c>--sampler</c> says otherwise (<c>--sampler ddpm</c> is the seed's Algorithm 2). Under <c>mpirun -n R</c>
 /// each rank makes its range of image indices (<see cref="ShardedGeneration"/>) and rank 0 alone writes and reports.
 /// </summary>
 internal static class SampleCommand
@@ -39,14 +40,14 @@ internal static class SampleCommand
         var noEma = new Option<bool>("--no-ema") { Description = "use the raw weights even when the checkpoint has an EMA" };
         var allowNonFinite = WeightOptions.AllowNonFiniteOption();
         var precision = CommonOptions.EnumOption("--precision", "fp32, or bf16 (the network in bfloat16, the sampler's arithmetic in float32)", Precision.Fp32, "precision");
-        var sampler = new SamplerOptionSet(SamplerKind.Ddpm);
+        var sampler = new SamplerOptionSet(SamplerOptions.RecommendedKind);
         var batch = new Option<int?>("--batch-size")
         {
             Description = "images per forward pass (default: as many as fit in 4 GiB or half the available memory); the same seed gives the same images at any batch size, " +
                 "the intermediate grids and the animation show the first batch",
         };
 
-        var cmd = new Command("sample", "Generate images from a checkpoint (Algorithm 2, DDIM, respaced DDPM, DPM-Solver++, UniPC, guidance)")
+        var cmd = new Command("sample", "Generate images from a checkpoint (default DPM-Solver++(2M) SDE in 20 steps; Algorithm 2, DDIM, respaced DDPM, DPM-Solver++, UniPC; guidance)")
         {
             checkpoint, config, strict, num, rows, seed, output, saveEvery, frames, device, label, guidance, noEma, precision, batch, allowNonFinite,
         };
@@ -156,7 +157,7 @@ internal static class SampleCommand
         var origin = manifest is null ? $"{loaded.Format} weights" : $"epoch {manifest.Epoch}, step {manifest.Step}";
         var t = result.Timings;
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"sampled {n} images{(mpi is null ? "" : $" over {mpi.Size} processes")} in {steps} {EnumNames.Name(samplerOptions.Kind).ToUpperInvariant()} steps{(plan.Batches > 1 ? $" × {plan.Batches} batches" : "")}, " +
+            $"sampled {n} images{(mpi is null ? "" : $" over {mpi.Size} processes")} in {steps} steps of {samplerOptions.Describe(generator.Diffusion.Schedule.T)}{(plan.Batches > 1 ? $" × {plan.Batches} batches" : "")}, " +
             $"{(mpi is null ? t.TotalSeconds : clock.Elapsed.TotalSeconds):F1} s ({t.MillisecondsPerStep:F1} ms/step{(mpi is null ? "" : " on rank 0")}) " +
             $"from {checkpointPath} ({origin}, {(generator.UsesEma ? "EMA weights" : "raw weights")}{(precision == Precision.Bf16 ? ", bf16" : "")})"));
         Console.WriteLine(gridPath);

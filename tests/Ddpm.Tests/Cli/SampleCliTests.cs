@@ -37,4 +37,25 @@ public sealed class SampleCliTests : IDisposable
         Assert.Equal(2, TinyCli.Run("sample", "--checkpoint", ckpt, "--out", Path.Combine(_dir, "bad"), "--batch-size", "0", "--device", "cpu"));
         Assert.False(Directory.Exists(Path.Combine(_dir, "bad")));
     }
+
+    [Fact]
+    public void Without_sampler_options_sample_runs_DPM_Solver_2M_SDE_in_20_Karras_steps_and_ddpm_is_one_flag_away()
+    {
+        var config = Path.Combine(_dir, "tiny.yaml");
+        File.WriteAllText(config, TinyCli.Yaml(imSize: 8, timesteps: 40));
+        var run = Path.Combine(_dir, "run");
+        Assert.Equal(0, TinyCli.Run("train", "--config", config, "--out", run, "--max-steps", "2", "--device", "cpu"));
+        var ckpt = Path.Combine(run, "checkpoint.ckpt");
+        byte[] Sample(string name, params string[] extra)
+        {
+            var dir = Path.Combine(_dir, name);
+            Assert.Equal(0, TinyCli.Run(["sample", "--checkpoint", ckpt, "--num", "4", "--frames", "0", "--seed", "5", "--out", dir, "--device", "cpu", .. extra]));
+            return File.ReadAllBytes(Path.Combine(dir, "samples.png"));
+        }
+        var byDefault = Sample("default");
+        Assert.Equal(Sample("sde-20", "--sampler", "dpmpp-2m-sde", "--steps", "20", "--spacing", "karras"), byDefault);
+        Assert.NotEqual(Sample("sde-19", "--sampler", "dpmpp-2m-sde", "--steps", "19"), byDefault);
+        Assert.NotEqual(Sample("ddpm", "--sampler", "ddpm"), byDefault);
+        Assert.Equal(Sample("ddpm-all", "--sampler", "ddpm", "--steps", "40"), Sample("ddpm-again", "--sampler", "ddpm"));
+    }
 }
