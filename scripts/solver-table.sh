@@ -2,7 +2,7 @@
 # usage: scripts/solver-table.sh CHECKPOINT OUT_DIR [NUM] [-- extra eval options, e.g. --guidance 3]
 #
 # Issue 14's comparison on one checkpoint: ancestral DDPM with all T steps (and respaced to 100) against DDIM (η = 0),
-# DPM-Solver++(2M), UniPC and DPM-Solver++(2M) SDE at 10, 20 and 50 steps, plus DPM-Solver++(3M) at 20 — the same seed, the
+# DPM-Solver++(2M), UniPC and DPM-Solver++(2M) SDE at 10, 20 and 50 steps — the same seed, the
 # same N, clipped x_0, EMA weights, `ddpm eval` for every row. Prints a Markdown table (FD relative to the all-T
 # ancestral row) and leaves each row's eval folder (eval.json, samples.png) under OUT_DIR. Rows already evaluated
 # (OUT_DIR/ROW/eval.json present) are not run again, so an interrupted table can be resumed.
@@ -26,7 +26,6 @@ rows=(
   "dpmpp-2m-10:--sampler dpmpp-2m --steps 10"  "dpmpp-2m-20:--sampler dpmpp-2m --steps 20"  "dpmpp-2m-50:--sampler dpmpp-2m --steps 50"
   "unipc-10:--sampler unipc --steps 10"  "unipc-20:--sampler unipc --steps 20"  "unipc-50:--sampler unipc --steps 50"
   "dpmpp-2m-sde-10:--sampler dpmpp-2m-sde --steps 10"  "dpmpp-2m-sde-20:--sampler dpmpp-2m-sde --steps 20"  "dpmpp-2m-sde-50:--sampler dpmpp-2m-sde --steps 50"
-  "dpmpp-3m-20:--sampler dpmpp-3m --steps 20"
 )
 for row in "${rows[@]}"; do
   name=${row%%:*} options=${row#*:}

@@ -15,7 +15,7 @@ namespace Ddpm.Cli.Commands;
 internal sealed class SamplerOptionSet(SamplerKind defaultKind, string alsoIn = "")
 {
     private readonly Option<Spelled<SamplerKind>> _kind = CommonOptions.EnumOption("--sampler",
-        "reverse process: ddpm (ancestral, Algorithm 2), ddim, dpmpp-2m / dpmpp-3m / dpmpp-2m-sde (DPM-Solver++) or unipc (UniPC bh2)",
+        "reverse process: ddpm (ancestral, Algorithm 2), ddim, dpmpp-2m / dpmpp-2m-sde (DPM-Solver++) or unipc (UniPC bh2)",
         defaultKind, "sampler");
     private readonly Option<int?> _steps = new("--steps")
     {

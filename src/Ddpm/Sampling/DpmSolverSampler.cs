@@ -6,10 +6,11 @@ namespace Ddpm.Sampling;
 /// <summary>
 /// DPM-Solver++ (Lu et al. 2022, "DPM-Solver++", Algorithm 2): multistep solver of the probability-flow ODE in
 /// data-prediction form, x_{i+1} = (σ_{i+1}/σ_i) x_i − α_{i+1}(e^{−h_i} − 1) D_i with h_i = λ_{i+1} − λ_i and D_i a
-/// Taylor combination of the current and previous x̂_0. Order 1 is DDIM (η = 0), order 2 is "2M", order 3 "3M".
-/// The first steps fall back to the order their history allows; with fewer than 15 steps the 3M solver takes its
-/// second-to-last step at order 2 (the last step is always first order). After the last visited timestep the solver
-/// returns x̂_0 (ᾱ = 1), as DDIM does here. One instance samples one batch at a time (it keeps the previous x̂_0).
+/// Taylor combination of the current and previous x̂_0. Order 1 is DDIM (η = 0), order 2 is "2M"; the first step is
+/// first order (no history yet). After the last visited timestep the solver returns x̂_0 (ᾱ = 1), as DDIM does here.
+/// One instance samples one batch at a time (it keeps the previous x̂_0). A third-order "3M" variant was built and
+/// measured (README, "Few-step solvers": worse than 2M on both quick checkpoints and against the ODE's own solution)
+/// and removed, as issue 14 asked of a solver that shows no use.
 /// </summary>
 public sealed class DpmSolverSampler : ISampler
 {
@@ -18,7 +19,7 @@ public sealed class DpmSolverSampler : ISampler
     private readonly ModelOutputHistory _history;
 
     public IReadOnlyList<int> Timesteps => _grid.Timesteps;
-    /// <summary>The solver's order (1, 2 or 3).</summary>
+    /// <summary>The solver's order (1 or 2).</summary>
     public int Order { get; }
     /// <summary>True for DPM-Solver++(2M) SDE (Lu et al. 2022, "DPM-Solver++", §5 and appendix: the SDE variant).</summary>
     public bool Stochastic { get; }
@@ -31,8 +32,7 @@ public sealed class DpmSolverSampler : ISampler
 
     public DpmSolverSampler(SolverGrid grid, int order = 2, bool stochastic = false, X0Correction? correction = null)
     {
-        if (order is < 1 or > 3) throw new ArgumentOutOfRangeException(nameof(order), $"DPM-Solver++ order must be 1, 2 or 3, got {order}");
-        if (stochastic && order == 3) throw new ArgumentException("the SDE variant of DPM-Solver++ is implemented for orders 1 and 2", nameof(stochastic));
+        if (order is < 1 or > 2) throw new ArgumentOutOfRangeException(nameof(order), $"DPM-Solver++ order must be 1 or 2, got {order}");
         _grid = grid;
         Order = order;
         Stochastic = stochastic;
@@ -56,7 +56,6 @@ public sealed class DpmSolverSampler : ISampler
             return d0.MoveToOuterDisposeScope(); // h = ∞: every order reduces to x̂_0
         }
         int order = Math.Min(Order, _history.Count + 1);
-        if (Order == 3 && index == _grid.Count - 2 && _grid.Count < 15) order = Math.Min(order, 2);
 
         double h = _grid.Lambda(index + 1) - _grid.Lambda(index);
         double alphaNext = _grid.Alpha(index + 1), sigmaRatio = _grid.Sigma(index + 1) / _grid.Sigma(index);
@@ -71,13 +70,8 @@ public sealed class DpmSolverSampler : ISampler
         else
         {
             double phi1 = ExponentialIntegrator.Expm1(-h); // e^{−h} − 1
-            var d = order switch
-            {
-                1 => d0,
-                // 2M: D = D_i + ½·(D_i − D_{i−1})/r, r = h_{i−1}/h_i (Algorithm 2)
-                2 => d0 + 0.5 * FirstDifference(d0, index),
-                _ => ThirdOrder(d0, index, h),
-            };
+            // 2M: D = D_i + ½·(D_i − D_{i−1})/r, r = h_{i−1}/h_i (Algorithm 2)
+            var d = order == 1 ? d0 : d0 + 0.5 * FirstDifference(d0, index);
             next = sigmaRatio * x - alphaNext * phi1 * d;
         }
         _history.Push(index, d0);
@@ -90,26 +84,5 @@ public sealed class DpmSolverSampler : ISampler
         var (prevIndex, d1) = _history[0];
         double r = (_grid.Lambda(index) - _grid.Lambda(prevIndex)) / (_grid.Lambda(index + 1) - _grid.Lambda(index));
         return (d0 - d1) / r;
-    }
-
-    /// <summary>
-    /// 3M (Lu et al. 2022, DPM-Solver++, multistep third order): x̂_0(λ) ≈ D + (λ − λ_i)·D' + ½(λ − λ_i)²·D'' with
-    /// hD' and ½h²D'' from the last three predictions, integrated exactly:
-    /// x_{i+1} = (σ_{i+1}/σ_i) x_i + α_{i+1}[hφ_1(−h) D + h²φ_2(−h) D' + h³φ_3(−h) D''], returned as the D that the
-    /// first-order formula turns into the same x_{i+1}. (LuChengTHU/dpm-solver and diffusers weight ½h²D'' by hφ_3
-    /// instead of 2hφ_3; on the Gaussian problem of the tests that variant converges at order 2.0, this one at 3.0.)
-    /// </summary>
-    private Tensor ThirdOrder(Tensor d0, int index, double h)
-    {
-        var (i1, d1) = _history[0];
-        var (i2, d2) = _history[1];
-        double r0 = (_grid.Lambda(index) - _grid.Lambda(i1)) / h, r1 = (_grid.Lambda(i1) - _grid.Lambda(i2)) / h;
-        var diff0 = (d0 - d1) / r0; // h·D' at the midpoint of the last interval
-        var diff1 = (d1 - d2) / r1; // h·D' at the midpoint of the one before
-        var firstDerivative = diff0 + r0 / (r0 + r1) * (diff0 - diff1); // h·D' at λ_i
-        var halfSecondDerivative = (diff0 - diff1) / (r0 + r1); // ½h²·D''
-        double phi1 = ExponentialIntegrator.Phi(1, -h);
-        return d0 + ExponentialIntegrator.Phi(2, -h) / phi1 * firstDerivative
-                  + 2 * ExponentialIntegrator.Phi(3, -h) / phi1 * halfSecondDerivative;
     }
 }

@@ -12,8 +12,6 @@ public enum SamplerKind
     Ddim,
     /// <summary>DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): second-order multistep, one model call per step.</summary>
     [EnumMember(Value = "dpmpp-2m")] DpmSolver2M,
-    /// <summary>DPM-Solver++(3M): third-order multistep (Lu et al. 2022).</summary>
-    [EnumMember(Value = "dpmpp-3m")] DpmSolver3M,
     /// <summary>DPM-Solver++(2M) SDE: the stochastic second-order multistep variant (Lu et al. 2022).</summary>
     [EnumMember(Value = "dpmpp-2m-sde")] DpmSolver2MSde,
     /// <summary>UniPC with B(h) = e^{−h} − 1 ("bh2", Zhao et al. 2023): UniP-2 predictor and UniC corrector, order 3.</summary>
@@ -77,7 +75,7 @@ public sealed record SamplerOptions
 
     /// <summary>True for the probability-flow ODE solvers that step with x̂_0 (DPM-Solver++, UniPC).</summary>
     public static bool IsDataPredictionSolver(SamplerKind kind) =>
-        kind is SamplerKind.DpmSolver2M or SamplerKind.DpmSolver3M or SamplerKind.DpmSolver2MSde or SamplerKind.UniPc;
+        kind is SamplerKind.DpmSolver2M or SamplerKind.DpmSolver2MSde or SamplerKind.UniPc;
 
     /// <summary>Builds the sampler for <paramref name="schedule"/>; throws <see cref="ArgumentException"/> naming the bad setting.</summary>
     public ISampler Create(NoiseSchedule schedule)
@@ -104,7 +102,6 @@ public sealed record SamplerOptions
                 new DdpmSampler(new GaussianDiffusion(schedule), Variance, ClipX0),
             SamplerKind.Ddpm => new RespacedDdpmSampler(schedule, steps, spacing, Variance, ClipX0),
             SamplerKind.DpmSolver2M => new DpmSolverSampler(schedule, steps, spacing, order: 2, correction: correction),
-            SamplerKind.DpmSolver3M => new DpmSolverSampler(schedule, steps, spacing, order: 3, correction: correction),
             SamplerKind.DpmSolver2MSde => new DpmSolverSampler(schedule, steps, spacing, order: 2, stochastic: true, correction: correction),
             SamplerKind.UniPc => new UniPcSampler(schedule, steps, spacing, order: 2, correction: correction),
             _ => throw new ArgumentOutOfRangeException(nameof(Kind)),

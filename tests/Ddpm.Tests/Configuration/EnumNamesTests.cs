@@ -14,7 +14,7 @@ public class EnumNamesTests
         Assert.Equal("cifar10", EnumNames.Name(DatasetKind.Cifar10));
         Assert.Equal("bf16", EnumNames.Name(Precision.Bf16));
         Assert.Equal(["folder", "mnist", "idx", "cifar10", "synthetic"], EnumNames.Names<DatasetKind>());
-        Assert.Equal(["ddpm", "ddim", "dpmpp-2m", "dpmpp-3m", "dpmpp-2m-sde", "unipc"], EnumNames.Names<SamplerKind>());
+        Assert.Equal(["ddpm", "ddim", "dpmpp-2m", "dpmpp-2m-sde", "unipc"], EnumNames.Names<SamplerKind>());
         Assert.Equal(["uniform", "quadratic", "lambda", "karras"], EnumNames.Names<SpacingKind>());
     }
 

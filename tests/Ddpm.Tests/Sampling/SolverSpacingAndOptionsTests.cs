@@ -89,8 +89,6 @@ public class SolverSpacingAndOptionsTests
         var dpm = Assert.IsType<DpmSolverSampler>(new SamplerOptions { Kind = SamplerKind.DpmSolver2M, Steps = 20 }.Create(Linear));
         Assert.Equal((2, false), (dpm.Order, dpm.Stochastic));
         Assert.Equal(TimestepSpacing.Ascending(Linear, 20, SamplerOptions.DefaultSpacing(SamplerKind.DpmSolver2M)).Reverse(), dpm.Timesteps);
-        var dpm3 = Assert.IsType<DpmSolverSampler>(new SamplerOptions { Kind = SamplerKind.DpmSolver3M, Steps = 20 }.Create(Linear));
-        Assert.Equal(3, dpm3.Order);
         var sde = Assert.IsType<DpmSolverSampler>(new SamplerOptions { Kind = SamplerKind.DpmSolver2MSde, Steps = 20 }.Create(Linear));
         Assert.True(sde.Stochastic);
         var unipc = Assert.IsType<UniPcSampler>(new SamplerOptions { Kind = SamplerKind.UniPc, Steps = 10, Spacing = SpacingKind.Karras }.Create(Linear));
@@ -126,7 +124,7 @@ public class SolverSpacingAndOptionsTests
     {
         var sde = new SamplerOptions { Kind = SamplerKind.DpmSolver2MSde, Steps = 5 }.Create(Linear);
         Assert.Equal([true, true, true, true, false], Enumerable.Range(0, 5).Select(sde.UsesNoise));
-        foreach (var kind in new[] { SamplerKind.DpmSolver2M, SamplerKind.DpmSolver3M, SamplerKind.UniPc })
+        foreach (var kind in new[] { SamplerKind.DpmSolver2M, SamplerKind.UniPc })
         {
             var ode = new SamplerOptions { Kind = kind, Steps = 5 }.Create(Linear);
             Assert.All(Enumerable.Range(0, 5), i => Assert.False(ode.UsesNoise(i)));
@@ -142,7 +140,7 @@ public class SolverSpacingAndOptionsTests
     [InlineData(SamplerKind.DpmSolver2M, 10, 0.5, null, "eta")]
     [InlineData(SamplerKind.Ddim, 10, 0.0, 0.99, "dynamic threshold")]
     [InlineData(SamplerKind.UniPc, 10, 0.0, 1.0, "dynamic threshold")]
-    [InlineData(SamplerKind.DpmSolver3M, 10, 0.0, 0.0, "dynamic threshold")]
+    [InlineData(SamplerKind.DpmSolver2MSde, 10, 0.0, 0.0, "dynamic threshold")]
     [InlineData((SamplerKind)99, 10, 0.0, null, "sampler")]
     public void Sampler_options_reject_bad_settings_naming_them(SamplerKind kind, int steps, double? eta, double? threshold, string setting)
     {
