@@ -10,6 +10,38 @@ using static TorchSharp.torch;
 // Dies with the test host: exits when the PID in DDPM_EXIT_WITH_PARENT is gone or stdin closes (a crashed host must not
 // leave this loop writing checkpoints at full CPU).
 Ddpm.Runtime.ParentWatch.StartFromEnvironment();
+// Usage 2: Ddpm.KillTarget --page-faults — on the main thread, after DevicePolicy: five rounds of a U-Net-sized
+// convolution block on 200 images of 32×28×28 (tens of MiB of activations made and freed per round, as a sampling step
+// makes them); prints the policy's allocator line and each round's minor page faults (HostAllocatorTests compares
+// DDPM_MALLOC=0 with the default).
+if (args is ["--page-faults"])
+{
+    Ddpm.Runtime.DevicePolicy.EnsureCpuDefaults();
+    static long MinorFaults()
+    {
+        var stat = File.ReadAllText("/proc/self/stat");
+        return long.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[7], System.Globalization.CultureInfo.InvariantCulture); // field 10
+    }
+    manual_seed(0);
+    using var x = randn(200, 32, 28, 28);
+    using var conv1 = nn.Conv2d(32, 64, 3, padding: 1);
+    using var conv2 = nn.Conv2d(64, 32, 3, padding: 1);
+    var faults = new List<long>();
+    using (no_grad())
+        for (int i = 0; i < 5; i++)
+        {
+            long before = MinorFaults();
+            using (var scope = NewDisposeScope())
+            {
+                var y = conv2.forward(nn.functional.silu(conv1.forward(x))) + x;
+                if (!isfinite(y).all().item<bool>()) throw new InvalidOperationException("non-finite convolution output");
+            }
+            faults.Add(MinorFaults() - before);
+        }
+    Console.WriteLine(Ddpm.Runtime.DevicePolicy.HostAllocator);
+    Console.WriteLine(string.Join(' ', faults));
+    return;
+}
 var outDir = args[0];
 int keep = int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture);
 set_num_threads(1);

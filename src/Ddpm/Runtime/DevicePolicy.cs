@@ -17,6 +17,15 @@ namespace Ddpm.Runtime;
 /// and a self-check compares oneDNN with libtorch's own kernels on those shapes; if they disagree, oneDNN is turned off
 /// for the process (exact, but ≈ 3.5× slower forward passes). <c>DDPM_ONEDNN=0</c> turns it off, <c>1</c> keeps it
 /// on without the check.</para>
+/// <para>Host memory (Linux, glibc): libtorch takes every CPU tensor from malloc, and glibc serves blocks above its mmap
+/// threshold (128 KiB, raised dynamically to at most 32 MiB) with fresh mmaps and returns the heap's top to the kernel
+/// past 128 KiB, so each sampling step's megabytes of activations are page-faulted and zeroed by the kernel anew. The
+/// policy raises both thresholds to 1 GiB with <c>mallopt</c> (freed blocks are reused instead). On the 2-core
+/// development VM, <c>ddpm sample</c> of 100 guided quick-preset images in 20 steps, alternating runs: 243 / 252 vs
+/// 799 / 672 ms per step with <c>DDPM_MALLOC=0</c>, system time 0.9 / 1.1 vs 10.6 / 7.9 s, page faults 0.10 / 0.11
+/// vs 1.41 / 1.04 million, the same images bit for bit; <c>ddpm bench</c> training at batch 16: 122.5 / 147.2 vs
+/// 112.2 / 128.2 img/s. <c>DDPM_MALLOC=0</c> leaves malloc alone, as does any <c>MALLOC_MMAP_THRESHOLD_</c> /
+/// <c>MALLOC_TRIM_THRESHOLD_</c> the user set.</para>
 /// </summary>
 public static class DevicePolicy
 {
@@ -29,8 +38,15 @@ public static class DevicePolicy
     /// <summary>oneDNN's own variable capping the instruction set its kernels use.</summary>
     public const string OneDnnIsaVariable = "DNNL_MAX_CPU_ISA";
 
+    /// <summary>The variable that leaves glibc's malloc thresholds alone (0) or raises them (1, default).</summary>
+    public const string MallocVariable = "DDPM_MALLOC";
+
+    /// <summary>The mmap and trim thresholds the policy gives glibc's malloc.</summary>
+    public const long MallocThresholdBytes = 1L << 30;
+
     private static readonly object Gate = new();
     private static string? _cpuConvolutions;
+    private static string? _hostAllocator;
 
     /// <summary>Sets libtorch up for <paramref name="device"/> (idempotent; the CPU part runs for every device).</summary>
     /// <exception cref="ArgumentException">a DDPM_* variable holds something other than 0 or 1.</exception>
@@ -53,8 +69,35 @@ public static class DevicePolicy
         lock (Gate)
         {
             if (_cpuConvolutions is not null) return;
+            _hostAllocator = ConfigureHostAllocator();
             _cpuConvolutions = ChooseCpuConvolutions();
         }
+    }
+
+    /// <summary>How host memory is allocated in this process (for reports), e.g. "glibc malloc, mmap/trim thresholds 1 GiB".</summary>
+    public static string HostAllocator
+    {
+        get
+        {
+            EnsureCpuDefaults();
+            return _hostAllocator!;
+        }
+    }
+
+    private static string ConfigureHostAllocator()
+    {
+        if (!OperatingSystem.IsLinux()) return "the platform's malloc";
+        if (Flag(MallocVariable) == false) return $"glibc malloc, its own thresholds ({MallocVariable}=0)";
+        foreach (var own in new[] { "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_" })
+            if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(own))) return $"glibc malloc, thresholds from {own}";
+        try
+        {
+            // mallopt returns 1 when glibc took the value (musl's returns 0 and changes nothing).
+            if (mallopt(MallocMmapThreshold, (int)MallocThresholdBytes) == 1 && mallopt(MallocTrimThreshold, (int)MallocThresholdBytes) == 1)
+                return "glibc malloc, mmap/trim thresholds 1 GiB";
+            return "malloc (mallopt refused the thresholds)";
+        }
+        catch (EntryPointNotFoundException) { return "malloc (no mallopt)"; }
     }
 
     /// <summary>What CPU convolutions run on in this process (for reports), e.g. "oneDNN, ISA capped at AVX (...)".</summary>
@@ -127,4 +170,10 @@ public static class DevicePolicy
 
     [DllImport("libc")]
     private static extern int setenv(string name, string value, int overwrite);
+
+    // glibc's <malloc.h>: M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3.
+    private const int MallocTrimThreshold = -1, MallocMmapThreshold = -3;
+
+    [DllImport("libc")]
+    private static extern int mallopt(int parameter, int value);
 }
