@@ -31,11 +31,11 @@ if [ "$DEVICE" = cpu ]; then
   # Dry run: the local build and settings small enough for a 2-core machine.
   DDPM="${DDPM:-dotnet $PWD/src/Ddpm.Cli/bin/Release/net10.0/Ddpm.Cli.dll}"
   BENCH_CONFIG=configs/quick.yaml; TRAIN_CONFIG=configs/quick.yaml; BATCHES=4; BATCH_BF16=4; SMOKE_CONFIG=configs/quick.yaml
-  BENCH_ARGS="--repeats 1 --steps 1 --warmup 1 --sample-batch 4"; FULL=""; EVAL_ARGS="--num 100 --batch-size 100 --steps 5 --nll none"
+  BENCH_ARGS="--repeats 1 --steps 1 --warmup 1 --sample-batch 4"; FULL=""; EVAL_ARGS="--num 100 --batch-size 100 --sampler ddpm --steps 5 --nll none"
   SMOKE_ARGS="--batch-sizes 4 $BENCH_ARGS"; PAD_ARGS="$BENCH_ARGS"; PT_BATCHES=4
 else
   BENCH_CONFIG=configs/mnist.yaml; TRAIN_CONFIG=configs/mnist.yaml; BATCHES=64,256; BATCH_BF16=256; SMOKE_CONFIG=configs/quick.yaml
-  BENCH_ARGS=""; FULL="--sample-full"; EVAL_ARGS="--num 1000 --batch-size 500"
+  BENCH_ARGS=""; FULL="--sample-full"; EVAL_ARGS="--num 1000 --batch-size 500 --sampler ddpm"
   SMOKE_ARGS="--batch-sizes 16 --repeats 1 --steps 3 --warmup 3 --sample-batch 16"; PAD_ARGS="--repeats 3"; PT_BATCHES=64,256
 fi
 
