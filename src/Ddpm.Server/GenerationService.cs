@@ -63,8 +63,10 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
     {
         if (lease.Checkpoint.Id != request.Checkpoint.Id) throw new ArgumentException("the lease is for another checkpoint", nameof(lease));
         var clock = Stopwatch.StartNew();
-        int? stepsAtCancel = null;
-        using var registration = cancel.Register(() => stepsAtCancel ??= lease.Done);
+        // The steps done when the cancellation came: set by the token's callback, or where the sampling saw it first
+        // (the callback runs on the cancelling thread and may not have run yet when the sampling throws).
+        int stepsAtCancel = -1;
+        using var registration = cancel.Register(() => Interlocked.CompareExchange(ref stepsAtCancel, lease.Done, -1));
         var outcome = GenerationOutcome.Failed;
         try
         {
@@ -76,13 +78,15 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         }
         catch (OperationCanceledException)
         {
+            Interlocked.CompareExchange(ref stepsAtCancel, lease.Done, -1);
             outcome = GenerationOutcome.Cancelled;
             throw;
         }
         finally
         {
             // The sampling has stopped: free the checkpoint first, so whoever hears Finished can generate from it at once.
-            var record = new GenerationRecord(request.Checkpoint.Id, outcome, lease.Done, lease.Total, stepsAtCancel, clock.Elapsed.TotalSeconds);
+            int atCancel = Volatile.Read(ref stepsAtCancel);
+            var record = new GenerationRecord(request.Checkpoint.Id, outcome, lease.Done, lease.Total, atCancel < 0 ? null : atCancel, clock.Elapsed.TotalSeconds);
             lease.Dispose();
             Finished?.Invoke(record);
         }
