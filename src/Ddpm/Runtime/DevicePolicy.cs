@@ -44,6 +44,9 @@ public static class DevicePolicy
     /// <summary>The mmap and trim thresholds the policy gives glibc's malloc.</summary>
     public const long MallocThresholdBytes = 1L << 30;
 
+    /// <summary>glibc's own variables for the two thresholds: when the user set either, the policy leaves malloc alone.</summary>
+    public static readonly IReadOnlyList<string> GlibcThresholdVariables = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"];
+
     private static readonly object Gate = new();
     private static string? _cpuConvolutions;
     private static string? _hostAllocator;
@@ -88,7 +91,7 @@ public static class DevicePolicy
     {
         if (!OperatingSystem.IsLinux()) return "the platform's malloc";
         if (Flag(MallocVariable) == false) return $"glibc malloc, its own thresholds ({MallocVariable}=0)";
-        foreach (var own in new[] { "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_" })
+        foreach (var own in GlibcThresholdVariables)
             if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(own))) return $"glibc malloc, thresholds from {own}";
         try
         {

@@ -16,8 +16,7 @@ public sealed class HostAllocatorTests
         info.ArgumentList.Add(ChildProcess.KillTargetDll);
         info.ArgumentList.Add("--page-faults");
         info.Environment[DevicePolicy.MallocVariable] = malloc;
-        info.Environment.Remove("MALLOC_MMAP_THRESHOLD_");
-        info.Environment.Remove("MALLOC_TRIM_THRESHOLD_");
+        foreach (var own in DevicePolicy.GlibcThresholdVariables) info.Environment.Remove(own);
         using var process = Process.Start(info)!;
         var stderr = process.StandardError.ReadToEndAsync();
         var lines = process.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
