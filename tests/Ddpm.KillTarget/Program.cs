@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 // Dies with the test host: exits when the PID in DDPM_EXIT_WITH_PARENT is gone or stdin closes (a crashed host must not
 // leave this loop writing checkpoints at full CPU).
 Ddpm.Runtime.ParentWatch.StartFromEnvironment();
-// Usage 2: Ddpm.KillTarget --page-faults — on the main thread, after DevicePolicy: five rounds of a U-Net-sized
+// Usage 2: Ddpm.KillTarget --page-faults — on the main thread, after DevicePolicy: twelve rounds of a U-Net-sized
 // convolution block on 200 images of 32×28×28 (tens of MiB of activations made and freed per round, as a sampling step
 // makes them); prints the policy's allocator line and each round's minor page faults (HostAllocatorTests compares
 // DDPM_MALLOC=0 with the default).
@@ -28,7 +28,7 @@ if (args is ["--page-faults"])
     using var conv2 = nn.Conv2d(64, 32, 3, padding: 1);
     var faults = new List<long>();
     using (no_grad())
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 12; i++)
         {
             long before = MinorFaults();
             using (var scope = NewDisposeScope())
