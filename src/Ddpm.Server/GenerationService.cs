@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Ddpm.Configuration;
 using Ddpm.Imaging;
+using Ddpm.Runtime;
 using Ddpm.Sampling;
 using Microsoft.Extensions.Logging;
 using static TorchSharp.torch;
@@ -95,7 +96,7 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
     private GeneratedGrid Sample(GenerationLease lease, ServeRequest request, Action<GenerationFrame>? onFrame, CancellationToken cancel, Stopwatch clock)
     {
         cancel.ThrowIfCancellationRequested();
-        using var guard = TorchCallGuard.Enter();
+        using var hold = FinalizerHold.Enter(); // the loading, the frames and the grid too, not only the sampling steps
         var generator = Generator(lease.Slot, request);
         cancel.ThrowIfCancellationRequested();
         // The library's request, as ddpm sample builds it from the same settings (one batch: per-image noise makes the
@@ -120,7 +121,6 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
                 lastFrame = clock.Elapsed;
                 onFrame(new GenerationFrame((int)s.Done, (int)s.Total, s.Timestep, ImageGrid.ToPng(s.X, request.Rows), ImageGrid.ToPng(s.PredictedX0, request.Rows)));
             }
-            TorchCallGuard.Boundary();
         }, cancel);
         var png = ImageGrid.ToPng(result.Images, request.Rows);
         return new GeneratedGrid(png, plan.Timesteps.Count, result.Timesteps, result.Timings.TotalSeconds);

@@ -42,6 +42,60 @@ if (args is ["--page-faults"])
     Console.WriteLine(string.Join(' ', faults));
     return;
 }
+// Usage 3: Ddpm.KillTarget --scalar-race <hold|none> <seconds> — the main thread computes (a + 0.5·b − 1.5)·2 on small
+// tensors (TorchSharp makes a native Scalar for every number and for the implicit alpha of + and −) while another thread
+// allocates garbage; with "hold" inside FinalizerHold's region (a boundary after each result), with "none" without.
+// Prints: results, wrong results, garbage rounds of 2 MB, holds started. Without the hold libtorch soon reads a Scalar
+// the finalizer already freed (the process aborts); FinalizerHoldTests runs both.
+if (args is ["--scalar-race", var mode, var seconds])
+{
+    Ddpm.Runtime.DevicePolicy.EnsureCpuDefaults();
+    set_num_threads(1);
+    using var a = ones(64);
+    using var b = full(64, 2.0);
+    var until = DateTime.UtcNow.AddSeconds(double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture));
+    long rounds = 0;
+    var garbage = new Thread(() =>
+    {
+        byte[] last = [];
+        while (DateTime.UtcNow < until)
+        {
+            for (int k = 0; k < 1000; k++) last = new byte[2000];
+            rounds++;
+        }
+        GC.KeepAlive(last);
+    }) { IsBackground = true };
+    garbage.Start();
+    long results = 0, wrong = 0;
+    Ddpm.Runtime.FinalizerHold.Region? region = mode == "hold" ? Ddpm.Runtime.FinalizerHold.Enter() : null;
+    while (DateTime.UtcNow < until)
+    {
+        using (var scope = NewDisposeScope())
+        {
+            var z = (a + b * 0.5 - 1.5) * 2.0; // 1 everywhere
+            if (z.sum().item<float>() != 64f) wrong++;
+        }
+        results++;
+        Ddpm.Runtime.FinalizerHold.Boundary();
+    }
+    region?.Dispose();
+    garbage.Join();
+    Console.WriteLine($"{results} {wrong} {rounds} {Ddpm.Runtime.FinalizerHold.HoldsStarted}");
+    return;
+}
+// Usage 4: Ddpm.KillTarget --finalizer-wait — inside FinalizerHold's region, waits for pending finalizers (as TorchSharp
+// does when a tensor factory fails) and prints the seconds that took: the hold lets go after its GiveUpAfter.
+if (args is ["--finalizer-wait"])
+{
+    using (Ddpm.Runtime.FinalizerHold.Enter())
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Console.WriteLine(clock.Elapsed.TotalSeconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
+    }
+    return;
+}
 var outDir = args[0];
 int keep = int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture);
 set_num_threads(1);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Ddpm.Data;
+using Ddpm.Runtime;
 using static TorchSharp.torch;
 
 namespace Ddpm.Evaluation;
@@ -20,6 +21,7 @@ public static class ClassifierTraining
         long n = options.MaxTrainImages > 0 ? Math.Min(options.MaxTrainImages, train.Count) : train.Count;
         var device = model.parameters().First().device;
         using var optimizer = optim.Adam(model.parameters(), options.Lr);
+        using var hold = FinalizerHold.Enter();
         var clock = Stopwatch.StartNew();
         for (int epoch = 1; epoch <= options.Epochs; epoch++)
         {
@@ -45,6 +47,7 @@ public static class ClassifierTraining
                 lossSum += loss.item<float>();
                 correct += logits.argmax(1).eq(y).sum().item<long>();
                 steps++;
+                FinalizerHold.Boundary();
             }
             log?.Invoke(FormattableString.Invariant(
                 $"classifier epoch {epoch}/{options.Epochs}: loss {lossSum / steps:F4}, train accuracy {100.0 * correct / n:F2}%, {clock.Elapsed.TotalSeconds:F0} s"));
@@ -60,6 +63,7 @@ public static class ClassifierTraining
         MnistClassifier.CheckImages(data.Images.shape, data.Description);
         model.eval();
         using var noGrad = no_grad();
+        using var hold = FinalizerHold.Enter();
         var device = model.parameters().First().device;
         long correct = 0;
         for (long start = 0; start < data.Count; start += batchSize)
@@ -68,6 +72,7 @@ public static class ClassifierTraining
             var idx = arange(start, Math.Min(start + batchSize, data.Count), dtype: int64);
             var pred = model.forward(data.Batch(idx, device)).argmax(1).cpu();
             correct += pred.eq(data.Labels.index_select(0, idx)).sum().item<long>();
+            FinalizerHold.Boundary();
         }
         return (double)correct / data.Count;
     }

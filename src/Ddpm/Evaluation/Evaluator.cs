@@ -1,10 +1,11 @@
 using System.Diagnostics;
 using System.Globalization;
 using Ddpm.Data;
-using Ddpm.Distributed;
 using Ddpm.Diffusion;
+using Ddpm.Distributed;
 using Ddpm.Imaging;
 using Ddpm.Interop;
+using Ddpm.Runtime;
 using Ddpm.Sampling;
 using Ddpm.Training;
 using static TorchSharp.torch;
@@ -125,6 +126,7 @@ public sealed class Evaluator : IDisposable
         Stopwatch total)
     {
         if (_ranks is { Rank: > 0 }) throw new InvalidOperationException("only rank 0 runs the evaluation; the other ranks call SamplePart");
+        using var hold = FinalizerHold.Enter();
         var o = Options;
         var inv = CultureInfo.InvariantCulture;
         var testStats = reference.TestStatistics;

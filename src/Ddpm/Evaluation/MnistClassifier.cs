@@ -1,3 +1,4 @@
+using Ddpm.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -65,6 +66,7 @@ public sealed class MnistClassifier : nn.Module<Tensor, Tensor>
         CheckImages(images.shape, "images");
         eval();
         using var noGrad = no_grad();
+        using var hold = FinalizerHold.Enter();
         var device = parameters().First().device;
         long n = images.shape[0];
         var features = new List<Tensor>();
@@ -81,6 +83,7 @@ public sealed class MnistClassifier : nn.Module<Tensor, Tensor>
                 var p = nn.functional.softmax(Logits(f).to(float64), 1);
                 features.Add(f.to(float64).cpu().MoveToOuterDisposeScope());
                 probs.Add(p.cpu().MoveToOuterDisposeScope());
+                FinalizerHold.Boundary();
             }
             return new ClassifierOutputs(cat(features, 0), cat(probs, 0));
         }

@@ -1,4 +1,5 @@
 using Ddpm.Diffusion;
+using Ddpm.Runtime;
 using static TorchSharp.torch;
 
 namespace Ddpm.Evaluation;
@@ -79,6 +80,7 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
     public BitsPerDim Exact(NoisePredictor model, IEnumerable<Tensor> batches, long seed = 0, Action<long>? progress = null)
     {
         using var noGrad = no_grad();
+        using var hold = FinalizerHold.Enter();
         var acc = new Accumulator(T);
         long evals = 0, first = 0;
         foreach (var x0 in batches)
@@ -100,6 +102,7 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
                 klSum.add_(kl);
                 termSums[t] = kl.sum().item<double>();
                 progress?.Invoke(evals += n);
+                FinalizerHold.Boundary();
             }
             acc.Add(x0, prior, klSum, decoder, termSums, new double[n]);
             first += n;
@@ -122,6 +125,7 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
         if (m < 2) throw new ArgumentOutOfRangeException(nameof(k), $"a subset estimate needs T ≥ 3 (T = {T}); use the exact sum");
         if (k < 2 || k > m) throw new ArgumentOutOfRangeException(nameof(k), k, $"K must lie in 2..T−1 = 2..{m} (2 or more so its error can be estimated)");
         using var noGrad = no_grad();
+        using var hold = FinalizerHold.Enter();
         var acc = new Accumulator(T);
         long evals = 0, first = 0;
         foreach (var x0 in batches)
@@ -144,6 +148,7 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
                 var v = kl.cpu().data<double>().ToArray();
                 for (int i = 0; i < n; i++) values[i, j] = v[i];
                 progress?.Invoke(evals += n);
+                FinalizerHold.Boundary();
             }
             klSum.mul_((double)m / k);
             var variances = new double[n];

@@ -158,6 +158,7 @@ public sealed class ImageGenerator : IDisposable
     public GenerationResult Generate(GenerationRequest request, Action<GenerationStep>? onStep = null, CancellationToken cancel = default)
     {
         var plan = Plan(request);
+        using var hold = FinalizerHold.Enter();
         var clock = Stopwatch.StartNew();
         var stepSeconds = new List<double>((int)Math.Min(plan.TotalSteps, 1 << 20));
         var parts = new List<Tensor>();

@@ -1,4 +1,5 @@
 using Ddpm.Diffusion;
+using Ddpm.Runtime;
 using static TorchSharp.torch;
 
 namespace Ddpm.Sampling;
@@ -22,6 +23,7 @@ public static class SamplingLoop
         Action<SamplingStep>? onStep = null, CancellationToken cancel = default)
     {
         using var noGrad = no_grad();
+        using var hold = FinalizerHold.Enter();
         var x = xT;
         var steps = sampler.Timesteps;
         try
@@ -37,6 +39,7 @@ public static class SamplingLoop
                 next.MoveToOuterDisposeScope();
                 x.Dispose();
                 x = next;
+                FinalizerHold.Boundary();
             }
             return x;
         }

@@ -1,10 +1,11 @@
 using System.Diagnostics;
-using TorchSharp;
 using Ddpm.Configuration;
 using Ddpm.Data;
 using Ddpm.Diffusion;
 using Ddpm.Distributed;
 using Ddpm.Models;
+using Ddpm.Runtime;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -169,6 +170,7 @@ public sealed class Trainer : IDisposable
     public EpochReport? TrainEpoch(ImageDataset data, Action<StepReport>? onStep = null, CancellationToken cancel = default)
     {
         if (Finished) return null;
+        using var hold = FinalizerHold.Enter();
         Synchronize();
         // Data parallel: the epoch's order is split into global batches of N·B; each rank trains on its B of every one.
         _parallel?.CheckWeights(_adam.Weights, Step);
@@ -218,6 +220,7 @@ public sealed class Trainer : IDisposable
             TrainStep(x0, labels, part, new StepContext(epochNumber, batch + 1, stepsInEpoch, images, clock, Report));
             StepInEpoch = batch + 1;
             steps++;
+            FinalizerHold.Boundary();
         }
         Synchronize();
         _parallel?.CheckWeights(_adam.Weights, Step);
@@ -247,6 +250,7 @@ public sealed class Trainer : IDisposable
     private void TrainStep(Tensor x0, Tensor? labels, Shard part, StepContext context)
     {
         if (x0.shape[0] != part.Count) throw new ArgumentException($"x0 has {x0.shape[0]} images for a part of {part.Count}", nameof(x0));
+        using var hold = FinalizerHold.Enter();
         if (LearningRates is { } schedule)
             _adam.Options.LearningRate = schedule.At(Step);
         using (var scope = NewDisposeScope())

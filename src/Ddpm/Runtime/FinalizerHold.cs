@@ -1,0 +1,199 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+
+namespace Ddpm.Runtime;
+
+/// <summary>
+/// Keeps .NET's finalizer thread waiting while any thread is inside the library's TorchSharp loops, so that no
+/// TorchSharp <c>Scalar</c> is freed while libtorch still reads it.
+/// </summary>
+/// <remarks>
+/// <para>Why: TorchSharp 0.107 turns numbers into native Scalars that only a finalizer frees (they join no dispose scope),
+/// and hands a Scalar's handle to libtorch without keeping its wrapper alive: <c>a + b</c> is <c>a.add(b, 1)</c>, and the
+/// wrapper of that 1 is garbage as soon as its handle is read. When another thread's allocation starts a collection
+/// during the native call and the finalizer runs before libtorch reads the number, libtorch reads freed memory: its
+/// "Expected false to be true … toFloat" or "Unknown scalar type", or silently a wrong number. <c>Ddpm.KillTarget
+/// --scalar-race</c> shows it within seconds (one thread adding tensors, one allocating). A single-threaded program is
+/// safe (its collections start at its own allocations, between native calls); a web server, or a test host running
+/// tests side by side, is not. Collections cannot be prevented; finalizers can be held back, and that is what this does.</para>
+/// <para>How: the first thread to <see cref="Enter"/> drops a sentinel object and collects; the sentinel's finalizer then
+/// waits on the finalizer thread (no other finalizer runs meanwhile) until the last thread inside leaves. So that
+/// finalizable garbage does not pile up while threads come and go, a <see cref="Boundary"/> (a point between native calls,
+/// e.g. after each sampling step) that finds the hold older than <see cref="DrainAfter"/> waits until every thread inside
+/// is at a boundary too, lets the finalizer thread go, and holds it again. Regions nest (only a thread's outermost counts).
+/// A region must begin and end on the same thread.</para>
+/// <para>Should no thread inside make progress (enter, reach a boundary or leave) for <see cref="GiveUpAfter"/>, the hold
+/// lets go rather than deadlock: TorchSharp waits for pending finalizers when a tensor factory fails, and a region may
+/// wrap code that does the same.</para>
+/// </remarks>
+public static class FinalizerHold
+{
+    /// <summary>How old a hold may grow before a <see cref="Boundary"/> lets the queued finalizers run.</summary>
+    public static readonly TimeSpan DrainAfter = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long the hold waits without progress inside before it lets go.</summary>
+    public static readonly TimeSpan GiveUpAfter = TimeSpan.FromSeconds(15);
+
+    /// <summary>How long <see cref="Enter"/> waits for the sentinel's finalizer to start before going on without a hold.</summary>
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(10);
+
+    // Threads inside hold the read lock (one per thread, taken by its outermost region); the hold is started, drained and
+    // released only under the write lock, so never while any thread is between two boundaries.
+    private static readonly ReaderWriterLockSlim Inside = new(LockRecursionPolicy.NoRecursion);
+    private static Hold? _hold;
+    private static long _progress;
+    [ThreadStatic] private static int _depth;
+
+    /// <summary>Whether the finalizer thread is held right now.</summary>
+    public static bool Holding => _hold?.Holding ?? false;
+
+    /// <summary>How many holds have started in this process (each one a collection and a wait for the finalizer thread).</summary>
+    public static long HoldsStarted => Interlocked.Read(ref _holdsStarted);
+    private static long _holdsStarted;
+
+    /// <summary>Begins a region of TorchSharp work on this thread; dispose the result on the same thread to end it.</summary>
+    public static Region Enter()
+    {
+        if (_depth == 0)
+        {
+            Interlocked.Increment(ref _progress);
+            EnterHeld();
+        }
+        _depth++;
+        return new Region();
+    }
+
+    /// <summary>
+    /// Marks a point between native calls inside a region (after a sampling step, a training step, a batch). When the hold
+    /// is due for a drain, waits here until every thread inside is at such a point, lets the finalizer thread run what is
+    /// queued, and holds it again. Outside a region it does nothing.
+    /// </summary>
+    public static void Boundary()
+    {
+        if (_depth == 0) return;
+        Interlocked.Increment(ref _progress);
+        if (_hold is { Holding: true } current && current.Age < DrainAfter) return;
+        Inside.ExitReadLock();
+        Inside.EnterWriteLock();
+        try
+        {
+            if (_hold is { } hold && (!hold.Holding || hold.Age >= DrainAfter))
+            {
+                hold.Release();
+                _hold = null;
+            }
+        }
+        finally { Inside.ExitWriteLock(); }
+        EnterHeld();
+    }
+
+    /// <summary>Takes this thread's read lock with the finalizer thread held (started here when it is not).</summary>
+    private static void EnterHeld()
+    {
+        bool tried = false;
+        while (true)
+        {
+            Inside.EnterReadLock();
+            if (tried || _hold is { Holding: true }) return;
+            Inside.ExitReadLock();
+            Inside.EnterWriteLock();
+            try
+            {
+                if (_hold is not { Holding: true })
+                {
+                    _hold?.Release();
+                    _hold = Hold.Start();
+                    tried = true; // if the finalizer thread did not come within StartTimeout, go on without it
+                }
+            }
+            finally { Inside.ExitWriteLock(); }
+        }
+    }
+
+    private static void Leave()
+    {
+        Interlocked.Increment(ref _progress);
+        Inside.ExitReadLock();
+        // The last thread out lets the finalizer thread go; if another is still inside (or about to drain), it will.
+        if (!Inside.TryEnterWriteLock(0)) return;
+        try
+        {
+            _hold?.Release();
+            _hold = null;
+        }
+        finally { Inside.ExitWriteLock(); }
+    }
+
+    /// <summary>A region of <see cref="Enter"/>; disposing it on the thread that entered ends it.</summary>
+    public readonly struct Region : IDisposable
+    {
+        public void Dispose()
+        {
+            if (_depth == 0) throw new InvalidOperationException("FinalizerHold: a region ended on a thread that is not inside one");
+            if (--_depth == 0) Leave();
+        }
+    }
+
+    /// <summary>One hold of the finalizer thread: from its sentinel's finalizer starting until <see cref="Release"/>.</summary>
+    private sealed class Hold
+    {
+        private readonly ManualResetEventSlim _started = new(), _released = new();
+        private long _startedAt;
+
+        public bool Holding => _started.IsSet && !_released.IsSet;
+        public TimeSpan Age => _started.IsSet ? Stopwatch.GetElapsedTime(Interlocked.Read(ref _startedAt)) : TimeSpan.Zero;
+
+        public static Hold Start()
+        {
+            var hold = new Hold();
+            DropSentinel(hold);
+            var clock = Stopwatch.StartNew();
+            // The sentinel is young; a collection of generation 0 finds it, unless one that ran meanwhile promoted it.
+            for (int generation = 0; ; generation = Math.Min(generation + 1, GC.MaxGeneration))
+            {
+                GC.Collect(generation, GCCollectionMode.Forced, blocking: true);
+                if (hold._started.Wait(TimeSpan.FromMilliseconds(100))) break;
+                if (clock.Elapsed > StartTimeout)
+                {
+                    hold._released.Set(); // when the sentinel's finalizer does run, it returns at once
+                    return hold;
+                }
+            }
+            Interlocked.Increment(ref _holdsStarted);
+            return hold;
+        }
+
+        public void Release() => _released.Set();
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        private static void DropSentinel(Hold hold) => _ = new Sentinel(hold);
+
+        /// <summary>Runs on the finalizer thread: waits until released, or until no thread inside has made progress for <see cref="GiveUpAfter"/>.</summary>
+        public void Wait()
+        {
+            Interlocked.Exchange(ref _startedAt, Stopwatch.GetTimestamp());
+            _started.Set();
+            long seen = Interlocked.Read(ref _progress);
+            var still = Stopwatch.StartNew();
+            while (!_released.Wait(TimeSpan.FromMilliseconds(250)))
+            {
+                long now = Interlocked.Read(ref _progress);
+                if (now != seen)
+                {
+                    seen = now;
+                    still.Restart();
+                }
+                else if (still.Elapsed > GiveUpAfter)
+                {
+                    _released.Set(); // the next boundary or entry holds again
+                    return;
+                }
+            }
+        }
+    }
+
+    private sealed class Sentinel(Hold hold)
+    {
+        ~Sentinel() => hold.Wait();
+    }
+}
