@@ -42,12 +42,12 @@ if (args is ["--page-faults"])
     Console.WriteLine(string.Join(' ', faults));
     return;
 }
-// Usage 3: Ddpm.KillTarget --scalar-race <hold|none> <seconds> — the main thread computes (a + 0.5·b − 1.5)·2 on small
-// tensors (TorchSharp makes a native Scalar for every number and for the implicit alpha of + and −) while another thread
-// allocates garbage; with "hold" inside FinalizerHold's region (a boundary after each result), with "none" without.
-// Prints: results, wrong results, garbage rounds of 2 MB, holds started. Without the hold libtorch soon reads a Scalar
-// the finalizer already freed (the process aborts); FinalizerHoldTests runs both.
-if (args is ["--scalar-race", var mode, var seconds])
+// Usage 3: Ddpm.KillTarget --scalar-race <seconds> — inside FinalizerHold's region (a boundary after each result), the
+// main thread computes (a + 0.5·b − 1.5)·2 on small tensors (TorchSharp makes a native Scalar for every number and for
+// the implicit alpha of + and −) while another thread allocates garbage. Prints: results, wrong results, garbage rounds
+// of 2 MB, holds started. With DDPM_FINALIZER_HOLD=0 libtorch soon reads a Scalar the finalizer already freed (the
+// process aborts); FinalizerHoldTests runs both.
+if (args is ["--scalar-race", var seconds])
 {
     Ddpm.Runtime.DevicePolicy.EnsureCpuDefaults();
     set_num_threads(1);
@@ -67,7 +67,7 @@ if (args is ["--scalar-race", var mode, var seconds])
     }) { IsBackground = true };
     garbage.Start();
     long results = 0, wrong = 0;
-    Ddpm.Runtime.FinalizerHold.Region? region = mode == "hold" ? Ddpm.Runtime.FinalizerHold.Enter() : null;
+    var region = Ddpm.Runtime.FinalizerHold.Enter();
     while (DateTime.UtcNow < until)
     {
         using (var scope = NewDisposeScope())
@@ -78,7 +78,7 @@ if (args is ["--scalar-race", var mode, var seconds])
         results++;
         Ddpm.Runtime.FinalizerHold.Boundary();
     }
-    region?.Dispose();
+    region.Dispose();
     garbage.Join();
     Console.WriteLine($"{results} {wrong} {rounds} {Ddpm.Runtime.FinalizerHold.HoldsStarted}");
     return;

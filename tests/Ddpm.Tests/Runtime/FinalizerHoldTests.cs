@@ -8,10 +8,11 @@ namespace Ddpm.Tests.Runtime;
 
 public sealed class FinalizerHoldTests
 {
-    /// <summary>Runs the kill target with <paramref name="args"/>; returns its exit code, stdout and stderr.</summary>
-    private static (int Exit, string Out, string Err) Child(TimeSpan limit, params string[] args)
+    /// <summary>Runs the kill target with <paramref name="args"/>, the hold on or off; returns its exit code, stdout and stderr.</summary>
+    private static (int Exit, string Out, string Err) Child(TimeSpan limit, bool hold, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.Environment[FinalizerHold.Variable] = hold ? "1" : "0";
         info.ArgumentList.Add(ChildProcess.KillTargetDll);
         foreach (var a in args) info.ArgumentList.Add(a);
         using var process = Process.Start(info)!;
@@ -28,14 +29,14 @@ public sealed class FinalizerHoldTests
     [Fact]
     public void Without_the_hold_libtorch_soon_reads_a_freed_scalar_and_with_it_never()
     {
-        // The control: unprotected, one thread adding tensors while another allocates aborts the process (measured idle:
-        // within 0.6–2.6 s of starting). Should this ever pass 60 s, TorchSharp keeps its Scalars alive and the hold can go.
-        var (exit, _, err) = Child(TimeSpan.FromSeconds(120), "--scalar-race", "none", "60");
+        // The control, the hold turned off: one thread adding tensors while another allocates aborts the process (measured
+        // idle: within 0.6–2.6 s of starting). Should this ever pass 60 s, TorchSharp keeps its Scalars alive and the hold can go.
+        var (exit, _, err) = Child(TimeSpan.FromSeconds(120), hold: false, "--scalar-race", "60");
         Assert.True(exit != 0, "60 s of tensor arithmetic beside an allocating thread ran clean without the hold");
         Assert.Contains("Scalar.h", err);
 
         // The same for 6 s inside the hold: every result right, and drains (new holds) every DrainAfter along the way.
-        var (holdExit, output, holdErr) = Child(TimeSpan.FromSeconds(120), "--scalar-race", "hold", "6");
+        var (holdExit, output, holdErr) = Child(TimeSpan.FromSeconds(120), hold: true, "--scalar-race", "6");
         Assert.True(holdExit == 0, $"exit {holdExit}: {holdErr}");
         var f = output.Trim().Split(' ').Select(long.Parse).ToArray();
         var (results, wrong, garbageRounds, holds) = (f[0], f[1], f[2], f[3]);
@@ -48,7 +49,7 @@ public sealed class FinalizerHoldTests
     [Fact]
     public void Waiting_for_finalizers_inside_a_region_ends_after_the_give_up_time_instead_of_never()
     {
-        var (exit, output, err) = Child(TimeSpan.FromSeconds(120), "--finalizer-wait");
+        var (exit, output, err) = Child(TimeSpan.FromSeconds(120), hold: true, "--finalizer-wait");
         Assert.True(exit == 0, $"exit {exit}: {err}");
         double seconds = double.Parse(output.Trim(), CultureInfo.InvariantCulture);
         double giveUp = FinalizerHold.GiveUpAfter.TotalSeconds;
