@@ -83,17 +83,11 @@ if (args is ["--scalar-race", var seconds])
     Console.WriteLine($"{results} {wrong} {rounds} {Ddpm.Runtime.FinalizerHold.HoldsStarted}");
     return;
 }
-// Usage 4: Ddpm.KillTarget --finalizer-wait — inside FinalizerHold's region, waits for pending finalizers (as TorchSharp
-// does when a tensor factory fails) and prints the seconds that took: the hold lets go after its GiveUpAfter.
-if (args is ["--finalizer-wait"])
+// Usage 4: Ddpm.KillTarget --hold <scenario> — one of HoldScenarios' checks of FinalizerHold, alone in a process (the
+// hold is process-wide: in the test host other tests' regions would change the timings).
+if (args is ["--hold", var scenario])
 {
-    using (Ddpm.Runtime.FinalizerHold.Enter())
-    {
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        Console.WriteLine(clock.Elapsed.TotalSeconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
-    }
+    HoldScenarios.Run(scenario);
     return;
 }
 var outDir = args[0];

@@ -20,8 +20,10 @@ namespace Ddpm.Runtime;
 /// waits on the finalizer thread (no other finalizer runs meanwhile) until the last thread inside leaves. So that
 /// finalizable garbage does not pile up while threads come and go, a <see cref="Boundary"/> (a point between native calls,
 /// e.g. after each sampling step) that finds the hold older than <see cref="DrainAfter"/> waits until every thread inside
-/// is at a boundary too, lets the finalizer thread run its queue empty, and holds it again. Regions nest (only a thread's outermost counts).
-/// A region must begin and end on the same thread.</para>
+/// is at a boundary too, lets the finalizer thread run its queue empty, and holds it again. Regions nest (only a
+/// thread's outermost counts) and must begin and end on the same thread. A thread inside that waits for another (ranks
+/// that are threads meeting at a collective) steps <see cref="Outside"/> while it waits; every wait here is bounded
+/// (<see cref="DrainWait"/>).</para>
 /// <para>Should no thread inside make progress (enter, reach a boundary or leave) for <see cref="GiveUpAfter"/>, the hold
 /// lets go rather than deadlock: TorchSharp waits for pending finalizers when a tensor factory fails, and a region may
 /// wrap code that does the same.</para>
@@ -37,6 +39,16 @@ public static class FinalizerHold
     /// <summary>How long the hold waits without progress inside before it lets go.</summary>
     public static readonly TimeSpan GiveUpAfter = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// How long a thread that would drain (or start) the hold waits for the threads inside to reach a boundary. If they
+    /// do not (one waits for another thread, say), it goes on without, and no thread waits so again for
+    /// <see cref="RetryAfter"/>: a stall, never a deadlock.
+    /// </summary>
+    public static readonly TimeSpan DrainWait = TimeSpan.FromSeconds(2);
+
+    private static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(5);
+    private static long _noWaitBefore;
+
     /// <summary>How long <see cref="Enter"/> waits for the sentinel's finalizer to start before going on without a hold.</summary>
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(10);
 
@@ -46,6 +58,7 @@ public static class FinalizerHold
     private static Hold? _hold;
     private static long _progress;
     [ThreadStatic] private static int _depth;
+    [ThreadStatic] private static bool _outside;
 
     /// <summary>Whether the finalizer thread is held right now.</summary>
     public static bool Holding => _hold?.Holding ?? false;
@@ -75,50 +88,78 @@ public static class FinalizerHold
 
     /// <summary>
     /// Marks a point between native calls inside a region (after a sampling step, a training step, a batch). When the hold
-    /// is due for a drain, waits here until every thread inside is at such a point, lets the finalizer thread run what is
-    /// queued, and holds it again. Outside a region it does nothing.
+    /// is due for a drain, waits here (at most <see cref="DrainWait"/>) until every thread inside is at such a point, lets
+    /// the finalizer thread run its queue empty, and holds it again. Outside a region it does nothing.
     /// </summary>
     public static void Boundary()
     {
-        if (_depth == 0 || !Enabled) return;
+        if (_depth == 0 || _outside || !Enabled) return;
         Interlocked.Increment(ref _progress);
         if (_hold is { Holding: true } current && current.Age < DrainAfter) return;
+        if (Backingoff) return;
         Inside.ExitReadLock();
-        Inside.EnterWriteLock();
-        try
+        if (Inside.TryEnterWriteLock(DrainWait))
         {
-            if (_hold is { } hold && (!hold.Holding || hold.Age >= DrainAfter))
+            try
             {
-                hold.Release();
-                _hold = null;
+                if (_hold is { } hold && (!hold.Holding || hold.Age >= DrainAfter))
+                {
+                    hold.Release();
+                    _hold = null;
+                }
             }
+            finally { Inside.ExitWriteLock(); }
         }
-        finally { Inside.ExitWriteLock(); }
+        else BackOff();
         EnterHeld();
+    }
+
+    /// <summary>
+    /// Steps this thread out of its region while it waits for other threads (ranks that are threads of one process meeting
+    /// at a collective): until the result is disposed it makes no TorchSharp call, and a drain does not wait for it. Without
+    /// this, a thread inside that waits for another blocks that one's next drain for <see cref="DrainWait"/>. Outside a
+    /// region it does nothing.
+    /// </summary>
+    public static Pause Outside()
+    {
+        if (_depth == 0 || _outside || !Enabled) return default;
+        Interlocked.Increment(ref _progress);
+        _outside = true;
+        Inside.ExitReadLock();
+        return new Pause(true);
     }
 
     /// <summary>Takes this thread's read lock with the finalizer thread held (started here when it is not).</summary>
     private static void EnterHeld()
     {
-        bool tried = false;
         while (true)
         {
             Inside.EnterReadLock();
-            if (tried || _hold is { Holding: true }) return;
+            if (_hold is { Holding: true } || Backingoff) return;
             Inside.ExitReadLock();
-            Inside.EnterWriteLock();
+            if (!Inside.TryEnterWriteLock(DrainWait))
+            {
+                BackOff(); // a thread inside is waiting for something else: go on without the hold for now
+                continue;
+            }
             try
             {
                 if (_hold is not { Holding: true })
                 {
                     _hold?.Release();
                     _hold = Hold.Start();
-                    tried = true; // if the finalizer thread did not come within StartTimeout, go on without it
+                    if (!_hold.Holding) BackOff(); // the finalizer thread did not come within StartTimeout
                 }
             }
             finally { Inside.ExitWriteLock(); }
         }
     }
+
+    /// <summary>Whether a wait for the threads inside timed out less than <see cref="RetryAfter"/> ago (no drain or start until then).</summary>
+    private static bool Backingoff => Stopwatch.GetTimestamp() < Interlocked.Read(ref _noWaitBefore);
+
+    private static void BackOff() =>
+        Interlocked.Exchange(ref _noWaitBefore, Stopwatch.GetTimestamp() + (long)(RetryAfter.TotalSeconds * Stopwatch.Frequency));
 
     private static void Leave()
     {
@@ -140,7 +181,23 @@ public static class FinalizerHold
         public void Dispose()
         {
             if (_depth == 0) throw new InvalidOperationException("FinalizerHold: a region ended on a thread that is not inside one");
+            if (_depth == 1 && _outside) throw new InvalidOperationException("FinalizerHold: a region ended inside Outside()");
             if (--_depth == 0 && Enabled) Leave();
+        }
+    }
+
+    /// <summary>A step out of the region of <see cref="Outside"/>; disposing it on the same thread steps back in.</summary>
+    public readonly struct Pause : IDisposable
+    {
+        private readonly bool _active;
+        internal Pause(bool active) => _active = active;
+
+        public void Dispose()
+        {
+            if (!_active) return;
+            _outside = false;
+            Interlocked.Increment(ref _progress);
+            EnterHeld();
         }
     }
 

@@ -1,4 +1,5 @@
 using Ddpm.Distributed;
+using Ddpm.Runtime;
 using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Distributed;
@@ -50,7 +51,9 @@ internal static class ThreadRanks
 
         public void Meet()
         {
-            if (_failed || !_barrier.SignalAndWait(TimeSpan.FromMinutes(2)) || _failed) throw new BrokenGroupException();
+            bool met;
+            using (FinalizerHold.Outside()) met = !_failed && _barrier.SignalAndWait(TimeSpan.FromMinutes(2));
+            if (!met || _failed) throw new BrokenGroupException();
         }
     }
 

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using Ddpm.Runtime;
 using Ddpm.Tests.Reliability;
 
@@ -46,57 +45,57 @@ public sealed class FinalizerHoldTests
         Assert.True(holds >= 2, $"{holds} holds in 6 s: the hold was never drained (DrainAfter {FinalizerHold.DrainAfter.TotalSeconds} s)");
     }
 
+    /// <summary>Runs a HoldScenarios check in a child (the hold is process-wide); returns its "key value" lines.</summary>
+    private static Dictionary<string, string> Scenario(string name)
+    {
+        var (exit, output, err) = Child(TimeSpan.FromSeconds(120), hold: true, "--hold", name);
+        Assert.True(exit == 0, $"exit {exit}: {err}");
+        return output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Trim().Split(' ', 2)).ToDictionary(kv => kv[0], kv => kv[1]);
+    }
+
+    [Fact]
+    public void Inside_a_region_no_finalizer_runs_and_after_the_last_one_ends_they_do()
+    {
+        var r = Scenario("finalizers");
+        Assert.Equal("True", r["holding-inside"]);
+        Assert.Equal("False", r["finalized-inside"]); // waited 1 s after a full collection
+        Assert.Equal("False", r["holding-after"]);
+        Assert.Equal("True", r["finalized-after"]);
+    }
+
+    [Fact]
+    public void Regions_nest_a_boundary_renews_only_an_old_hold_and_the_last_region_out_lets_go()
+    {
+        var r = Scenario("nesting");
+        Assert.Equal("False", r["holding-before"]);
+        Assert.Equal("0", r["renewed-young"]);
+        Assert.Equal("1", r["renewed-old"]);
+        Assert.Equal("True", r["holding-inner"]);
+        Assert.Equal("True", r["holding-outer"]);
+        Assert.Equal("False", r["holding-after"]);
+        Assert.Equal("refused", r["stray-end"]);
+    }
+
+    [Fact]
+    public void A_thread_waiting_for_another_stalls_its_drain_for_DrainWait_at_most_and_not_at_all_from_Outside()
+    {
+        double wait = FinalizerHold.DrainWait.TotalSeconds;
+        var inside = Scenario("waiting");
+        Assert.Equal("True", inside["joined"]); // no deadlock: the waiting thread was let go
+        Assert.InRange(double.Parse(inside["boundary-seconds"], CultureInfo.InvariantCulture), wait - 0.1, wait + 3);
+        Assert.Equal("0", inside["renewed"]); // the drain gave up; the hold stays
+
+        var outside = Scenario("waiting-outside");
+        Assert.Equal("True", outside["joined"]);
+        Assert.InRange(double.Parse(outside["boundary-seconds"], CultureInfo.InvariantCulture), 0, wait - 0.5);
+        Assert.Equal("1", outside["renewed"]);
+    }
+
     [Fact]
     public void Waiting_for_finalizers_inside_a_region_ends_after_the_give_up_time_instead_of_never()
     {
-        var (exit, output, err) = Child(TimeSpan.FromSeconds(120), hold: true, "--finalizer-wait");
-        Assert.True(exit == 0, $"exit {exit}: {err}");
-        double seconds = double.Parse(output.Trim(), CultureInfo.InvariantCulture);
+        double seconds = double.Parse(Scenario("finalizer-wait")["seconds"], CultureInfo.InvariantCulture);
         double giveUp = FinalizerHold.GiveUpAfter.TotalSeconds;
         Assert.InRange(seconds, giveUp - 0.5, giveUp + 10);
-    }
-
-    [Fact]
-    public void Inside_a_region_no_finalizer_runs_and_after_it_they_do()
-    {
-        var finalized = new ManualResetEventSlim();
-        using (FinalizerHold.Enter())
-        {
-            Assert.True(FinalizerHold.Holding);
-            Drop(finalized);
-            GC.Collect();
-            Assert.False(finalized.Wait(TimeSpan.FromMilliseconds(500)), "a finalizer ran inside the region");
-        }
-        // Tests beside this one may hold the finalizer thread in their own regions; they let it go within a drain.
-        GC.Collect();
-        Assert.True(finalized.Wait(TimeSpan.FromSeconds(60)), "the finalizer did not run after the region ended");
-    }
-
-    [Fact]
-    public void Regions_nest_and_a_boundary_renews_an_old_hold()
-    {
-        FinalizerHold.Boundary(); // outside a region: nothing to do
-        using (FinalizerHold.Enter())
-        {
-            using (FinalizerHold.Enter())
-            {
-                Assert.True(FinalizerHold.Holding);
-                long before = FinalizerHold.HoldsStarted;
-                Thread.Sleep(FinalizerHold.DrainAfter + TimeSpan.FromMilliseconds(200));
-                FinalizerHold.Boundary(); // the hold is older than DrainAfter: drained and started again
-                Assert.True(FinalizerHold.HoldsStarted > before);
-                Assert.True(FinalizerHold.Holding);
-            }
-            Assert.True(FinalizerHold.Holding); // the outer region still holds
-        }
-        Assert.Throws<InvalidOperationException>(() => new FinalizerHold.Region().Dispose());
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Drop(ManualResetEventSlim finalized) => _ = new Finalizable(finalized);
-
-    private sealed class Finalizable(ManualResetEventSlim finalized)
-    {
-        ~Finalizable() => finalized.Set();
     }
 }
