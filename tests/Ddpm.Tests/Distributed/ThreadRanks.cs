@@ -51,9 +51,11 @@ internal static class ThreadRanks
 
         public void Meet()
         {
+            // Waiting for the other ranks (threads inside the library's loops) outside FinalizerHold's region. A rank
+            // that failed removes itself, which can complete the barrier without it: hence the check right after.
             bool met;
-            using (FinalizerHold.Outside()) met = !_failed && _barrier.SignalAndWait(TimeSpan.FromMinutes(2));
-            if (!met || _failed) throw new BrokenGroupException();
+            using (FinalizerHold.Outside()) met = !_failed && _barrier.SignalAndWait(TimeSpan.FromMinutes(2)) && !_failed;
+            if (!met) throw new BrokenGroupException();
         }
     }
 
