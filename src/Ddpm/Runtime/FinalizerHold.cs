@@ -15,7 +15,8 @@ namespace Ddpm.Runtime;
 /// "Expected false to be true … toFloat" or "Unknown scalar type", or silently a wrong number. <c>Ddpm.KillTarget
 /// --scalar-race</c> with the hold off shows it within seconds (one thread adding tensors, one allocating). A
 /// single-threaded program is safe (its collections start at its own allocations, between native calls); a web server,
-/// or a test host running tests side by side, is not. Collections cannot be prevented; finalizers can be held back, and that is what this does.</para>
+/// or a test host running tests side by side, is not. Collections cannot be prevented; finalizers can be held back, and
+/// that is what this does.</para>
 /// <para>How: the first thread to <see cref="Enter"/> drops a sentinel object and collects; the sentinel's finalizer then
 /// waits on the finalizer thread (no other finalizer runs meanwhile) until the last thread inside leaves. So that
 /// finalizable garbage does not pile up while threads come and go, a <see cref="Boundary"/> (a point between native calls,
