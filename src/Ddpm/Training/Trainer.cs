@@ -244,13 +244,13 @@ public sealed class Trainer : IDisposable
     public void TrainBatch(Tensor x0, Tensor? labels = null, Action<StepReport>? onStep = null, Shard? part = null)
     {
         if (_parallel is not null && part is null) throw new ArgumentException("a data-parallel trainer needs this rank's part of the global batch", nameof(part));
+        using var hold = FinalizerHold.Enter(); // TrainEpoch holds one region for all its steps
         TrainStep(x0, labels, part ?? Shard.Whole(x0.shape[0]), new StepContext(0, 0, 0, 0, null, onStep));
     }
 
     private void TrainStep(Tensor x0, Tensor? labels, Shard part, StepContext context)
     {
         if (x0.shape[0] != part.Count) throw new ArgumentException($"x0 has {x0.shape[0]} images for a part of {part.Count}", nameof(x0));
-        using var hold = FinalizerHold.Enter();
         if (LearningRates is { } schedule)
             _adam.Options.LearningRate = schedule.At(Step);
         using (var scope = NewDisposeScope())

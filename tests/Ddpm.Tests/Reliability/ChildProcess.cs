@@ -34,7 +34,10 @@ internal static class ChildProcess
     /// Starts <c>dotnet &lt;dll&gt; args</c> with stdout and stderr collected in the background. The child dies with this
     /// test host (<see cref="Ddpm.Runtime.ParentWatch"/>): it watches this process's id and its stdin, a pipe only we hold.
     /// </summary>
-    public static Running Start(string dll, params string[] args)
+    public static Running Start(string dll, params string[] args) => Start(dll, new Dictionary<string, string?>(), args);
+
+    /// <summary>The same with <paramref name="environment"/> set for the child (a null value removes the variable).</summary>
+    public static Running Start(string dll, IReadOnlyDictionary<string, string?> environment, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -42,6 +45,9 @@ internal static class ChildProcess
         };
         info.ArgumentList.Add(dll);
         foreach (var a in args) info.ArgumentList.Add(a);
+        foreach (var (name, value) in environment)
+            if (value is null) info.Environment.Remove(name);
+            else info.Environment[name] = value;
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         info.Environment[Ddpm.Runtime.ParentWatch.Variable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var process = Process.Start(info) ?? throw new InvalidOperationException("could not start dotnet");

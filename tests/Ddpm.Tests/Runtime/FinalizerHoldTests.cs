@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using Ddpm.Runtime;
 using Ddpm.Tests.Reliability;
@@ -10,19 +9,10 @@ public sealed class FinalizerHoldTests
     /// <summary>Runs the kill target with <paramref name="args"/>, the hold on or off; returns its exit code, stdout and stderr.</summary>
     private static (int Exit, string Out, string Err) Child(TimeSpan limit, bool hold, params string[] args)
     {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.Environment[FinalizerHold.Variable] = hold ? "1" : "0";
-        info.ArgumentList.Add(ChildProcess.KillTargetDll);
-        foreach (var a in args) info.ArgumentList.Add(a);
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(limit))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"kill target {string.Join(' ', args)} did not finish in {limit.TotalSeconds} s");
-        }
-        return (process.ExitCode, stdout.Result, stderr.Result);
+        var environment = new Dictionary<string, string?> { [FinalizerHold.Variable] = hold ? "1" : "0" };
+        using var child = ChildProcess.Start(ChildProcess.KillTargetDll, environment, args);
+        int exit = child.WaitForExit(limit);
+        return (exit, child.Stdout, child.Stderr);
     }
 
     [Fact]

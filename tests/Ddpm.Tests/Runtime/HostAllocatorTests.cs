@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Ddpm.Runtime;
 using Ddpm.Tests.Reliability;
 
@@ -12,16 +11,12 @@ public sealed class HostAllocatorTests
     /// </summary>
     private static (string Allocator, long[] Faults) Rounds(string malloc)
     {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(ChildProcess.KillTargetDll);
-        info.ArgumentList.Add("--page-faults");
-        info.Environment[DevicePolicy.MallocVariable] = malloc;
-        foreach (var own in DevicePolicy.GlibcThresholdVariables) info.Environment.Remove(own);
-        using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        var lines = process.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.True(process.WaitForExit(60_000), "the page-fault child did not finish in 60 s");
-        Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}: {stderr.Result}");
+        var environment = new Dictionary<string, string?> { [DevicePolicy.MallocVariable] = malloc };
+        foreach (var own in DevicePolicy.GlibcThresholdVariables) environment[own] = null;
+        using var child = ChildProcess.Start(ChildProcess.KillTargetDll, environment, "--page-faults");
+        int exit = child.WaitForExit(TimeSpan.FromSeconds(60));
+        Assert.True(exit == 0, $"exit {exit}: {child.Stderr}");
+        var lines = child.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         return (lines[0], lines[1].Split(' ').Select(long.Parse).ToArray());
     }
 
