@@ -28,15 +28,22 @@ public sealed class HostAllocatorTests
         var (defaults, withDefaults) = Rounds("0");
         Assert.Equal("glibc malloc, mmap/trim thresholds 1 GiB", policy);
         Assert.Equal($"glibc malloc, its own thresholds ({DevicePolicy.MallocVariable}=0)", defaults);
-        // The last four of twelve rounds. Under glibc's defaults every round maps its activations afresh (measured:
-        // 15,000–50,000 faults per round, to the last). Under the policy freed memory stays in the heap, but the heap
-        // still grows now and then in the first rounds, most likely because small allocations made in between fragment
-        // its free space (measured on a machine loaded with three such children and a memory hog: 5,000–20,000 faults in
-        // some of rounds 2–7, and once in round 5 of a CI run); then it settles (rounds 9–12: 8–50 faults per round).
-        long policyLater = withPolicy.TakeLast(4).Sum(), defaultsLater = withDefaults.TakeLast(4).Sum();
+        // Rounds 3–12, after two warm-up rounds. Under glibc's defaults every round maps its activations afresh
+        // (measured: 15,000–50,000 faults in every round, to the last). Under the policy freed memory stays in the heap and
+        // most rounds fault 4–300 times, but the heap still grows by one activation (≈ 4,900 pages) now and then, most
+        // likely because small allocations made in between fragment its free space: measured under load in some of
+        // rounds 2–8, and in CI once in round 5 and once in round 10 (4,960 faults, the other nine rounds 7–256). So the
+        // test compares typical rounds, the median of the ten, not their sum.
         string both = $"faults per round, policy: {string.Join(", ", withPolicy)}; glibc defaults: {string.Join(", ", withDefaults)}";
         Assert.Equal(12, withPolicy.Length);
-        Assert.True(policyLater < 2_000, both);
-        Assert.True(defaultsLater > 20 * Math.Max(policyLater, 100), both);
+        long policyMedian = Median(withPolicy.Skip(2)), defaultsMedian = Median(withDefaults.Skip(2));
+        Assert.True(policyMedian < 1_000, both);
+        Assert.True(defaultsMedian > 20 * Math.Max(policyMedian, 100), both);
+    }
+
+    private static long Median(IEnumerable<long> values)
+    {
+        var sorted = values.Order().ToArray();
+        return (sorted[(sorted.Length - 1) / 2] + sorted[sorted.Length / 2]) / 2;
     }
 }
