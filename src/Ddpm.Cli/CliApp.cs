@@ -28,9 +28,9 @@ public static class CliApp
     };
 
     /// <summary>Options that count something and must be at least 1, whichever command declares them.</summary>
-    private static readonly HashSet<string> CountOptions = ["--batch-size", "--num", "--epochs", "--grid-rows", "--repeats", "--sample-batch"];
+    private static readonly HashSet<string> CountOptions = ["--batch-size", "--num", "--epochs", "--grid-rows", "--repeats", "--sample-batch", "--sync-every"];
     /// <summary>Numeric options that must be at least 0.</summary>
-    private static readonly HashSet<string> NonNegativeOptions = ["--max-steps", "--save-every", "--frames", "--guidance", "--nll-images", "--nll-timesteps"];
+    private static readonly HashSet<string> NonNegativeOptions = ["--max-steps", "--save-every", "--frames", "--guidance", "--nll-images", "--nll-timesteps", "--warmup"];
     /// <summary>Numeric options that must be greater than 0.</summary>
     private static readonly HashSet<string> PositiveOptions = ["--lr"];
 
@@ -105,7 +105,7 @@ public static class CliApp
         if (e is System.Reflection.TargetInvocationException { InnerException: { } inner }) e = inner;
         var (code, line) = e switch
         {
-            UsageException => (Usage, e.Message),
+            UsageException or Runs.RunRequestException => (Usage, e.Message),
             ConfigException or DataException or CheckpointException or TrainingException or WeightsException or DistributedException => (Failure, e.Message),
             OperationCanceledException => (Failure, "cancelled"),
             // The file system's own messages name the path ("Access to the path '/x' is denied.", "Too many levels of symbolic links : '/x'").

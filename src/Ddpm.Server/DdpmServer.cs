@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Ddpm.Configuration;
 using Ddpm.Diffusion;
+using Ddpm.Runs;
 using Ddpm.Sampling;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -81,7 +82,7 @@ public static class DdpmServer
         app.MapGet("/api/runs/{id}/loss", (string id, long? offset, RunsCatalog catalog) =>
         {
             if (catalog.FindRun(id) is not { } run) return NotFound($"no run has the id '{id}'");
-            var path = catalog.Folder.Contain(Path.Combine(run.FullPath, RunFiles.LossLog));
+            var path = catalog.Folder.Contain(Path.Combine(run.FullPath, RunFolder.StepLogFile));
             return path is not null && File.Exists(path) ? Results.Json(RunFiles.ReadLoss(path, offset ?? 0)) : Results.Json(new LossChunk(0, false, [], []));
         });
         app.MapGet("/files/{**path}", (string path, RunsFolder runs) =>
@@ -99,17 +100,17 @@ public static class DdpmServer
     private static object RunDetails(RunInfo run, RunsFolder folder)
     {
         string? File(string name) => folder.Contain(Path.Combine(run.FullPath, name)) is { } p && System.IO.File.Exists(p) ? p : null;
-        var evaluation = Directory.EnumerateFiles(run.FullPath, RunFiles.Evaluation, new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 2 })
+        var evaluation = Directory.EnumerateFiles(run.FullPath, RunFolder.EvaluationFile, new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 2 })
             .Select(folder.Contain).OfType<string>()
             .OrderByDescending(System.IO.File.GetLastWriteTimeUtc).FirstOrDefault();
         return new
         {
             Run = run,
-            Config = File(RunFiles.Config) is { } c ? RunFiles.ReadText(c) : run.Checkpoints.FirstOrDefault()?.Config.ToYaml(),
-            Epochs = File(RunFiles.EpochLog) is { } e ? RunFiles.ReadTable(e) : null,
-            HasLoss = File(RunFiles.LossLog) is not null,
+            Config = File(RunFolder.ConfigFile) is { } c ? RunFiles.ReadText(c) : run.Checkpoints.FirstOrDefault()?.Config.ToYaml(),
+            Epochs = File(RunFolder.EpochLogFile) is { } e ? RunFiles.ReadTable(e) : null,
+            HasLoss = File(RunFolder.StepLogFile) is not null,
             Evaluation = evaluation is null ? null : RunFiles.ReadJson(evaluation),
-            TensorBoard = Directory.EnumerateFiles(run.FullPath, "events.out.tfevents.*").Any(),
+            TensorBoard = new RunFolder(run.FullPath).TensorBoardFiles().Any(),
         };
     }
 

@@ -99,8 +99,8 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         using var hold = FinalizerHold.Enter(); // the loading, the frames and the grid too, not only the sampling steps
         var generator = Generator(lease.Slot, request);
         cancel.ThrowIfCancellationRequested();
-        // The library's request, as ddpm sample builds it from the same settings (one batch: per-image noise makes the
-        // images independent of batching anyway).
+        // The library's request, as ddpm sample builds it from the same settings (batches within the generator's memory
+        // budget: per-image noise makes the images independent of batching).
         var library = new Sampling.GenerationRequest
         {
             Count = request.Count,
@@ -108,7 +108,6 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
             Sampler = request.Sampler,
             Labels = request.Label is { } y ? Enumerable.Repeat(y, request.Count).ToArray() : null,
             Guidance = request.Guidance,
-            MaxBatchSize = request.Count,
         };
         var plan = generator.Plan(library);
         lease.Start((int)plan.TotalSteps);

@@ -13,7 +13,6 @@ public sealed record CsvTable(IReadOnlyList<string> Columns, IReadOnlyList<doubl
 /// <summary>Reads what <c>ddpm train</c> and <c>ddpm eval</c> write into a run folder, tolerating files being appended meanwhile.</summary>
 public static class RunFiles
 {
-    public const string LossLog = "loss.csv", EpochLog = "train_log.csv", Config = "config.yaml", Evaluation = "eval.json";
     public const int MaxChunkBytes = 1 << 20, MaxTextBytes = 1 << 20;
 
     /// <summary>

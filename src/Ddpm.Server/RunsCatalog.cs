@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Serialization;
 using Ddpm.Configuration;
+using Ddpm.Runs;
 using Ddpm.Training;
 
 namespace Ddpm.Server;
@@ -25,17 +26,15 @@ public sealed record RunInfo(string Id, string Name, IReadOnlyList<CheckpointInf
 }
 
 /// <summary>
-/// Finds runs under a <see cref="RunsFolder"/>: every folder (the root included, three levels deep at most) holding a
-/// checkpoint (<c>*.ckpt</c>), <c>config.yaml</c>, <c>train_log.csv</c>, <c>loss.csv</c> or <c>eval.json</c>; the
-/// folders inside a run (its <c>samples/</c>, an <c>eval/</c>) belong to it.
+/// Finds runs under a <see cref="RunsFolder"/>: every folder (the root included, three levels deep at most) that
+/// <see cref="RunFolder.LooksLikeRun"/>; the folders inside a run (its samples, an evaluation) belong to it.
 /// Ids are hashes of paths relative to the runs folder, stable across restarts. Checkpoint manifests are read once per
 /// file version (path, size, modification time).
 /// </summary>
 public sealed class RunsCatalog(RunsFolder folder)
 {
     public const int MaxDepth = 3;
-    private static readonly string[] RunMarkers = ["config.yaml", "train_log.csv", "loss.csv", "eval.json"];
-    private static readonly string[] SampleNames = [Logging.TrainingPreview.FileName, "samples.png"];
+    private static readonly string[] SampleNames = [RunFolder.PreviewFile, SampleFolder.GridFile];
     private readonly ConcurrentDictionary<(string Listed, string Real, long Length, DateTime Modified), CheckpointInfo?> _manifests = new();
 
     public RunsFolder Folder { get; } = folder;
@@ -83,19 +82,18 @@ public sealed class RunsCatalog(RunsFolder folder)
         }
     }
 
-    private static bool IsRun(string dir) =>
-        RunMarkers.Any(m => File.Exists(Path.Combine(dir, m))) || SafeEnumerate(() => Directory.EnumerateFiles(dir, "*.ckpt")).Any();
+    private static bool IsRun(string dir) => RunFolder.LooksLikeRun(dir);
 
     private RunInfo Describe(string dir)
     {
         var name = Folder.Relative(dir);
-        var checkpoints = SafeEnumerate(() => Directory.EnumerateFiles(dir, "*.ckpt"))
+        var checkpoints = CheckpointFolder.Files(dir)
             .Select(p => Folder.Contain(p) is { } real ? ReadCheckpoint(p, real, name) : null)
             .OfType<CheckpointInfo>()
             .OrderByDescending(c => c.Name == CheckpointFolder.LatestName).ThenByDescending(c => c.Step).ThenBy(c => c.Name, StringComparer.Ordinal)
             .ToList();
         var sample = SampleNames
-            .SelectMany(n => new[] { Path.Combine(dir, n), Path.Combine(dir, "samples", n) })
+            .SelectMany(n => new[] { Path.Combine(dir, n), Path.Combine(dir, RunFolder.SamplesFolder, n) })
             .Select(p => Folder.Contain(p))
             .OfType<string>()
             .Select(p => new FileInfo(p))

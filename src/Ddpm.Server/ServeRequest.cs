@@ -93,15 +93,13 @@ public static class ServeRequestParser
         double guidance = body.Guidance ?? 0;
         if (!double.IsFinite(guidance) || guidance < 0 || guidance > limits.MaxGuidance)
             throw new BadRequestException($"guidance: must be a number in [0, {limits.MaxGuidance}], got {guidance}");
-        if (body.Class is { } y)
+        // Classes and guidance as the library checks them for ddpm sample.
+        try
         {
-            if (model.NumClasses == 0) throw new BadRequestException($"class: the checkpoint's model is unconditional (model_params.num_classes = 0), got {y}");
-            if (y < 0 || y >= model.NumClasses) throw new BadRequestException($"class: the model was trained on classes 0..{model.NumClasses - 1}, got {y}");
+            new GenerationRequest { Count = count, Labels = body.Class is { } y ? Enumerable.Repeat(y, count).ToArray() : null, Guidance = guidance }
+                .Validate(checkpoint.Config.Model);
         }
-        else if (guidance != 0)
-        {
-            throw new BadRequestException("guidance: needs a class");
-        }
+        catch (ArgumentException e) { throw new BadRequestException(e.Message); }
         bool useEma = body.Ema ?? model.HasEma;
         if (useEma && !model.HasEma) throw new BadRequestException("ema: the checkpoint has no EMA weights");
 

@@ -4,6 +4,7 @@
 // process is inside its save loop before it picks a random moment to SIGKILL it.
 using Ddpm.Configuration;
 using Ddpm.Data;
+using Ddpm.Runs;
 using Ddpm.Training;
 using static TorchSharp.torch;
 
@@ -16,7 +17,7 @@ Ddpm.Runtime.ParentWatch.StartFromEnvironment();
 // DDPM_MALLOC=0 with the default).
 if (args is ["--page-faults"])
 {
-    Ddpm.Runtime.DevicePolicy.EnsureCpuDefaults();
+    Ddpm.Runtime.DevicePolicy.Apply(TorchSharp.torch.CPU);
     static long MinorFaults()
     {
         var stat = File.ReadAllText("/proc/self/stat");
@@ -49,7 +50,7 @@ if (args is ["--page-faults"])
 // process aborts); FinalizerHoldTests runs both.
 if (args is ["--scalar-race", var seconds])
 {
-    Ddpm.Runtime.DevicePolicy.EnsureCpuDefaults();
+    Ddpm.Runtime.DevicePolicy.Apply(TorchSharp.torch.CPU);
     set_num_threads(1);
     using var a = ones(64);
     using var b = full(64, 2.0);

@@ -3,10 +3,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Ddpm.Configuration;
-using Ddpm.Diffusion;
 using Ddpm.Distributed;
 using Ddpm.IO;
 using Ddpm.Imaging;
+using Ddpm.Runs;
 using Ddpm.Sampling;
 using static TorchSharp.torch;
 
@@ -61,13 +61,7 @@ internal static class SampleCommand
     private static int Run(string checkpointPath, string? configPath, bool strict, int? num, int? gridRows, long seed, string outDir, SamplerOptions samplerOptions,
         int saveEvery, int frames, Device device, int? label, double guidance, bool useEma, Precision precision, int? batchSize, bool allowNonFinite)
     {
-        if (num is < 1) throw new UsageException($"--num must be >= 1, got {num}");
-        if (gridRows is < 1) throw new UsageException($"--grid-rows must be >= 1, got {gridRows}");
-        if (saveEvery < 0) throw new UsageException($"--save-every must be >= 0, got {saveEvery}");
-        if (frames < 0) throw new UsageException($"--frames must be >= 0, got {frames}");
-        if (batchSize is < 1) throw new UsageException($"--batch-size must be >= 1, got {batchSize}");
         PathCheck.EnsureWritableFolder(outDir, "--out"); // before any work: a bad --out must not cost a whole sampling run
-
         using var generator = ImageGenerator.Load(checkpointPath, device, precision, useEma, WeightOptions.ConfigFor(checkpointPath, configPath), strict,
             allowNonFinite);
         var loaded = generator.Source!;
@@ -86,14 +80,11 @@ internal static class SampleCommand
                 : guidance != 0 ? Enumerable.Range(0, n).Select(i => i % Math.Max(1, config.Model.NumClasses)).ToArray()
                 : null,
             Guidance = guidance,
+            MaxBatchSize = batchSize, // null: as many images per pass as fit the generator's memory budget
         };
-        // Without --batch-size, as many images per pass as fit in 4 GiB or half the available memory (all of them when they fit).
-        long? available = device.type == TorchSharp.DeviceType.CPU ? Training.MemoryEstimate.AvailableCpuBytes() : null;
-        request = request with { MaxBatchSize = batchSize ?? generator.BatchSizeWithin(n, Math.Min((available ?? 8L << 30) / 2, 4L << 30), request.Labels is not null && guidance != 0) };
         GenerationPlan plan;
         try { plan = generator.Plan(request); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
-        EnsureFits(plan, n, config.Model.ImSize, available, batchSize is not null);
         // mpirun (only): the images split by index over the ranks; rank 0 writes and reports, the others stay silent.
         var mpi = MpiCommunicator.Current is { Size: > 1 } job ? job : null;
         bool root = mpi is null || mpi.Rank == 0;
@@ -102,11 +93,13 @@ internal static class SampleCommand
         if (root)
         {
             Directory.CreateDirectory(outDir);
-            RemoveEarlierOutputs(outDir);
+            if (SampleFolder.RemoveEarlierOutputs(outDir) is { Count: > 0 } earlier)
+                Console.Error.WriteLine($"note: removed {earlier.Count} file(s) of an earlier sample from '{outDir}': " +
+                    string.Join(", ", earlier.Take(5)) + (earlier.Count > 5 ? ", …" : ""));
         }
 
-        // Intermediate grids and animation frames show the first batch (all images unless --batch-size is smaller; rank
-        // 0's first batch under mpirun).
+        // Intermediate grids and animation frames show the first batch (all images unless the batch is smaller; rank 0's
+        // first batch under mpirun).
         int steps = plan.Timesteps.Count;
         int frameEvery = frames > 0 ? Math.Max(1, steps / frames) : 0;
         var animation = new List<byte[]>();
@@ -127,7 +120,7 @@ internal static class SampleCommand
                 animation.Add(ImageGrid.ToPng(s.X, perRow));
             if (s.Batch == 0 && saveEvery > 0 && done % saveEvery == 0 && done != steps)
             {
-                ImageGrid.SavePng(s.X, perRow, Path.Combine(outDir, $"x_{s.Timestep:D4}.png"));
+                ImageGrid.SavePng(s.X, perRow, Path.Combine(outDir, SampleFolder.IntermediateFile(s.Timestep)));
                 written++;
             }
             double perStep = clock.Elapsed.TotalSeconds / s.Done;
@@ -143,18 +136,17 @@ internal static class SampleCommand
         {
             if (!root) return exitCode;
             progress.Finish();
-            Console.Error.WriteLine($"error: sampling interrupted after step {lastStep} of {plan.TotalSteps}: no samples.png was written; " +
+            Console.Error.WriteLine($"error: sampling interrupted after step {lastStep} of {plan.TotalSteps}: no {SampleFolder.GridFile} was written; " +
                 (written > 0 ? $"'{outDir}' holds only this run's {written} intermediate grid(s) x_*.png" : $"'{outDir}' holds nothing of this run"));
             return exitCode;
         }
         using var _ = result;
         if (!root) return CliApp.Ok;
         progress.Finish();
-        var gridPath = Path.Combine(outDir, "samples.png");
+        var gridPath = Path.Combine(outDir, SampleFolder.GridFile);
         ImageGrid.SavePng(result.Images, perRow, gridPath);
-        if (animation.Count > 0) AtomicFile.WriteAllBytes(Path.Combine(outDir, "reverse.png"), AnimatedPng.Assemble(animation));
-        var manifest = loaded.Manifest;
-        var origin = manifest is null ? $"{loaded.Format} weights" : $"epoch {manifest.Epoch}, step {manifest.Step}";
+        if (animation.Count > 0) AtomicFile.WriteAllBytes(Path.Combine(outDir, SampleFolder.AnimationFile), AnimatedPng.Assemble(animation));
+        var origin = loaded.Manifest is { } m ? $"epoch {m.Epoch}, step {m.Step}" : $"{loaded.Format} weights";
         var t = result.Timings;
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"sampled {n} images{(mpi is null ? "" : $" over {mpi.Size} processes")} in {steps} steps of {samplerOptions.Describe(generator.Diffusion.Schedule.T)}{(plan.Batches > 1 ? $" × {plan.Batches} batches" : "")}, " +
@@ -163,41 +155,4 @@ internal static class SampleCommand
         Console.WriteLine(gridPath);
         return CliApp.Ok;
     }
-
-    /// <summary>
-    /// Refuses, before anything is allocated, a request whose images (kept until the grid is written, and the grid itself)
-    /// plus one batch's working set exceed the available memory.
-    /// </summary>
-    private static void EnsureFits(GenerationPlan plan, int n, int imSize, long? available, bool batchGiven)
-    {
-        if (available is not { } free) return;
-        long grid = (long)n * (imSize + 2) * (imSize + 2) * 4;
-        long need = plan.Memory.OutputBytes + grid + plan.Memory.DeviceBytes;
-        if (need > free)
-            throw new InsufficientMemoryException(string.Create(CultureInfo.InvariantCulture,
-                $"--num {n}{(batchGiven ? $" --batch-size {plan.BatchSize}" : "")}: sampling needs an estimated {Gib(need)} " +
-                $"({Gib(plan.Memory.OutputBytes + grid)} for the images and their grid, {Gib(plan.Memory.DeviceBytes)} for a batch of {plan.BatchSize}) " +
-                $"but {Gib(free)} of memory is available; ask for fewer images{(batchGiven ? " or a smaller --batch-size" : "")}"));
-    }
-
-    private static string Gib(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 30):F2} GiB");
-
-    /// <summary>
-    /// Removes what an earlier <c>ddpm sample</c> left in <paramref name="outDir"/> (samples.png, reverse.png, x_NNNN.png), so
-    /// the folder never mixes two runs (e.g. this run's intermediate grids beside an older final grid), and says so.
-    /// </summary>
-    private static void RemoveEarlierOutputs(string outDir)
-    {
-        var earlier = Directory.EnumerateFiles(outDir)
-            .Where(f => Path.GetFileName(f) is "samples.png" or "reverse.png" || IsIntermediateGrid(Path.GetFileName(f)))
-            .Order(StringComparer.Ordinal).ToList();
-        if (earlier.Count == 0) return;
-        foreach (var f in earlier) File.Delete(f);
-        Console.Error.WriteLine($"note: removed {earlier.Count} file(s) of an earlier sample from '{outDir}': " +
-            string.Join(", ", earlier.Take(5).Select(Path.GetFileName)) + (earlier.Count > 5 ? ", …" : ""));
-    }
-
-    private static bool IsIntermediateGrid(string name) =>
-        name.Length == "x_0000.png".Length && name.StartsWith("x_", StringComparison.Ordinal) && name.EndsWith(".png", StringComparison.Ordinal)
-        && name[2..6].All(char.IsAsciiDigit);
 }

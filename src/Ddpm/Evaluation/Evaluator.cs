@@ -230,9 +230,8 @@ public sealed class Evaluator : IDisposable
     private byte[]? LossCurve(Action<string>? log)
     {
         if (Options.Checkpoint is null) return null;
-        var runDir = Path.GetDirectoryName(Path.GetFullPath(Options.Checkpoint))!;
-        if (File.Exists(Path.Combine(runDir, TrainingLog.StepFile)) || File.Exists(Path.Combine(runDir, TrainingLog.EpochFile)))
-            return Charts.LossCurve(TrainingLog.Read(runDir), $"Training loss ({runDir})");
+        var run = new Runs.RunFolder(Path.GetDirectoryName(Path.GetFullPath(Options.Checkpoint))!);
+        if (TrainingLog.Exists(run)) return Charts.LossCurve(TrainingLog.Read(run), $"Training loss ({run.Path})");
         log?.Invoke($"no training log beside {Options.Checkpoint}: loss curve skipped");
         return null;
     }

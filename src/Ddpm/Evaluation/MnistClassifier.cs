@@ -27,7 +27,7 @@ public sealed class MnistClassifier : nn.Module<Tensor, Tensor>
 
     public MnistClassifier() : base(nameof(MnistClassifier))
     {
-        Runtime.DevicePolicy.EnsureCpuDefaults();
+        Runtime.DevicePolicy.EnsureApplied();
         conv1 = nn.Conv2d(1, 32, 5, padding: 2);
         conv2 = nn.Conv2d(32, 64, 5);
         fc1 = nn.Linear(64 * 5 * 5, 120);

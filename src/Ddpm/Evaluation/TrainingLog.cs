@@ -1,24 +1,24 @@
 using System.Globalization;
 using Ddpm.Data;
+using Ddpm.Runs;
 
 namespace Ddpm.Evaluation;
 
 /// <summary>
-/// The loss history <c>ddpm train</c> writes into its output folder: <c>loss.csv</c> (<c>step,loss</c>, one row per
-/// optimizer step) and <c>train_log.csv</c> (<c>epoch,step,mean_loss,...</c>, one row per epoch). Either may be absent.
+/// The loss history <c>ddpm train</c> writes into its run folder (<see cref="RunFolder"/>): the step log (<c>step,loss</c>,
+/// one row per optimizer step) and the epoch log (<c>epoch,step,mean_loss,...</c>, one row per epoch). Either may be absent.
 /// </summary>
 public sealed record TrainingLog(double[] Steps, double[] Losses, double[] EpochSteps, double[] EpochMeanLosses)
 {
-    public const string StepFile = "loss.csv";
-    public const string EpochFile = "train_log.csv";
+    /// <summary>Whether <paramref name="folder"/> holds either log.</summary>
+    public static bool Exists(RunFolder folder) => File.Exists(folder.StepLogPath) || File.Exists(folder.EpochLogPath);
 
-    /// <summary>Reads both files from <paramref name="directory"/>; throws <see cref="DataException"/> when neither exists or a row is malformed.</summary>
-    public static TrainingLog Read(string directory)
+    /// <summary>Reads both logs of <paramref name="folder"/>; throws <see cref="DataException"/> when neither exists or a row is malformed.</summary>
+    public static TrainingLog Read(RunFolder folder)
     {
-        var stepPath = Path.Combine(directory, StepFile);
-        var epochPath = Path.Combine(directory, EpochFile);
-        if (!File.Exists(stepPath) && !File.Exists(epochPath))
-            throw new DataException(directory, $"holds no training log ({StepFile} or {EpochFile} from 'ddpm train')");
+        var (stepPath, epochPath) = (folder.StepLogPath, folder.EpochLogPath);
+        if (!Exists(folder))
+            throw new DataException(folder.Path, $"holds no training log ({RunFolder.StepLogFile} or {RunFolder.EpochLogFile} from 'ddpm train')");
         var (steps, losses) = File.Exists(stepPath) ? Columns(stepPath, "step", "loss") : ([], []);
         var (epochSteps, means) = File.Exists(epochPath) ? Columns(epochPath, "step", "mean_loss") : ([], []);
         return new TrainingLog(steps, losses, epochSteps, means);

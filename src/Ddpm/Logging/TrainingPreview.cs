@@ -4,11 +4,12 @@ using Ddpm.Training;
 
 namespace Ddpm.Logging;
 
-/// <summary>A small sample grid of the model being trained: the per-epoch TensorBoard image and the runs page's picture.</summary>
+/// <summary>
+/// A small sample grid of the model being trained: the per-epoch TensorBoard image and the runs page's picture
+/// (<see cref="Runs.RunFolder.PreviewFile"/>).
+/// </summary>
 public static class TrainingPreview
 {
-    /// <summary>The grid's file name in the run folder.</summary>
-    public const string FileName = "preview.png";
     public const int DefaultCount = 16, DefaultSteps = 50;
 
     /// <summary>

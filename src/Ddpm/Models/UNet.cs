@@ -29,7 +29,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
     public UNet(UNetOptions options) : base(nameof(UNet))
     {
         options.Validate();
-        Runtime.DevicePolicy.EnsureCpuDefaults();
+        Runtime.DevicePolicy.EnsureApplied();
         Options = options;
         var down = options.DownChannels;
         var mid = options.MidChannels;

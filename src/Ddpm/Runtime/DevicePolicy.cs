@@ -6,26 +6,19 @@ using static TorchSharp.torch;
 namespace Ddpm.Runtime;
 
 /// <summary>
-/// How libtorch is set up for a device, in one place so the CLI and library users get the same numbers.
+/// How libtorch is set up for a device, in one place so the CLI, the server and library users get the same numbers. The
+/// host applies it with one call, <see cref="Apply"/>, before any model is built; the library changes nothing
+/// process-wide by itself, and a model refuses to be built until the host has decided (<see cref="EnsureApplied"/>).
 /// <para>CUDA: fp32 matmuls and convolutions on TF32 tensor cores (PyTorch's <c>allow_tf32</c>), and cuDNN's autotuner
-/// unless <c>DDPM_CUDNN_BENCHMARK=0</c> (H200, seed config: sampling 15.6 → 13.1 ms per step).</para>
-/// <para>CPU: oneDNN 3.7.1 (inside libtorch 2.10) computes wrong convolutions on virtual machines whose CPUID hides the
-/// cache hierarchy (leaf 4 / 0x8000001D all zero; seen on this project's AMD EPYC Zen 5 VMs): with its AVX2 and AVX-512
-/// kernels the input gradient of a 16→1 or 16→24 3×3 convolution is wrong on every call (NaN on some), a 48-channel
-/// transposed convolution's output is wrong, bf16 stride-2 convolutions are off by ≈ 35 %. Its AVX kernels are exact
-/// there. So, before oneDNN's first use, such a machine gets <c>DNNL_MAX_CPU_ISA=AVX</c> (unless the variable is set),
-/// and a self-check compares oneDNN with libtorch's own kernels on those shapes; if they disagree, oneDNN is turned off
-/// for the process (exact, but ≈ 3.5× slower forward passes). <c>DDPM_ONEDNN=0</c> turns it off, <c>1</c> keeps it
-/// on without the check.</para>
-/// <para>Host memory (Linux, glibc): libtorch takes every CPU tensor from malloc, and glibc serves blocks above its mmap
-/// threshold (128 KiB, raised dynamically to at most 32 MiB) with fresh mmaps and returns the heap's top to the kernel
-/// past 128 KiB, so each sampling step's megabytes of activations are page-faulted and zeroed by the kernel anew. The
-/// policy raises both thresholds to 1 GiB with <c>mallopt</c> (freed blocks are reused instead). On the 2-core
-/// development VM, <c>ddpm sample</c> of 100 guided quick-preset images in 20 steps, alternating runs: 243 / 252 vs
-/// 799 / 672 ms per step with <c>DDPM_MALLOC=0</c>, system time 0.9 / 1.1 vs 10.6 / 7.9 s, page faults 0.10 / 0.11
-/// vs 1.41 / 1.04 million, the same images bit for bit; <c>ddpm bench</c> training at batch 16: 122.5 / 147.2 vs
-/// 112.2 / 128.2 img/s. <c>DDPM_MALLOC=0</c> leaves malloc alone, as does any <c>MALLOC_MMAP_THRESHOLD_</c> /
-/// <c>MALLOC_TRIM_THRESHOLD_</c> the user set.</para>
+/// unless <c>DDPM_CUDNN_BENCHMARK=0</c>.</para>
+/// <para>CPU: oneDNN (inside libtorch 2.10) computes wrong convolutions on virtual machines whose CPUID hides the cache
+/// hierarchy; its AVX kernels are exact there. So such a machine gets <c>DNNL_MAX_CPU_ISA=AVX</c> (unless the variable
+/// is set), and a self-check compares oneDNN with libtorch's own kernels on the shapes that failed; if they disagree,
+/// oneDNN is turned off for the process. <c>DDPM_ONEDNN=0</c> turns it off, <c>1</c> keeps it on without the check.</para>
+/// <para>Host memory (Linux, glibc): libtorch takes every CPU tensor from malloc, and glibc maps large blocks afresh and
+/// returns freed memory, so each sampling step page-faults its activations in again. The policy raises glibc's mmap and
+/// trim thresholds to 1 GiB (<c>DDPM_MALLOC=0</c>, or the user's own <c>MALLOC_*_THRESHOLD_</c>, leave malloc alone).</para>
+/// <para>Why and what it measured: docs/platform.md.</para>
 /// </summary>
 public static class DevicePolicy
 {
@@ -51,7 +44,10 @@ public static class DevicePolicy
     private static string? _cpuConvolutions;
     private static string? _hostAllocator;
 
-    /// <summary>Sets libtorch up for <paramref name="device"/> (idempotent; the CPU part runs for every device).</summary>
+    /// <summary>
+    /// Sets libtorch and the process up for <paramref name="device"/>: the host calls this once at start, before building a
+    /// model (idempotent; the CPU part runs for every device, once per process).
+    /// </summary>
     /// <exception cref="ArgumentException">a DDPM_* variable holds something other than 0 or 1.</exception>
     public static void Apply(Device device)
     {
@@ -62,11 +58,24 @@ public static class DevicePolicy
         if (CudnnBenchmarkRequested) LibTorchSwitches.CudnnBenchmark = true;
     }
 
+    /// <summary>Whether the host has applied the policy in this process.</summary>
+    public static bool Applied => _cpuConvolutions is not null;
+
     /// <summary>
-    /// The CPU part of <see cref="Apply"/>, once per process. The U-Net's and the classifier's constructors call it, so
-    /// it runs before their first convolution (oneDNN reads its ISA cap at its first use).
+    /// Refuses to go on until the host has applied the policy: oneDNN reads its instruction-set cap at its first use, so a
+    /// model built before <see cref="Apply"/> could compute wrong convolutions on some machines. The U-Net's and the
+    /// classifier's constructors call it.
     /// </summary>
-    public static void EnsureCpuDefaults()
+    /// <exception cref="InvalidOperationException">the policy was not applied.</exception>
+    public static void EnsureApplied()
+    {
+        if (!Applied)
+            throw new InvalidOperationException("call Ddpm.Runtime.DevicePolicy.Apply(device) once, before building a model: it sets " +
+                "libtorch up for the device (and checks oneDNN's CPU convolutions, which are wrong on some machines); see docs/library.md");
+    }
+
+    /// <summary>The CPU part of <see cref="Apply"/>, once per process.</summary>
+    internal static void EnsureCpuDefaults()
     {
         if (_cpuConvolutions is not null) return;
         lock (Gate)
@@ -78,14 +87,7 @@ public static class DevicePolicy
     }
 
     /// <summary>How host memory is allocated in this process (for reports), e.g. "glibc malloc, mmap/trim thresholds 1 GiB".</summary>
-    public static string HostAllocator
-    {
-        get
-        {
-            EnsureCpuDefaults();
-            return _hostAllocator!;
-        }
-    }
+    public static string HostAllocator => _hostAllocator ?? NotApplied;
 
     private static string ConfigureHostAllocator()
     {
@@ -104,14 +106,9 @@ public static class DevicePolicy
     }
 
     /// <summary>What CPU convolutions run on in this process (for reports), e.g. "oneDNN, ISA capped at AVX (...)".</summary>
-    public static string CpuConvolutions
-    {
-        get
-        {
-            EnsureCpuDefaults();
-            return _cpuConvolutions!;
-        }
-    }
+    public static string CpuConvolutions => _cpuConvolutions ?? NotApplied;
+
+    private const string NotApplied = "not set up (DevicePolicy.Apply was not called)";
 
     /// <summary>Whether cuDNN's autotuner runs on CUDA: on unless <c>DDPM_CUDNN_BENCHMARK=0</c>.</summary>
     public static bool CudnnBenchmarkRequested => Flag(CudnnBenchmarkVariable) ?? true;

@@ -1,3 +1,5 @@
+using Ddpm.Configuration;
+
 namespace Ddpm.Sampling;
 
 /// <summary>
@@ -18,6 +20,34 @@ public sealed record GenerationRequest
     public IReadOnlyList<int>? Labels { get; init; }
     /// <summary>Classifier-free guidance weight w ≥ 0 (Ho &amp; Salimans 2022, eq. 6); needs <see cref="Labels"/>.</summary>
     public double Guidance { get; init; }
-    /// <summary>Images per forward pass at most; larger requests run in batches (twice the images per pass with guidance).</summary>
-    public int MaxBatchSize { get; init; } = 100;
+    /// <summary>
+    /// Images per forward pass at most; larger requests run in batches (twice the images per pass with guidance). Null:
+    /// as many as fit in <see cref="ImageGenerator.DefaultMemoryBudget"/>.
+    /// </summary>
+    public int? MaxBatchSize { get; init; }
+
+    /// <summary>
+    /// Checks the request against a model with <paramref name="model"/>'s options (before any model is loaded, e.g. by a
+    /// server): counts, guidance, and the labels the model can take. The sampler is checked when it is created.
+    /// </summary>
+    /// <exception cref="ArgumentException">A setting out of range or unfit for the model (the message names it).</exception>
+    public void Validate(UNetOptions model)
+    {
+        if (Count < 1) throw new ArgumentException($"count must be >= 1, got {Count}");
+        if (FirstIndex < 0) throw new ArgumentException($"the first image index must be >= 0, got {FirstIndex}");
+        if (MaxBatchSize < 1) throw new ArgumentException($"the batch size must be >= 1, got {MaxBatchSize}");
+        if (!(Guidance >= 0) || !double.IsFinite(Guidance)) throw new ArgumentException($"guidance must be a finite number >= 0, got {Guidance}");
+        if (Labels is { } labels)
+        {
+            if (model.NumClasses <= 0)
+                throw new ArgumentException("class labels need a class-conditional model (model_params.num_classes > 0); this one is unconditional");
+            if (labels.Count != Count) throw new ArgumentException($"labels: {labels.Count} given for {Count} images (one per image)");
+            foreach (var y in labels)
+                if (y < 0 || y >= model.NumClasses) throw new ArgumentException($"class {y}: the model was trained on classes 0..{model.NumClasses - 1}");
+        }
+        else if (Guidance != 0)
+        {
+            throw new ArgumentException("guidance needs class labels (a class per image)");
+        }
+    }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using Ddpm.Configuration;
 using Ddpm.Diffusion;
 using Ddpm.Interop;
@@ -30,7 +31,6 @@ public sealed class ImageGenerator : IDisposable
     public ImageGenerator(UNet model, GaussianDiffusion diffusion, Device? device = null, Precision precision = Precision.Fp32)
     {
         Device = device ?? CPU;
-        DevicePolicy.Apply(Device);
         Model = model;
         Diffusion = diffusion;
         Precision = precision;
@@ -97,32 +97,38 @@ public sealed class ImageGenerator : IDisposable
     /// Checks <paramref name="request"/> against this model and says what it will do, before any work.
     /// </summary>
     /// <exception cref="ArgumentException">A setting that is out of range or does not fit the model (the message names it).</exception>
+    /// <exception cref="InsufficientMemoryException">The images (kept until returned, and a grid of them) and one batch
+    /// exceed the memory available on the CPU.</exception>
     public GenerationPlan Plan(GenerationRequest request)
     {
-        if (request.Count < 1) throw new ArgumentException($"count must be >= 1, got {request.Count}", nameof(request));
-        if (request.FirstIndex < 0) throw new ArgumentException($"the first image index must be >= 0, got {request.FirstIndex}", nameof(request));
-        if (request.MaxBatchSize < 1) throw new ArgumentException($"the batch size must be >= 1, got {request.MaxBatchSize}", nameof(request));
-        if (!(request.Guidance >= 0) || !double.IsFinite(request.Guidance))
-            throw new ArgumentException($"guidance must be a finite number >= 0, got {request.Guidance}", nameof(request));
-        if (request.Labels is { } labels)
-        {
-            if (!Model.IsConditional)
-                throw new ArgumentException("class labels need a class-conditional model (model_params.num_classes > 0); this one is unconditional", nameof(request));
-            if (labels.Count != request.Count)
-                throw new ArgumentException($"labels: {labels.Count} given for {request.Count} images (one per image)", nameof(request));
-            int classes = Model.Options.NumClasses;
-            foreach (var y in labels)
-                if (y < 0 || y >= classes)
-                    throw new ArgumentException($"class {y}: the model was trained on classes 0..{classes - 1}", nameof(request));
-        }
-        else if (request.Guidance != 0)
-        {
-            throw new ArgumentException("guidance needs class labels (a class per image)", nameof(request));
-        }
+        request.Validate(Model.Options);
         var timesteps = request.Sampler.Create(Diffusion.Schedule).Timesteps;
-        int batch = Math.Min(request.MaxBatchSize, request.Count);
+        bool guided = request.Labels is not null && request.Guidance != 0;
+        long? available = Device.type == DeviceType.CPU ? MemoryEstimate.AvailableCpuBytes() : null;
+        int batch = Math.Min(request.MaxBatchSize ?? BatchSizeWithin(request.Count, DefaultMemoryBudget(available), guided), request.Count);
         int batches = (request.Count + batch - 1) / batch;
-        return new GenerationPlan(timesteps, batches, batch, EstimateMemory(request.Count, batch, request.Labels is not null && request.Guidance != 0));
+        var plan = new GenerationPlan(timesteps, batches, batch, EstimateMemory(request.Count, batch, guided));
+        EnsureFits(plan, request, available);
+        return plan;
+    }
+
+    /// <summary>The working set a batch may take when a request does not say: 4 GiB, or half the available CPU memory if less.</summary>
+    public static long DefaultMemoryBudget(long? availableCpuBytes) => Math.Min((availableCpuBytes ?? 8L << 30) / 2, 4L << 30);
+
+    /// <summary>
+    /// Refuses, before anything is allocated, a request whose images (kept until returned, plus a grid of them as a caller
+    /// writes it) and one batch's working set exceed the available memory.
+    /// </summary>
+    private static void EnsureFits(GenerationPlan plan, GenerationRequest request, long? available)
+    {
+        if (available is not { } free) return;
+        long images = plan.Memory.OutputBytes * 2, need = images + plan.Memory.DeviceBytes;
+        if (need <= free) return;
+        static string Gib(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 30):F2} GiB");
+        throw new InsufficientMemoryException(
+            $"{request.Count} images{(request.MaxBatchSize is { } b ? $" in batches of {b}" : "")}: sampling needs an estimated {Gib(need)} " +
+            $"({Gib(images)} for the images and their grid, {Gib(plan.Memory.DeviceBytes)} for a batch of {plan.BatchSize}) " +
+            $"but {Gib(free)} of memory is available; ask for fewer images{(request.MaxBatchSize is not null ? " or a smaller batch" : "")}");
     }
 
     /// <summary>

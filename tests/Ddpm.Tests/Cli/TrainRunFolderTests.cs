@@ -1,3 +1,4 @@
+using Ddpm.Runs;
 using System.Diagnostics;
 using Ddpm.Cli;
 using Ddpm.Configuration;

@@ -20,7 +20,7 @@ public sealed class ReportingTests : IDisposable
     {
         File.WriteAllLines(Path.Combine(_dir, "loss.csv"), ["step,loss", .. Enumerable.Range(1, 200).Select(i => $"{i},{1.0 / i + 0.05}")]);
         File.WriteAllLines(Path.Combine(_dir, "train_log.csv"), ["epoch,step,mean_loss,seconds,images_per_s,rss_start_mb,rss_end_mb", "1,100,0.2,1,1,1,1", "2,200,0.1,1,1,1,1"]);
-        var log = TrainingLog.Read(_dir);
+        var log = TrainingLog.Read(new Ddpm.Runs.RunFolder(_dir));
         Assert.Equal(200, log.Steps.Length);
         Assert.Equal(new[] { 100.0, 200.0 }, log.EpochSteps);
         Assert.True(IsPng(Charts.LossCurve(log, "loss")));
@@ -30,9 +30,9 @@ public sealed class ReportingTests : IDisposable
     [Fact]
     public void A_folder_without_a_log_or_with_a_malformed_row_is_a_data_error()
     {
-        Assert.Throws<DataException>(() => TrainingLog.Read(_dir));
+        Assert.Throws<DataException>(() => TrainingLog.Read(new Ddpm.Runs.RunFolder(_dir)));
         File.WriteAllLines(Path.Combine(_dir, "loss.csv"), ["step,loss", "1,0.5", "2,oops"]);
-        var e = Assert.Throws<DataException>(() => TrainingLog.Read(_dir));
+        var e = Assert.Throws<DataException>(() => TrainingLog.Read(new Ddpm.Runs.RunFolder(_dir)));
         Assert.Contains("line 3", e.Message);
     }
 

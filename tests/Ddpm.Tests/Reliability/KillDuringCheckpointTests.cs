@@ -1,3 +1,4 @@
+using Ddpm.Runs;
 using System.Diagnostics;
 using Ddpm.Training;
 using Xunit.Abstractions;

@@ -1,3 +1,4 @@
+using Ddpm.Runs;
 using Ddpm.Configuration;
 using Ddpm.Data;
 using Ddpm.Tests.Training;

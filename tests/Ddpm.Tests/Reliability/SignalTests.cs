@@ -1,3 +1,4 @@
+using Ddpm.Runs;
 using Ddpm.Training;
 
 namespace Ddpm.Tests.Reliability;

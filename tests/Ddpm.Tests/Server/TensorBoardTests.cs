@@ -1,3 +1,4 @@
+using Ddpm.Runs;
 using System.Buffers.Binary;
 using System.Globalization;
 using Ddpm.Logging;
@@ -106,7 +107,7 @@ public sealed class TensorBoardTests : IDisposable
         Assert.Single(values, v => v.Tag == "epoch/mean_loss" && v.Step == ServerRuns.TrainSteps);
 
         // One preview per epoch: the grid file the runs page shows, and the same picture in TensorBoard.
-        var preview = ServerClient.Decode(File.ReadAllBytes(Path.Combine(runs.Cond, TrainingPreview.FileName)));
+        var preview = ServerClient.Decode(File.ReadAllBytes(Path.Combine(runs.Cond, RunFolder.PreviewFile)));
         int side = ServerClient.GridSide(4, ServerRuns.ImageSize);
         Assert.Equal((side, side), (preview.Width, preview.Height));
         var image = Assert.Single(values, v => v.Tag == "samples");

@@ -1,9 +1,10 @@
+using Ddpm.Runs;
 using Ddpm.Data;
 using Ddpm.Tests.Training;
 using Ddpm.Training;
 using static TorchSharp.torch;
 
-namespace Ddpm.Tests.Reliability;
+namespace Ddpm.Tests.Runs;
 
 /// <summary>Rotation of numbered checkpoints, and failed writes (a full disk) that leave the previous checkpoint intact.</summary>
 public class CheckpointFolderTests : IDisposable

@@ -1,8 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
 using Ddpm.IO;
+using Ddpm.Training;
 
-namespace Ddpm.Training;
+namespace Ddpm.Runs;
 
 /// <summary>
 /// The one owner of a run folder: a lock file (<c>train.lock</c>) holding the owner's PID and start time, created

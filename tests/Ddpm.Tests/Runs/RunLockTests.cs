@@ -1,6 +1,7 @@
+using Ddpm.Runs;
 using Ddpm.Training;
 
-namespace Ddpm.Tests.Training;
+namespace Ddpm.Tests.Runs;
 
 /// <summary><see cref="RunLock"/>: one holder at a time, its text names PID and start time, release removes only its own file.</summary>
 public class RunLockTests : IDisposable

@@ -1,7 +1,8 @@
 using System.Globalization;
 using Ddpm.IO;
+using Ddpm.Training;
 
-namespace Ddpm.Training;
+namespace Ddpm.Runs;
 
 /// <summary>
 /// A run's checkpoints: the last <see cref="Keep"/> as <c>checkpoint-&lt;step&gt;.ckpt</c> plus the latest as
@@ -14,7 +15,9 @@ public sealed class CheckpointFolder
 {
     /// <summary>The latest checkpoint's file name (the name the CLI, docs and <c>--resume</c> use).</summary>
     public const string LatestName = "checkpoint.ckpt";
-    private const string Prefix = "checkpoint-", Extension = ".ckpt", TempMarker = AtomicFile.TempMarker;
+    /// <summary>What every checkpoint file's name ends with (a run's, or one written by <c>ddpm import</c>).</summary>
+    public const string Extension = ".ckpt";
+    private const string Prefix = "checkpoint-", TempMarker = AtomicFile.TempMarker;
 
     public string Directory { get; }
     /// <summary>How many numbered checkpoints to keep (0 = only <see cref="LatestPath"/>).</summary>
@@ -26,6 +29,13 @@ public sealed class CheckpointFolder
         ArgumentOutOfRangeException.ThrowIfNegative(keep);
         Directory = Path.GetFullPath(directory);
         Keep = keep;
+    }
+
+    /// <summary>Every checkpoint file in <paramref name="directory"/> (any name ending in <see cref="Extension"/>); none when it cannot be listed.</summary>
+    public static IReadOnlyList<string> Files(string directory)
+    {
+        try { return System.IO.Directory.EnumerateFiles(directory, "*" + Extension).ToList(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return []; }
     }
 
     /// <summary>The path of the numbered checkpoint of <paramref name="step"/>.</summary>
