@@ -6,6 +6,7 @@ using Ddpm.Configuration;
 using Ddpm.Data;
 using Ddpm.Distributed;
 using Ddpm.Interop;
+using Ddpm.Runtime;
 using Ddpm.Training;
 
 namespace Ddpm.Cli;
@@ -123,31 +124,8 @@ public static class CliApp
         return code;
     }
 
-    /// <summary>
-    /// A message as one line of reasonable length: libtorch's C++ backtrace ("Exception raised from … frame #0: …") and .NET
-    /// stack frames are cut, line breaks become "; " and very long text (a 50 MB name echoed back) is shortened.
-    /// </summary>
-    public static string OneLine(string message)
-    {
-        var lines = new List<string>();
-        foreach (var raw in message.Split('\n'))
-        {
-            var line = raw.TrimEnd('\r');
-            int raised = line.IndexOf("Exception raised from ", StringComparison.Ordinal);
-            if (raised >= 0) line = line[..raised];
-            var trimmed = line.Trim();
-            if (trimmed.StartsWith("frame #", StringComparison.Ordinal) || trimmed.StartsWith("at ", StringComparison.Ordinal) && raw.StartsWith("   at ", StringComparison.Ordinal))
-                break;
-            if (raised >= 0)
-            {
-                if (trimmed.Length > 0) lines.Add(trimmed);
-                break;
-            }
-            if (trimmed.Length > 0) lines.Add(trimmed);
-        }
-        var text = string.Join("; ", lines);
-        return text.Length <= 2000 ? text : text[..1000] + $" …({text.Length - 1600:N0} characters left out)… " + text[^600..];
-    }
+    /// <summary>A message as one line of reasonable length (<see cref="ErrorText.OneLine"/>).</summary>
+    public static string OneLine(string message) => ErrorText.OneLine(message);
 
     /// <summary>
     /// One range rule for numeric options, whichever command declares them: counts ≥ 1, others ≥ 0 or &gt; 0, every number

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
 using Ddpm.Data;
 using Ddpm.Evaluation;
@@ -22,71 +21,41 @@ internal static class ClassifierCommand
         {
             dir, epochs, seed, force,
         };
-        train.SetAction(p => Train(p.GetValue(dir)!, p.GetValue(epochs), p.GetValue(seed), p.GetValue(force)));
-
+        train.SetAction(p => Train(new ClassifierStore(p.GetValue(dir)!), p.GetValue(epochs), p.GetValue(seed), p.GetValue(force)));
         var testDir = DirOption();
         var test = new Command("test", "Measure the cached classifier on the MNIST test set and show the metric anchors") { testDir };
-        test.SetAction(p => Test(p.GetValue(testDir)!));
+        test.SetAction(p => Test(new ClassifierStore(p.GetValue(testDir)!)));
         return new Command("classifier", "The MNIST classifier behind 'ddpm eval''s sample-quality metrics") { train, test };
     }
 
     private static Option<string> DirOption() =>
         new("--dir") { Description = "MNIST folder; the classifier is cached here", DefaultValueFactory = _ => "data/mnist" };
 
-    private static int Train(string dir, int epochs, long seed, bool force)
+    private static int Train(ClassifierStore store, int epochs, long seed, bool force)
     {
-        if (epochs < 1) throw new UsageException($"--epochs must be >= 1, got {epochs}");
-        var store = new ClassifierStore(dir);
         if (store.IsTrained && !force)
         {
             var (cached, info) = store.Load();
             cached.Dispose();
-            Console.Error.WriteLine($"a trained classifier is already cached in {dir} (use --force to retrain)");
+            Console.Error.WriteLine($"a trained classifier is already cached in {store.Directory} (use --force to retrain)");
             PrintInfo(store, info);
             return CliApp.Ok;
         }
-        var (train, testSet) = store.LoadMnistAsync(new MnistSource { Log = Console.Error.WriteLine }).GetAwaiter().GetResult();
-        using (train)
-        using (testSet)
-        {
-            var options = new ClassifierTrainingOptions { Epochs = epochs, Seed = seed };
-            var (model, trained) = store.Train(train, testSet, options, Console.Error.WriteLine);
-            using (model)
-            {
-                PrintInfo(store, trained);
-                if (trained.TestAccuracy < 0.99)
-                    Console.Error.WriteLine("warning: test accuracy is below 99.0%; consider 'ddpm classifier train --force --epochs N' with more epochs");
-                var clock = Stopwatch.StartNew();
-                var anchors = QualityAnchors.Compute(model, trained, train, testSet, seed, Console.Error.WriteLine);
-                store.SaveAnchors(anchors);
-                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"anchors computed in {clock.Elapsed.TotalSeconds:F1} s → {store.AnchorsPath}"));
-                EvalTable.PrintAnchors(Console.Out, anchors);
-            }
-        }
+        var options = new ClassifierTrainingOptions { Epochs = epochs, Seed = seed };
+        var (trained, anchors) = store.TrainWithAnchors(new MnistSource { Log = Console.Error.WriteLine }, options, Console.Error.WriteLine);
+        PrintInfo(store, trained);
+        if (trained.TestAccuracy < 0.99)
+            Console.Error.WriteLine("warning: test accuracy is below 99.0%; consider 'ddpm classifier train --force --epochs N' with more epochs");
+        foreach (var line in EvaluationText.Anchors(anchors)) Console.WriteLine(line);
         return CliApp.Ok;
     }
 
-    private static int Test(string dir)
+    private static int Test(ClassifierStore store)
     {
-        var store = new ClassifierStore(dir);
-        var (model, info) = store.Load();
-        using var _ = model;
-        var (train, testSet) = store.LoadMnistAsync(new MnistSource { Log = Console.Error.WriteLine }).GetAwaiter().GetResult();
-        using (train)
-        using (testSet)
-        {
-            var clock = Stopwatch.StartNew();
-            double accuracy = ClassifierTraining.Accuracy(model, testSet);
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"test accuracy {100 * accuracy:F2}% on {testSet.Count:N0} MNIST test images ({clock.Elapsed.TotalSeconds:F1} s); recorded at training: {100 * info.TestAccuracy:F2}%"));
-            var anchors = store.LoadAnchors();
-            if (anchors is null || anchors.ClassifierTrainedAt != info.TrainedAt)
-            {
-                anchors = QualityAnchors.Compute(model, info, train, testSet, 0, Console.Error.WriteLine);
-                store.SaveAnchors(anchors);
-            }
-            EvalTable.PrintAnchors(Console.Out, anchors);
-        }
+        var (accuracy, images, info, anchors) = store.Test(new MnistSource { Log = Console.Error.WriteLine }, Console.Error.WriteLine);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"test accuracy {100 * accuracy:F2}% on {images:N0} MNIST test images; recorded at training: {100 * info.TestAccuracy:F2}%"));
+        foreach (var line in EvaluationText.Anchors(anchors)) Console.WriteLine(line);
         return CliApp.Ok;
     }
 

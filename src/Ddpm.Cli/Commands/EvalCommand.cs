@@ -1,7 +1,4 @@
 using System.CommandLine;
-using System.Diagnostics;
-using System.Globalization;
-using Ddpm.Diffusion;
 using Ddpm.Evaluation;
 using Ddpm.IO;
 using Ddpm.Sampling;
@@ -74,96 +71,20 @@ internal static class EvalCommand
                 evaluator.SamplePart();
                 return CliApp.Ok;
             }
-            var bar = new PhaseProgress();
-            using var result = evaluator.Run(Console.Error.WriteLine, bar.Update);
-            bar.Finish();
-            Directory.CreateDirectory(outDir);
-            var files = new List<string>();
-            void Write(string name, byte[] bytes)
+            // One progress bar per phase of the evaluation (sampling, bits/dim).
+            (ProgressLine Bar, string Phase)? current = null;
+            using var result = evaluator.Run(Console.Error.WriteLine, e =>
             {
-                var path = Path.Combine(outDir, name);
-                AtomicFile.WriteAllBytes(path, bytes);
-                files.Add(path);
-            }
-            if (result.Sampled)
-            {
-                var idxPath = Path.Combine(outDir, "samples-idx3-ubyte");
-                EvaluationImages.SaveIdx(result.Images, idxPath);
-                files.Add(idxPath);
-            }
-            Write("samples.png", result.SampleGridPng);
-            Write("class_histogram.png", result.ClassHistogramPng);
-            if (result.LossCurvePng is { } curve) Write("loss_curve.png", curve);
-            var jsonPath = Path.Combine(outDir, "eval.json");
-            var report = result.Report with { Files = files.Append(jsonPath).ToList() };
-            report.Save(jsonPath);
-            PrintTable(report);
+                if (current?.Phase != e.Phase)
+                {
+                    current?.Bar.Finish();
+                    current = (new ProgressLine(), e.Phase);
+                }
+                current!.Value.Bar.Update(e.Done, e.Total, e.Detail);
+            });
+            current?.Bar.Finish();
+            foreach (var line in EvaluationText.Report(result.SaveTo(outDir))) Console.WriteLine(line);
         }
         return CliApp.Ok;
-    }
-
-    /// <summary>One progress bar per phase of the evaluation (sampling, bits/dim), with an ETA from the phase's rate so far.</summary>
-    private sealed class PhaseProgress
-    {
-        private readonly Stopwatch _clock = new();
-        private ProgressLine? _line;
-        private string? _phase;
-        private long _firstDone;
-
-        public void Update(EvaluationProgress p)
-        {
-            if (p.Phase != _phase)
-            {
-                _line?.Finish();
-                (_line, _phase, _firstDone) = (new ProgressLine(), p.Phase, p.Done);
-                _clock.Restart();
-            }
-            TimeSpan? eta = p.Done > _firstDone
-                ? TimeSpan.FromSeconds(_clock.Elapsed.TotalSeconds / (p.Done - _firstDone) * (p.Total - p.Done))
-                : null;
-            _line!.Update(p.Done, p.Total, p.Detail, eta);
-        }
-
-        public void Finish() => _line?.Finish();
-    }
-
-    private static void PrintTable(EvaluationReport r)
-    {
-        var w = Console.Out;
-        var inv = CultureInfo.InvariantCulture;
-        w.WriteLine();
-        w.WriteLine(r.Checkpoint is not null
-            ? $"ddpm eval: {r.Checkpoint} (epoch {r.CheckpointEpoch}, step {r.CheckpointStep}), {r.ImagesSource}, seed {r.Seed}"
-            : $"ddpm eval: {r.ImagesSource}");
-        if (r.Sampler is { } sm)
-            w.WriteLine($"sampler: {sm.Name}, σ² = {(sm.Variance == VarianceKind.Beta ? "β_t" : "β̃_t")}, clip x0 {sm.ClipX0}, {sm.Steps} steps");
-        if (r.ClassAgreement is { } agree)
-            w.WriteLine(string.Create(inv, $"class agreement (classifier's label = requested class): {100 * agree:F1}%"));
-        w.WriteLine(string.Create(inv, $"classifier: {r.ClassifierPath}, test accuracy {100 * r.Classifier!.TestAccuracy:F2}%"));
-        w.WriteLine();
-        w.WriteLine("sample quality (MNIST classifier; Fréchet distance vs the MNIST test set's feature statistics):");
-        EvalTable.PrintQualityHeader(w);
-        EvalTable.PrintQualityRow(w, "evaluated images", r.Quality!);
-        EvalTable.PrintQualityRow(w, $"real training images, same N", r.RealAtSameN!);
-        EvalTable.PrintQualityRow(w, "anchor floor: 10k real test vs train", r.Anchors!.Floor);
-        EvalTable.PrintQualityRow(w, "anchor ceiling: Gaussian noise", r.Anchors.Ceiling);
-        w.WriteLine($"  predicted-class histogram: {EvalTable.Histogram(r.Quality!.ClassHistogram)}");
-        w.WriteLine(string.Create(inv, $"  mean top probability {r.Quality.MeanTopProbability:F3}; class KL from uniform in nats (0 = balanced, ln 10 = 2.303 = one class)"));
-        w.WriteLine(EvalTable.NotInceptionNote);
-        if (r.Nll is { } b)
-        {
-            w.WriteLine();
-            w.WriteLine($"negative log-likelihood bound on {r.NllData} ({b.Method.ToString().ToLowerInvariant()}, " +
-                (b.Method == NllMethod.Exact ? $"all {b.Timesteps} terms" : $"{b.KlTermsEvaluated} of {b.Timesteps - 1} KL terms per image") + "):");
-            var subsetError = b.Method == NllMethod.Estimate ? string.Format(inv, "  ± {0:F4} (timestep subset)", b.TimestepStdErr) : "";
-            w.WriteLine(string.Format(inv, "  total              {0,9:F4} bits/dim  ± {1:F4} (images){2}", b.Total, b.ImageStdErr, subsetError));
-            w.WriteLine(string.Create(inv, $"  prior L_T          {b.Prior,9:F5}"));
-            w.WriteLine(string.Create(inv, $"  KL terms Σ L_t-1   {b.Kl,9:F4}"));
-            w.WriteLine(string.Create(inv, $"  decoder L_0        {b.Decoder,9:F4}"));
-        }
-        w.WriteLine();
-        var t = r.Timings;
-        w.WriteLine(string.Create(inv, $"time: setup {t.Setup:F1} s, sampling {t.Sampling:F1} s, metrics {t.Metrics:F1} s, bits/dim {t.Nll:F1} s, total {t.Total:F1} s"));
-        w.WriteLine("files: " + string.Join(", ", r.Files));
     }
 }

@@ -9,11 +9,17 @@ namespace Ddpm.Cli.Commands;
 internal sealed class ProgressLine
 {
     private readonly Stopwatch _sinceDraw = Stopwatch.StartNew();
+    private Stopwatch _sinceFirst = new();
+    private long _first = -1;
     private readonly bool _interactive = !Console.IsErrorRedirected;
     private bool _drawn;
 
+    /// <summary>Draws the bar; without <paramref name="eta"/>, the time left at the rate since the first update.</summary>
     public void Update(long done, long total, string text, TimeSpan? eta = null, bool force = false)
     {
+        if (_first < 0) (_first, _sinceFirst) = (done, Stopwatch.StartNew());
+        if (eta is null && done > _first)
+            eta = TimeSpan.FromSeconds(_sinceFirst.Elapsed.TotalSeconds / (done - _first) * (total - done));
         var interval = _interactive ? 100 : 5000;
         if (!force && _drawn && _sinceDraw.ElapsedMilliseconds < interval && done != total) return;
         _sinceDraw.Restart();

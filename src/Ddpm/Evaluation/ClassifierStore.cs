@@ -121,6 +121,52 @@ public sealed class ClassifierStore(string directory)
         }
     }
 
+    /// <summary>
+    /// <c>ddpm classifier train</c>: trains and caches a classifier on MNIST (fetched by <paramref name="source"/>), then
+    /// computes and caches the metric anchors with it.
+    /// </summary>
+    public (ClassifierInfo Info, QualityAnchors Anchors) TrainWithAnchors(MnistSource source, ClassifierTrainingOptions options,
+        Action<string>? log = null)
+    {
+        var (train, test) = LoadMnistAsync(source).GetAwaiter().GetResult();
+        using (train)
+        using (test)
+        {
+            var (model, info) = Train(train, test, options, log);
+            using (model)
+                return (info, Anchors(model, info, train, test, options.Seed, log));
+        }
+    }
+
+    /// <summary>
+    /// <c>ddpm classifier test</c>: the cached classifier's accuracy on the MNIST test set now, its info, and the anchors
+    /// (recomputed when missing or computed with another classifier).
+    /// </summary>
+    public (double Accuracy, long TestImages, ClassifierInfo Info, QualityAnchors Anchors) Test(MnistSource source, Action<string>? log = null)
+    {
+        var (model, info) = Load();
+        using var _ = model;
+        var (train, test) = LoadMnistAsync(source).GetAwaiter().GetResult();
+        using (train)
+        using (test)
+        {
+            double accuracy = ClassifierTraining.Accuracy(model, test);
+            var anchors = LoadAnchors() is { } cached && cached.ClassifierTrainedAt == info.TrainedAt
+                ? cached : Anchors(model, info, train, test, 0, log);
+            return (accuracy, test.Count, info, anchors);
+        }
+    }
+
+    private QualityAnchors Anchors(MnistClassifier model, ClassifierInfo info, ImageDataset train, ImageDataset test, long seed, Action<string>? log)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var anchors = QualityAnchors.Compute(model, info, train, test, seed, log);
+        SaveAnchors(anchors);
+        log?.Invoke(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"anchors computed in {clock.Elapsed.TotalSeconds:F1} s → {AnchorsPath}"));
+        return anchors;
+    }
+
     /// <summary>The cached anchors, or null when not computed yet (or unreadable, so they are recomputed).</summary>
     public QualityAnchors? LoadAnchors()
     {

@@ -1,3 +1,5 @@
+using Ddpm.IO;
+using Ddpm.Runs;
 using static TorchSharp.torch;
 
 namespace Ddpm.Evaluation;
@@ -12,6 +14,33 @@ namespace Ddpm.Evaluation;
 public sealed record EvaluationResult(EvaluationReport Report, Tensor Images, bool Sampled, byte[] SampleGridPng, byte[] ClassHistogramPng,
     byte[]? LossCurvePng) : IDisposable
 {
+    /// <summary>File names of an evaluation folder (the report itself is <see cref="RunFolder.EvaluationFile"/>).</summary>
+    public const string SamplesIdxFile = "samples-idx3-ubyte", ClassHistogramFile = "class_histogram.png", LossCurveFile = "loss_curve.png";
+
+    /// <summary>
+    /// Writes the evaluation into <paramref name="folder"/> (created when missing): the sampled images as IDX, the sample
+    /// grid, the class histogram, the loss curve and the report, each atomically. Returns the report as saved (with its files).
+    /// </summary>
+    public EvaluationReport SaveTo(string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var files = new List<string>();
+        void Write(string name, Action<string> write)
+        {
+            var path = Path.Combine(folder, name);
+            write(path);
+            files.Add(path);
+        }
+        if (Sampled) Write(SamplesIdxFile, path => EvaluationImages.SaveIdx(Images, path));
+        Write(SampleFolder.GridFile, path => AtomicFile.WriteAllBytes(path, SampleGridPng));
+        Write(ClassHistogramFile, path => AtomicFile.WriteAllBytes(path, ClassHistogramPng));
+        if (LossCurvePng is { } curve) Write(LossCurveFile, path => AtomicFile.WriteAllBytes(path, curve));
+        var jsonPath = Path.Combine(folder, RunFolder.EvaluationFile);
+        var report = Report with { Files = files.Append(jsonPath).ToList() };
+        report.Save(jsonPath);
+        return report;
+    }
+
     public void Dispose() => Images.Dispose();
 }
 

@@ -95,7 +95,7 @@ public sealed class Evaluator : IDisposable
         Seed = o.Seed,
         Sampler = o.Sampler,
         MaxBatchSize = o.BatchSize,
-        Labels = o.Guidance is null ? null : Enumerable.Range(0, o.Num).Select(i => i % generator.Model.Options.NumClasses).ToArray(),
+        Labels = o.Guidance is null ? null : GenerationRequest.CyclingClasses(o.Num, generator.Model.Options.NumClasses),
         Guidance = o.Guidance ?? 0,
     };
 

@@ -35,7 +35,7 @@ public static class TrainingPreview
                 Count = count,
                 Seed = config.Train.Seed,
                 Sampler = new SamplerOptions { Steps = Math.Min(steps, diffusion.T) },
-                Labels = model.IsConditional ? Enumerable.Range(0, count).Select(i => i % config.Model.NumClasses).ToArray() : null,
+                Labels = model.IsConditional ? GenerationRequest.CyclingClasses(count, config.Model.NumClasses) : null,
             };
             using var result = generator.Generate(request);
             ImageGrid.SavePng(result.Images, (int)Math.Ceiling(Math.Sqrt(count)), pngPath);

@@ -1,32 +1,81 @@
+using Ddpm.Imaging;
+using Ddpm.IO;
+using Ddpm.Sampling;
+using static TorchSharp.torch;
+
 namespace Ddpm.Runs;
 
 /// <summary>
-/// The files <c>ddpm sample</c> (and <c>ddpm eval</c>'s grid) write into an output folder, by name: the final grid, the
-/// reverse process as an animated PNG, and the intermediate grids <c>x_NNNN.png</c> (NNNN the timestep).
+/// The output folder of one generation (<c>ddpm sample</c>, and the editing commands): the final grid, the reverse process
+/// as an animated PNG, and intermediate grids <c>x_NNNN.png</c> (NNNN the timestep), each file name defined here once.
+/// <see cref="Observe"/> sees the generation's steps (frames and intermediate grids show the first batch);
+/// <see cref="Finish"/> writes the grid and the animation.
 /// </summary>
-public static class SampleFolder
+public sealed class SampleFolder
 {
     public const string GridFile = "samples.png";
     public const string AnimationFile = "reverse.png";
     private const string IntermediatePrefix = "x_", PngExtension = ".png";
 
+    private readonly int _perRow, _saveEvery, _frameEvery, _steps;
+    private readonly List<byte[]> _frames = [];
+
+    /// <param name="path">The folder (created by <see cref="Prepare"/>).</param>
+    /// <param name="perRow">Images per grid row.</param>
+    /// <param name="steps">Steps per batch of the generation.</param>
+    /// <param name="frames">Frames of the animation (0: none).</param>
+    /// <param name="saveEvery">Also write the grid every this many steps (0: only the final grid).</param>
+    public SampleFolder(string path, int perRow, int steps, int frames = 0, int saveEvery = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(perRow, 1);
+        (Path, _perRow, _steps, _saveEvery) = (path, perRow, steps, saveEvery);
+        _frameEvery = frames > 0 ? Math.Max(1, steps / frames) : 0;
+    }
+
+    public string Path { get; }
+    public string GridPath => System.IO.Path.Combine(Path, GridFile);
+    /// <summary>Intermediate grids written so far.</summary>
+    public int IntermediateGrids { get; private set; }
+
     /// <summary>The intermediate grid after the step at <paramref name="timestep"/>.</summary>
     public static string IntermediateFile(int timestep) => $"{IntermediatePrefix}{timestep:D4}{PngExtension}";
 
-    /// <summary>Whether <paramref name="name"/> is one of the files a sample run writes.</summary>
+    /// <summary>Whether <paramref name="name"/> is one of the files a generation writes.</summary>
     public static bool IsSampleOutput(string name) =>
         name is GridFile or AnimationFile
         || name.Length == IntermediateFile(0).Length && name.StartsWith(IntermediatePrefix, StringComparison.Ordinal)
            && name.EndsWith(PngExtension, StringComparison.Ordinal) && name[2..6].All(char.IsAsciiDigit);
 
     /// <summary>
-    /// Removes what an earlier sample run left in <paramref name="folder"/>, so the folder never mixes two runs (this run's
+    /// Creates the folder and removes what an earlier generation left in it, so it never mixes two runs (this run's
     /// intermediate grids beside an older final grid); returns the names removed, in order.
     /// </summary>
-    public static IReadOnlyList<string> RemoveEarlierOutputs(string folder)
+    public IReadOnlyList<string> Prepare()
     {
-        var earlier = Directory.EnumerateFiles(folder).Where(f => IsSampleOutput(Path.GetFileName(f))).Order(StringComparer.Ordinal).ToList();
+        Directory.CreateDirectory(Path);
+        var earlier = Directory.EnumerateFiles(Path).Where(f => IsSampleOutput(System.IO.Path.GetFileName(f))).Order(StringComparer.Ordinal).ToList();
         foreach (var f in earlier) File.Delete(f);
-        return earlier.Select(f => Path.GetFileName(f)).ToList();
+        return earlier.Select(f => System.IO.Path.GetFileName(f)).ToList();
+    }
+
+    /// <summary>A step of the generation: an animation frame and an intermediate grid when due (first batch only).</summary>
+    public void Observe(GenerationStep s)
+    {
+        if (s.Batch != 0) return;
+        int done = s.Index + 1;
+        if (_frameEvery > 0 && (done % _frameEvery == 0 || done == _steps || done == 1)) _frames.Add(ImageGrid.ToPng(s.X, _perRow));
+        if (_saveEvery > 0 && done % _saveEvery == 0 && done != _steps)
+        {
+            ImageGrid.SavePng(s.X, _perRow, System.IO.Path.Combine(Path, IntermediateFile(s.Timestep)));
+            IntermediateGrids++;
+        }
+    }
+
+    /// <summary>Writes the final grid of <paramref name="images"/> and the animation (when it has frames); returns the grid's path.</summary>
+    public string Finish(Tensor images)
+    {
+        ImageGrid.SavePng(images, _perRow, GridPath);
+        if (_frames.Count > 0) AtomicFile.WriteAllBytes(System.IO.Path.Combine(Path, AnimationFile), AnimatedPng.Assemble(_frames));
+        return GridPath;
     }
 }

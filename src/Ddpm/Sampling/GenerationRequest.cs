@@ -26,6 +26,9 @@ public sealed record GenerationRequest
     /// </summary>
     public int? MaxBatchSize { get; init; }
 
+    /// <summary>Class i mod <paramref name="classes"/> for image i: with as many images per grid row as classes, one class per column.</summary>
+    public static int[] CyclingClasses(int count, int classes) => Enumerable.Range(0, count).Select(i => i % Math.Max(1, classes)).ToArray();
+
     /// <summary>
     /// Checks the request against a model with <paramref name="model"/>'s options (before any model is loaded, e.g. by a
     /// server): counts, guidance, and the labels the model can take. The sampler is checked when it is created.

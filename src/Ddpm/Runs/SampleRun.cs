@@ -1,0 +1,58 @@
+using Ddpm.Distributed;
+using Ddpm.Sampling;
+
+namespace Ddpm.Runs;
+
+/// <summary>
+/// One generation written to a <see cref="SampleFolder"/> (<c>ddpm sample</c> and the editing commands): planned and checked
+/// before any work, split over the ranks of a job by image index when there is one (<see cref="ShardedGeneration"/>),
+/// with rank 0 alone preparing the folder, observing the steps and writing the grid and the animation.
+/// </summary>
+public sealed class SampleRun
+{
+    private readonly ICommunicator? _ranks;
+
+    /// <param name="ranks">The job's ranks (each makes its range of image indices), or null for one process.</param>
+    /// <exception cref="ArgumentException">The request does not fit the model (as <see cref="ImageGenerator.Plan"/>).</exception>
+    /// <exception cref="InsufficientMemoryException">The request cannot fit in memory.</exception>
+    public SampleRun(ImageGenerator generator, GenerationRequest request, string folder, int perRow, int frames = 0, int saveEvery = 0,
+        ICommunicator? ranks = null)
+    {
+        (Generator, Request, _ranks) = (generator, request, ranks is { Size: > 1 } ? ranks : null);
+        Plan = generator.Plan(request);
+        Folder = new SampleFolder(folder, perRow, Plan.Timesteps.Count, frames, saveEvery);
+    }
+
+    public ImageGenerator Generator { get; }
+    public GenerationRequest Request { get; }
+    public GenerationPlan Plan { get; }
+    public SampleFolder Folder { get; }
+    /// <summary>Whether this process writes and reports (the only one, or rank 0).</summary>
+    public bool IsRoot => _ranks is null || _ranks.Rank == 0;
+    /// <summary>The ranks the images are split over (1 without a job).</summary>
+    public int Processes => _ranks?.Size ?? 1;
+
+    /// <summary>Creates the folder and removes an earlier generation's files (rank 0 only); returns their names.</summary>
+    public IReadOnlyList<string> Prepare() => IsRoot ? Folder.Prepare() : [];
+
+    /// <summary>
+    /// Generates (collective under a job) and, on rank 0, writes the grid and the animation. <paramref name="onStep"/> (rank
+    /// 0) sees every step after the folder has. Throws <see cref="OperationCanceledException"/> within one step of
+    /// <paramref name="cancel"/>, with only the intermediate grids written.
+    /// </summary>
+    public SampleRunResult Run(Action<GenerationStep>? onStep = null, CancellationToken cancel = default)
+    {
+        Action<GenerationStep>? observe = IsRoot ? s =>
+        {
+            Folder.Observe(s);
+            onStep?.Invoke(s);
+        } : null;
+        using var result = _ranks is null
+            ? Generator.Generate(Request, observe, cancel)
+            : ShardedGeneration.Generate(Generator, Request, _ranks, observe, cancel);
+        return new SampleRunResult(IsRoot ? Folder.Finish(result.Images) : null, result.Timings);
+    }
+}
+
+/// <summary>What a <see cref="SampleRun"/> wrote: the grid's path (rank 0; null elsewhere) and this rank's timings.</summary>
+public sealed record SampleRunResult(string? GridPath, GenerationTimings Timings);

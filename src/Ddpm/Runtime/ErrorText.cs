@@ -1,0 +1,32 @@
+namespace Ddpm.Runtime;
+
+/// <summary>Error messages as users see them: one line, without native backtraces or .NET stack frames.</summary>
+public static class ErrorText
+{
+    /// <summary>
+    /// A message as one line of reasonable length: libtorch's C++ backtrace ("Exception raised from … frame #0: …") and .NET
+    /// stack frames are cut, line breaks become "; " and very long text (a 50 MB name echoed back) is shortened.
+    /// </summary>
+    public static string OneLine(string message)
+    {
+        var lines = new List<string>();
+        foreach (var raw in message.Split('\n'))
+        {
+            var line = raw.TrimEnd('\r');
+            int raised = line.IndexOf("Exception raised from ", StringComparison.Ordinal);
+            if (raised >= 0) line = line[..raised];
+            var trimmed = line.Trim();
+            if (trimmed.StartsWith("frame #", StringComparison.Ordinal) || trimmed.StartsWith("at ", StringComparison.Ordinal) && raw.StartsWith("   at ", StringComparison.Ordinal))
+                break;
+            if (raised >= 0)
+            {
+                if (trimmed.Length > 0) lines.Add(trimmed);
+                break;
+            }
+            if (trimmed.Length > 0) lines.Add(trimmed);
+        }
+        var text = string.Join("; ", lines);
+        return text.Length <= 2000 ? text : text[..1000] + $" …({text.Length - 1600:N0} characters left out)… " + text[^600..];
+    }
+
+}
