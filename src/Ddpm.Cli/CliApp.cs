@@ -86,6 +86,8 @@ public static class CliApp
         int code;
         try
         {
+            // The host's one policy call: libtorch's CPU set-up for every command (--device cuda adds the CUDA part).
+            DevicePolicy.Apply(TorchSharp.torch.CPU);
             code = parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (Exception e)

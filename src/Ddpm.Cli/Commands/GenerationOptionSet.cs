@@ -134,7 +134,7 @@ internal sealed class GenerationOptionSet
             $"{what} {run.Request.Count} images{(run.Processes > 1 ? $" over {run.Processes} processes" : "")} in {run.Plan.Timesteps.Count} steps " +
             $"of {run.Request.Sampler.Describe(g.Diffusion.Schedule.T)}{(run.Plan.Batches > 1 ? $" × {run.Plan.Batches} batches" : "")}, " +
             $"{(run.Processes > 1 ? clock.Elapsed.TotalSeconds : t.TotalSeconds):F1} s ({t.MillisecondsPerStep:F1} ms/step{(run.Processes > 1 ? " on rank 0" : "")}) " +
-            $"from {p.GetValue(_checkpoint)} ({origin}, {(g.UsesEma ? "EMA weights" : "raw weights")}{(g.Precision == Precision.Bf16 ? ", bf16" : "")})"));
+            $"from {p.GetValue(_checkpoint)} ({origin}, {(g.UsesEma ? "EMA weights" : "model weights")}{(g.Precision == Precision.Bf16 ? ", bf16" : "")})"));
         Console.WriteLine(result.GridPath);
         return CliApp.Ok;
     }
