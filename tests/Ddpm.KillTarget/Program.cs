@@ -11,13 +11,13 @@ using static TorchSharp.torch;
 // Dies with the test host: exits when the PID in DDPM_EXIT_WITH_PARENT is gone or stdin closes (a crashed host must not
 // leave this loop writing checkpoints at full CPU).
 Ddpm.Runtime.ParentWatch.StartFromEnvironment();
+Ddpm.Runtime.DevicePolicy.Apply(CPU); // the host's policy, before any model
 // Usage 2: Ddpm.KillTarget --page-faults — on the main thread, after DevicePolicy: twelve rounds of a U-Net-sized
 // convolution block on 200 images of 32×28×28 (tens of MiB of activations made and freed per round, as a sampling step
 // makes them); prints the policy's allocator line and each round's minor page faults (HostAllocatorTests compares
 // DDPM_MALLOC=0 with the default).
 if (args is ["--page-faults"])
 {
-    Ddpm.Runtime.DevicePolicy.Apply(TorchSharp.torch.CPU);
     static long MinorFaults()
     {
         var stat = File.ReadAllText("/proc/self/stat");
@@ -50,7 +50,6 @@ if (args is ["--page-faults"])
 // process aborts); FinalizerHoldTests runs both.
 if (args is ["--scalar-race", var seconds])
 {
-    Ddpm.Runtime.DevicePolicy.Apply(TorchSharp.torch.CPU);
     set_num_threads(1);
     using var a = ones(64);
     using var b = full(64, 2.0);

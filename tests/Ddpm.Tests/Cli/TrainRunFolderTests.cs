@@ -60,12 +60,7 @@ public class TrainRunFolderTests : IDisposable
     [Fact]
     public void A_stale_lock_of_a_dead_or_reused_pid_is_taken_over_with_a_message_and_released_after()
     {
-        int deadPid;
-        using (var gone = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!)
-        {
-            gone.WaitForExit();
-            deadPid = gone.Id;
-        }
+        int deadPid = Reliability.ChildProcess.DeadPid();
         var holders = new[]
         {
             new RunLock.Holder(deadPid, DateTime.UtcNow.AddMinutes(-5)),

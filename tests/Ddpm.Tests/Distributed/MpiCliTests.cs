@@ -11,6 +11,7 @@ namespace Ddpm.Tests.Distributed;
 
 /// <summary><c>mpirun -n 2 ddpm …</c> against one process: the real launcher, the real MPI, separate processes.</summary>
 [Collection(GlobalRngCollection.Name)]
+[Trait(TestCategory.Name, TestCategory.Process)]
 public class MpiCliTests : IDisposable
 {
     private static readonly TimeSpan Limit = TimeSpan.FromMinutes(4);

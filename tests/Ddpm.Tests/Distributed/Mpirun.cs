@@ -31,7 +31,7 @@ internal static class Mpirun
                      .Concat(environment.SelectMany(e => new[] { "-x", e })).Concat(["dotnet", ChildProcess.CliDll]).Concat(args))
             info.ArgumentList.Add(a);
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        return new ChildProcess.Running(Process.Start(info) ?? throw new InvalidOperationException("could not start mpirun"));
+        return new ChildProcess.Running(ChildProcess.Launch(info));
     }
 
     /// <summary>Runs to the end (at most <paramref name="timeout"/>); fails the test with the output unless the exit code is 0.</summary>

@@ -15,6 +15,7 @@ namespace Ddpm.Tests.Interop;
 /// reference's state_dict keys. Outputs must agree to a relative L2 error of 1e-5.
 /// </summary>
 [Collection(GlobalRngCollection.Name)] // trains and exports through the CLI in-process
+[Trait(TestCategory.Name, TestCategory.Process)]
 public sealed class PyTorchCrossFrameworkTests(PyTorchCrossFrameworkTests.TrainedCheckpoint trained)
     : IClassFixture<PyTorchCrossFrameworkTests.TrainedCheckpoint>, IDisposable
 {

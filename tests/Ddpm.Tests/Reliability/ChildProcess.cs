@@ -50,8 +50,27 @@ internal static class ChildProcess
             else info.Environment[name] = value;
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         info.Environment[Ddpm.Runtime.ParentWatch.Variable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var process = Process.Start(info) ?? throw new InvalidOperationException("could not start dotnet");
-        return new Running(process);
+        return new Running(Launch(info));
+    }
+
+    /// <summary>
+    /// Starts a process: the one place the tests do (the fast subset refuses, naming the trait a test that starts processes
+    /// needs, <see cref="TestCategory.Process"/>).
+    /// </summary>
+    public static Process Launch(ProcessStartInfo info)
+    {
+        if (TestCategory.FastRun)
+            throw new InvalidOperationException($"the fast subset starts no processes ({info.FileName}): give the test " +
+                $"[Trait(TestCategory.Name, TestCategory.Process)]");
+        return Process.Start(info) ?? throw new InvalidOperationException($"could not start {info.FileName}");
+    }
+
+    /// <summary>The id of a process that has exited (it ran <c>true</c>), e.g. for a stale lock or temporary.</summary>
+    public static int DeadPid()
+    {
+        using var gone = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
+        gone.WaitForExit();
+        return gone.Id;
     }
 
     /// <summary>Sends <paramref name="signal"/> with libc's kill(2) (Process.Kill can only send SIGKILL).</summary>

@@ -427,9 +427,7 @@ public sealed class HostileInputTests : IDisposable
     {
         var ckpt = TinyCheckpoint();
         var target = _tmp.File("target.pth");
-        using var dead = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
-        dead.WaitForExit();
-        var stale = target + ".tmp-" + dead.Id;
+        var stale = target + ".tmp-" + ChildProcess.DeadPid();
         File.WriteAllText(stale, "half an export");
         var (code, stderr) = Run("export", "--checkpoint", ckpt, "--to", target);
         Assert.True(code == 0, stderr);

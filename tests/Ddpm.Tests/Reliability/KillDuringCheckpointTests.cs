@@ -10,6 +10,7 @@ namespace Ddpm.Tests.Reliability;
 /// over (tests/Ddpm.KillTarget): after every kill the latest checkpoint must load completely (weights, EMA, Adam, RNG)
 /// and the next process must resume from it. 20 kills by default, 300 with DDPM_LONG_TESTS=1.
 /// </summary>
+[Trait(TestCategory.Name, TestCategory.Process)]
 public class KillDuringCheckpointTests(ITestOutputHelper output) : IDisposable
 {
     private readonly string _dir = TestPaths.TempDir("kill");

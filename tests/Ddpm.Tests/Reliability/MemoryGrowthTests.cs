@@ -17,6 +17,7 @@ namespace Ddpm.Tests.Reliability;
 /// under 30 MB. In the serial collection so no other test's allocations move the number.
 /// </summary>
 [Collection(GlobalRngCollection.Name)]
+[Trait(TestCategory.Name, TestCategory.Slow)]
 public class MemoryGrowthTests(ITestOutputHelper output)
 {
     private const long MarginBytes = 30L << 20;

@@ -8,6 +8,7 @@ namespace Ddpm.Tests.Reliability;
 /// CPU for 30 minutes after the host died). The kill target, started with <see cref="ParentWatch.Variable"/>, exits when
 /// its parent disappears (a fake parent, a shell, killed with SIGKILL) or when its stdin closes.
 /// </summary>
+[Trait(TestCategory.Name, TestCategory.Process)]
 public class ParentWatchTests : IDisposable
 {
     private readonly string _dir = TestPaths.TempDir("parentwatch");
@@ -43,7 +44,7 @@ public class ParentWatchTests : IDisposable
         info.ArgumentList.Add($"exec 3<&0; {ParentWatch.Variable}=$$ dotnet \"$0\" \"$1\" 1 <&3 & echo \"child $!\"; wait");
         info.ArgumentList.Add(ChildProcess.KillTargetDll);
         info.ArgumentList.Add(Path.Combine(_dir, "run"));
-        using var shell = new ChildProcess.Running(Process.Start(info)!);
+        using var shell = new ChildProcess.Running(ChildProcess.Launch(info));
         shell.WaitUntil(() => shell.Stdout.Contains("ready"), TimeSpan.FromSeconds(120), "the child's first checkpoint");
         int child = int.Parse(shell.Stdout.Split('\n').First(l => l.StartsWith("child ")).Split(' ')[1]);
         Assert.False(Gone(child));

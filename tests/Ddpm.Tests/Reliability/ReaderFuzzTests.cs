@@ -18,6 +18,7 @@ namespace Ddpm.Tests.Reliability;
 /// error type (DataException, ConfigException, CheckpointException) or a successful load — never another exception, a
 /// native fault, a hang or an allocation of a huge declared size. Counts: DDPM_LONG_TESTS=1 multiplies them by 10.
 /// </summary>
+[Trait(TestCategory.Name, TestCategory.Slow)]
 public class ReaderFuzzTests(ITestOutputHelper output) : IDisposable
 {
     private readonly string _dir = TestPaths.TempDir("fuzz");

@@ -7,6 +7,7 @@ namespace Ddpm.Tests.Reliability;
 /// <c>ddpm train</c> as a child process receiving SIGTERM / SIGINT (sent with kill(2)) mid-epoch: it finishes the
 /// current step, writes a checkpoint, says how to resume and exits with 143 / 130.
 /// </summary>
+[Trait(TestCategory.Name, TestCategory.Process)]
 public class SignalTests : IDisposable
 {
     private readonly string _dir = TestPaths.TempDir("signal");

@@ -4,6 +4,7 @@ using Ddpm.Tests.Reliability;
 
 namespace Ddpm.Tests.Runtime;
 
+[Trait(TestCategory.Name, TestCategory.Process)]
 public sealed class FinalizerHoldTests
 {
     /// <summary>Runs the kill target with <paramref name="args"/>, the hold on or off; returns its exit code, stdout and stderr.</summary>

@@ -3,6 +3,7 @@ using Ddpm.Tests.Reliability;
 
 namespace Ddpm.Tests.Runtime;
 
+[Trait(TestCategory.Name, TestCategory.Process)]
 public sealed class HostAllocatorTests
 {
     /// <summary>

@@ -6,6 +6,7 @@ namespace Ddpm.Tests.Runtime;
 /// Issue 19 case 11: the inline MSBuild task of build/Ddpm.Native.targets (compiled from build/MarkGlibcxxWeak.cs by
 /// RoslynCodeTaskFactory, with nullable warnings on) builds without a warning; a fresh clone's first build printed CS8600.
 /// </summary>
+[Trait(TestCategory.Name, TestCategory.Process)]
 public class NativeTargetsBuildTests : IDisposable
 {
     private readonly string _dir = TestPaths.TempDir("msbuild");
@@ -28,7 +29,7 @@ public class NativeTargetsBuildTests : IDisposable
         foreach (var a in new[] { "msbuild", project, "-t:Check", "-nologo", "-nodeReuse:false", "-v:m" }) info.ArgumentList.Add(a);
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         info.Environment[Ddpm.Runtime.ParentWatch.Variable] = null;
-        using var msbuild = new Reliability.ChildProcess.Running(Process.Start(info)!);
+        using var msbuild = new Reliability.ChildProcess.Running(Reliability.ChildProcess.Launch(info));
         int code = msbuild.WaitForExit(TimeSpan.FromSeconds(180));
         var output = msbuild.Stdout + msbuild.Stderr;
         Assert.True(code == 0, output);

@@ -12,6 +12,7 @@ namespace Ddpm.Tests.Server;
 /// frames arrive, get the final grid; follow a run; close the page mid-generation. Screenshots are kept in
 /// <c>TestResults/serve/</c> under the repository root.
 /// </summary>
+[Trait(TestCategory.Name, TestCategory.Process)]
 public sealed class BrowserTests(ITestOutputHelper output) : IDisposable
 {
     private readonly string _profile = TestPaths.TempDir("chromium");

@@ -23,6 +23,7 @@ internal static class Chromium
 
     public static ChromeDriver Start(string profileDir, int width = 1280, int height = 860)
     {
+        if (TestCategory.FastRun) throw new InvalidOperationException("the fast subset starts no browser: give the test [Trait(TestCategory.Name, TestCategory.Process)]");
         var service = ChromeDriverService.CreateDefaultService(Path.GetDirectoryName(Driver)!, Path.GetFileName(Driver));
         service.SuppressInitialDiagnosticInformation = true;
         service.HideCommandPromptWindow = true;

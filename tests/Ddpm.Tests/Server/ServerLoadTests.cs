@@ -8,6 +8,7 @@ namespace Ddpm.Tests.Server;
 
 /// <summary>The load test runs alone (it measures the process's resident memory), after the parallel tests.</summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
+[Trait(TestCategory.Name, TestCategory.Slow)]
 public sealed class ServerLoadCollection
 {
     public const string Name = "ddpm serve under load";
