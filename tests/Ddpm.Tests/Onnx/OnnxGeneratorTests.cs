@@ -102,7 +102,7 @@ public sealed class OnnxGeneratorTests : IDisposable
     /// A random model whose output has unit standard deviation on noise (default init plus N(0, 0.02²), conv_out rescaled),
     /// like a trained ε-network's, so the images are not saturated at ±1.
     /// </summary>
-    private static Ddpm.Models.UNet Small(DdpmConfig config)
+    internal static Ddpm.Models.UNet Small(DdpmConfig config)
     {
         var model = new Ddpm.Models.UNet(config.Model);
         using var generator = new Generator(5);
