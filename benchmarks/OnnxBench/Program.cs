@@ -1,7 +1,7 @@
-// Measures the ONNX export against TorchSharp on this machine, in one run: the exported model's error per config family,
-// CPU time per forward at batch 1 and 100, a 100-image 20-step generation with the default sampler, and (--browser) the
-// web page's time for 16 digits in headless Chromium. Prints markdown tables; docs/onnx.md keeps the results.
-// Usage: dotnet run -c Release --project benchmarks/OnnxBench -- --checkpoint CKPT [--repeats N] [--browser]
+// Measures the ONNX export against TorchSharp on this machine, in one run: the exported model's error per config
+// family, CPU time per forward at batch 1 and 100, a 100-image 20-step generation with the default sampler, and
+// (--browser) the web page's time for 16 digits in headless Chromium. Prints markdown tables; docs/onnx.md keeps the
+// results. Usage: dotnet run -c Release --project benchmarks/OnnxBench -- --checkpoint CKPT [--repeats N] [--browser]
 using System.Diagnostics;
 using Ddpm.Configuration;
 using Ddpm.Interop.Onnx;
@@ -168,7 +168,8 @@ static void Generation(ImageGenerator torch, string onnxPath)
     }
 }
 
-// The page of a web export, from a static server on loopback, in Debian's headless Chromium: 16 digits, default sampler.
+// The page of a web export, from a static server on loopback, in Debian's headless Chromium: 16 digits, default
+// sampler.
 static void Browser(UNet model, DdpmConfig config, string work)
 {
     var folder = Path.Combine(work, "web");

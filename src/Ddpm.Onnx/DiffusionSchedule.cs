@@ -53,6 +53,7 @@ public sealed class DiffusionSchedule
             PosteriorLogVarianceClipped[t] = Math.Log(t == 0 && n > 1 ? PosteriorVariance[1] : Math.Max(PosteriorVariance[t], 1e-20));
     }
 
-    /// <summary>λ_t = ½·log(ᾱ_t/(1 − ᾱ_t)), the log signal-to-noise ratio (Lu et al. 2022, DPM-Solver eq. 3.1); decreasing in t.</summary>
+    /// <summary>λ_t = ½·log(ᾱ_t/(1 − ᾱ_t)), the log signal-to-noise ratio (Lu et al. 2022, DPM-Solver eq. 3.1);
+    /// decreasing in t.</summary>
     public double[] LogSnr() => AlphasCumprod.Select(a => 0.5 * (Math.Log(a) - Math.Log(1 - a))).ToArray();
 }

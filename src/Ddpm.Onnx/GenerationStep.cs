@@ -1,8 +1,8 @@
 namespace Ddpm.Onnx;
 
 /// <summary>
-/// One finished step of one batch, for progress and live frames. The spans are the generator's buffers: valid only until
-/// the callback returns (copy what you keep).
+/// One finished step of one batch, for progress and live frames. The spans are the generator's buffers: valid only
+/// until the callback returns (copy what you keep).
 /// </summary>
 public sealed class GenerationStep
 {
@@ -31,7 +31,8 @@ public sealed class GenerationStep
     /// <summary>The ε this step used (the guided one with guidance), [B·C·H·W].</summary>
     public ReadOnlySpan<float> Eps => _eps;
 
-    /// <summary>x̂_0 = (x_t − √(1 − ᾱ_t) ε)/√ᾱ_t of this step (clipped to [−1, 1] when the sampler clips), computed on call.</summary>
+    /// <summary>x̂_0 = (x_t − √(1 − ᾱ_t) ε)/√ᾱ_t of this step (clipped to [−1, 1] when the sampler clips), computed on
+    /// call.</summary>
     public float[] PredictedX0()
     {
         var x0 = new float[_before.Length];

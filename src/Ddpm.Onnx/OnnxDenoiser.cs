@@ -5,15 +5,16 @@ namespace Ddpm.Onnx;
 /// <summary>How ONNX Runtime runs the model.</summary>
 public sealed record OnnxSessionSettings
 {
-    /// <summary>Graph optimisations (all by default; <see cref="GraphOptimizationLevel.ORT_DISABLE_ALL"/> runs the graph as written).</summary>
+    /// <summary>Graph optimisations (all by default; <see cref="GraphOptimizationLevel.ORT_DISABLE_ALL"/> runs the
+    /// graph as written).</summary>
     public GraphOptimizationLevel Optimization { get; init; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
     /// <summary>Threads inside one operator; 0 = ONNX Runtime's default (one per physical core).</summary>
     public int IntraOpThreads { get; init; }
 }
 
 /// <summary>
-/// An exported DDPM U-Net in an ONNX Runtime session: f(x_t, t[, labels]) → the raw prediction, over flat float32 spans,
-/// and what its metadata says (<see cref="Info"/>). Not thread-safe for concurrent <see cref="Forward"/> calls.
+/// An exported DDPM U-Net in an ONNX Runtime session: f(x_t, t[, labels]) → the raw prediction, over flat float32
+/// spans, and what its metadata says (<see cref="Info"/>). Not thread-safe for concurrent <see cref="Forward"/> calls.
 /// </summary>
 public sealed class OnnxDenoiser : IDisposable
 {
@@ -62,7 +63,8 @@ public sealed class OnnxDenoiser : IDisposable
 
     /// <summary>
     /// The network's output for a batch: <paramref name="x"/> [B·C·H·W], <paramref name="t"/> [B] timesteps,
-    /// <paramref name="labels"/> [B] for a class-conditional model (its null label for "no class"; empty otherwise), into
+    /// <paramref name="labels"/> [B] for a class-conditional model (its null label for "no class"; empty otherwise),
+    /// into
     /// <paramref name="output"/> [B·C·H·W].
     /// </summary>
     public void Forward(ReadOnlyMemory<float> x, ReadOnlyMemory<long> t, ReadOnlyMemory<long> labels, Memory<float> output)

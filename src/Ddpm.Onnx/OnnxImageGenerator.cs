@@ -4,9 +4,9 @@ using Ddpm.Onnx.Sampling;
 namespace Ddpm.Onnx;
 
 /// <summary>
-/// Generates images from an exported U-Net on ONNX Runtime (the TorchSharp library's ImageGenerator, without libtorch): the
-/// network's output (ε, x_0 or v) turned into ε, classifier-free guidance, x_T and step noise per image, batches with a
-/// fresh sampler each, a per-step callback and cancellation. One generation at a time per instance.
+/// Generates images from an exported U-Net on ONNX Runtime (the TorchSharp library's ImageGenerator, without libtorch):
+/// the network's output (ε, x_0 or v) turned into ε, classifier-free guidance, x_T and step noise per image, batches
+/// with a fresh sampler each, a per-step callback and cancellation. One generation at a time per instance.
 /// </summary>
 public sealed class OnnxImageGenerator : IDisposable
 {
@@ -64,7 +64,8 @@ public sealed class OnnxImageGenerator : IDisposable
         return request.Sampler.Create(Schedule).Timesteps;
     }
 
-    /// <summary>Runs the request; <paramref name="onStep"/> sees every step of every batch; <paramref name="cancel"/> is checked before each step.</summary>
+    /// <summary>Runs the request; <paramref name="onStep"/> sees every step of every batch; <paramref name="cancel"/>
+    /// is checked before each step.</summary>
     /// <exception cref="ArgumentException">As <see cref="Plan"/>.</exception>
     /// <exception cref="OperationCanceledException">Cancelled.</exception>
     public GenerationResult Generate(GenerationRequest request, Action<GenerationStep>? onStep = null, CancellationToken cancel = default)
@@ -86,7 +87,8 @@ public sealed class OnnxImageGenerator : IDisposable
             var eps = new float[len];
             var z = new float[len];
             noise.Initial(first, n, x);
-            // The labels of the batch (and ∅ for the unconditional half when guided, or for all when no labels are given).
+            // The labels of the batch (and ∅ for the unconditional half when guided, or for all when no labels are
+            // given).
             int rows = guided ? 2 * n : n;
             var labels = new long[Info.IsConditional ? rows : 0];
             for (int j = 0; j < labels.Length; j++)
@@ -126,7 +128,8 @@ public sealed class OnnxImageGenerator : IDisposable
         return new GenerationResult(images, request.Count, Info.Channels, Info.Height, Info.Width, timesteps, clock.Elapsed.TotalSeconds);
     }
 
-    /// <summary>The network's output as ε: ε itself; (x_t/√ᾱ_t − x_0)/√(1/ᾱ_t − 1) for x_0; √(1 − ᾱ_t) x_t + √ᾱ_t v for v.</summary>
+    /// <summary>The network's output as ε: ε itself; (x_t/√ᾱ_t − x_0)/√(1/ᾱ_t − 1) for x_0; √(1 − ᾱ_t) x_t + √ᾱ_t v for
+    /// v.</summary>
     internal void ToEps(ReadOnlySpan<float> output, ReadOnlySpan<float> x, int t, Span<float> eps)
     {
         switch (Info.Prediction)

@@ -28,7 +28,8 @@ public sealed record OnnxModelInfo
     public required int Channels { get; init; }
     public required int Height { get; init; }
     public required int Width { get; init; }
-    /// <summary>0 for an unconditional model (no labels input); else the model takes labels 0..NumClasses−1 and ∅.</summary>
+    /// <summary>0 for an unconditional model (no labels input); else the model takes labels 0..NumClasses−1 and
+    /// ∅.</summary>
     public required int NumClasses { get; init; }
     /// <summary>The label meaning "no class" (∅), fed for unconditional sampling and guidance.</summary>
     public required long NullLabel { get; init; }
@@ -43,7 +44,8 @@ public sealed record OnnxModelInfo
     /// <summary>
     /// Reads the <c>ddpm.*</c> keys of <paramref name="metadata"/>; <paramref name="what"/> names the file in errors.
     /// </summary>
-    /// <exception cref="InvalidDataException">A key missing or malformed (named), or another format version.</exception>
+    /// <exception cref="InvalidDataException">A key missing or malformed (named), or another format
+    /// version.</exception>
     public static OnnxModelInfo FromMetadata(IReadOnlyDictionary<string, string> metadata, string what)
     {
         var inv = CultureInfo.InvariantCulture;

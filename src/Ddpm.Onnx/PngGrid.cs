@@ -2,7 +2,8 @@ using System.IO.Compression;
 
 namespace Ddpm.Onnx;
 
-/// <summary>Image grids as 8-bit PNG (grayscale for 1 channel, RGB for 3): the layout of the TorchSharp library's ImageGrid.</summary>
+/// <summary>Image grids as 8-bit PNG (grayscale for 1 channel, RGB for 3): the layout of the TorchSharp library's
+/// ImageGrid.</summary>
 public static class PngGrid
 {
     private static readonly uint[] CrcTable = MakeCrcTable();
@@ -66,7 +67,8 @@ public static class PngGrid
         buffer[offset + 3] = (byte)value;
     }
 
-    /// <summary>CRC-32 (polynomial 0xEDB88320, reflected) as the PNG spec defines it, continued from <paramref name="crc"/>.</summary>
+    /// <summary>CRC-32 (polynomial 0xEDB88320, reflected) as the PNG spec defines it, continued from <paramref
+    /// name="crc"/>.</summary>
     private static uint Crc(uint crc, ReadOnlySpan<byte> data)
     {
         foreach (var b in data) crc = CrcTable[(crc ^ b) & 0xFF] ^ (crc >> 8);

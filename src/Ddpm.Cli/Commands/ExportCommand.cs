@@ -7,8 +7,8 @@ using Ddpm.Training;
 namespace Ddpm.Cli.Commands;
 
 /// <summary>
-/// <c>ddpm export</c>: a checkpoint's weights as a PyTorch state_dict (.pth) or safetensors file, an ONNX model (.onnx), or
-/// a static web page that generates in the browser (--web).
+/// <c>ddpm export</c>: a checkpoint's weights as a PyTorch state_dict (.pth) or safetensors file, an ONNX model
+/// (.onnx), or a static web page that generates in the browser (--web).
 /// </summary>
 internal static class ExportCommand
 {
@@ -60,7 +60,8 @@ internal static class ExportCommand
         var source = $"{Path.GetFileName(checkpointPath)}{(ema ? " (EMA)" : "")}";
         if (to is not null)
         {
-            // Interrupted (Ctrl+C, SIGTERM), the export leaves no temporary beside --to; one killed outright is cleaned by the next write.
+            // Interrupted (Ctrl+C, SIGTERM), the export leaves no temporary beside --to; one killed outright is cleaned
+            // by the next write.
             using (AtomicFile.RemoveTemporaryOnSignal(to))
             {
                 if (ext == ".onnx") OnnxExport.Write(loaded.Model, loaded.Config, to, source);

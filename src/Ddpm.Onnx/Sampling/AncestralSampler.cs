@@ -10,9 +10,9 @@ public enum VarianceKind
 }
 
 /// <summary>
-/// Ancestral sampling, Algorithm 2 of Ho et al. 2020: x_{t−1} = μ_θ(x_t, t) + σ_t z with no noise at the last step, over
-/// all T timesteps, or over a sub-sequence with the β's recomputed for it (improved-diffusion's respacing:
-/// β'_i = 1 − ᾱ_{τ_i}/ᾱ_{τ_{i−1}}), the model still called at the original τ_i. The coefficients are float32 as in the
+/// Ancestral sampling, Algorithm 2 of Ho et al. 2020: x_{t−1} = μ_θ(x_t, t) + σ_t z with no noise at the last step,
+/// over all T timesteps, or over a sub-sequence with the β's recomputed for it (improved-diffusion's respacing: β'_i =
+/// 1 − ᾱ_{τ_i}/ᾱ_{τ_{i−1}}), the model still called at the original τ_i. The coefficients are float32 as in the
 /// TorchSharp sampler, so both compute the same float32 arithmetic.
 /// </summary>
 public sealed class AncestralSampler : ISpanSampler

@@ -2,11 +2,10 @@ namespace Ddpm.Onnx.Sampling;
 
 /// <summary>
 /// DPM-Solver++ (Lu et al. 2022, Algorithm 2) in data-prediction form over a λ grid of the visited timesteps, first or
-/// second order ("2M"), deterministic (the probability-flow ODE) or stochastic ("2M SDE"):
-/// ODE: x_{i+1} = (σ_{i+1}/σ_i) x_i − α_{i+1}(e^{−h} − 1) D;
-/// SDE: x_{i+1} = (σ_{i+1}/σ_i) e^{−h} x_i + α_{i+1}(1 − e^{−2h}) D + σ_{i+1} √(1 − e^{−2h}) z,
-/// with h = λ_{i+1} − λ_i and D = D_i + ½(D_i − D_{i−1})/r, r = h_{i−1}/h_i (D_i alone on the first step). The last step
-/// returns x̂_0. It keeps the previous x̂_0, so one instance samples one batch at a time, steps in order.
+/// second order ("2M"), deterministic (the probability-flow ODE) or stochastic ("2M SDE"): ODE: x_{i+1} = (σ_{i+1}/σ_i)
+/// x_i − α_{i+1}(e^{−h} − 1) D; SDE: x_{i+1} = (σ_{i+1}/σ_i) e^{−h} x_i + α_{i+1}(1 − e^{−2h}) D + σ_{i+1} √(1 −
+/// e^{−2h}) z, with h = λ_{i+1} − λ_i and D = D_i + ½(D_i − D_{i−1})/r, r = h_{i−1}/h_i (D_i alone on the first step).
+/// The last step returns x̂_0. It keeps the previous x̂_0, so one instance samples one batch at a time, steps in order.
 /// </summary>
 public sealed class DpmSolverSampler : ISpanSampler
 {

@@ -1,23 +1,25 @@
 namespace Ddpm.Onnx.Sampling;
 
 /// <summary>
-/// Where a generation's Gaussian noise comes from: x_T and each step's z for a batch of images given by their index in the
-/// request's sequence. Injectable, so a test can feed the noise another implementation drew.
+/// Where a generation's Gaussian noise comes from: x_T and each step's z for a batch of images given by their index in
+/// the request's sequence. Injectable, so a test can feed the noise another implementation drew.
 /// </summary>
 public interface INoiseSource
 {
-    /// <summary>Fills <paramref name="destination"/> [count, C, H, W] with x_T ~ N(0, I) of images firstImage … firstImage + count − 1.</summary>
+    /// <summary>Fills <paramref name="destination"/> [count, C, H, W] with x_T ~ N(0, I) of images firstImage …
+    /// firstImage + count − 1.</summary>
     void Initial(long firstImage, int count, Span<float> destination);
 
-    /// <summary>Fills <paramref name="destination"/> with the z ~ N(0, I) of step <paramref name="step"/> for the same images.</summary>
+    /// <summary>Fills <paramref name="destination"/> with the z ~ N(0, I) of step <paramref name="step"/> for the same
+    /// images.</summary>
     void Step(long firstImage, int count, int step, Span<float> destination);
 }
 
 /// <summary>
-/// This library's own noise: a stream per (seed, image, draw) (draw 0 = x_T, draw s + 1 = step s), so an image is the same
-/// in any batch and whichever steps use noise. Each stream is xoshiro128** (Blackman &amp; Vigna 2018) seeded through a
-/// 32-bit SplitMix-style mixer, and turned into normals by Box–Muller in float64. Only 32-bit integer operations, so the
-/// web page (JavaScript, Math.imul) draws the same numbers. The seed is folded to 32 bits.
+/// This library's own noise: a stream per (seed, image, draw) (draw 0 = x_T, draw s + 1 = step s), so an image is the
+/// same in any batch and whichever steps use noise. Each stream is xoshiro128** (Blackman &amp; Vigna 2018) seeded
+/// through a 32-bit SplitMix-style mixer, and turned into normals by Box–Muller in float64. Only 32-bit integer
+/// operations, so the web page (JavaScript, Math.imul) draws the same numbers. The seed is folded to 32 bits.
 /// </summary>
 public sealed class SeededNoise(long seed) : INoiseSource
 {

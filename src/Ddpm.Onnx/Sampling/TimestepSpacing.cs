@@ -1,6 +1,7 @@
 namespace Ddpm.Onnx.Sampling;
 
-/// <summary>How a sampler with S &lt; T steps picks its timesteps (the TorchSharp library's spacings, same definitions).</summary>
+/// <summary>How a sampler with S &lt; T steps picks its timesteps (the TorchSharp library's spacings, same
+/// definitions).</summary>
 public enum SpacingKind
 {
     /// <summary>Evenly spaced from 0 to T−1.</summary>
@@ -19,9 +20,9 @@ public static class TimestepSpacing
     public const double KarrasRho = 7.0;
 
     /// <summary>
-    /// S distinct timesteps in ascending order. Lambda and Karras points are continuous in λ and mapped to the fractional
-    /// timestep where the piecewise-linear λ_t equals them, then rounded; points merged by rounding are replaced by the
-    /// smallest unused timesteps, so there are always S.
+    /// S distinct timesteps in ascending order. Lambda and Karras points are continuous in λ and mapped to the
+    /// fractional timestep where the piecewise-linear λ_t equals them, then rounded; points merged by rounding are
+    /// replaced by the smallest unused timesteps, so there are always S.
     /// </summary>
     public static int[] Ascending(DiffusionSchedule schedule, int steps, SpacingKind kind)
     {

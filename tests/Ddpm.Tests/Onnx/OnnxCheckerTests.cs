@@ -66,7 +66,8 @@ public sealed class OnnxCheckerTests : IDisposable
     }
 }
 
-/// <summary>A fact that needs python3-onnx: skipped with the reason when it is missing, unless DDPM_REQUIRE_ONNX_CHECKER=1.</summary>
+/// <summary>A fact that needs python3-onnx: skipped with the reason when it is missing, unless
+/// DDPM_REQUIRE_ONNX_CHECKER=1.</summary>
 public sealed class OnnxCheckerFactAttribute : FactAttribute
 {
     public OnnxCheckerFactAttribute()

@@ -6,7 +6,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Onnx;
 
-/// <summary><c>ddpm export --to model.onnx</c> and <c>--web FOLDER</c>: what they write, and one clear error for bad input.</summary>
+/// <summary><c>ddpm export --to model.onnx</c> and <c>--web FOLDER</c>: what they write, and one clear error for bad
+/// input.</summary>
 [Collection(GlobalRngCollection.Name)]
 public sealed class OnnxCliTests : IDisposable
 {

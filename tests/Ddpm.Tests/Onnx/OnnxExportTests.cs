@@ -15,7 +15,8 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
 
     public static TheoryData<string> Families => new(OnnxFamilies.Names);
 
-    /// <summary>The TorchSharp output and ONNX Runtime's for the same random inputs (timesteps across 0..T−1, labels with ∅).</summary>
+    /// <summary>The TorchSharp output and ONNX Runtime's for the same random inputs (timesteps across 0..T−1, labels
+    /// with ∅).</summary>
     private (float[] Torch, float[][] Ort) Outputs(string family, params GraphOptimizationLevel[] optimizations)
     {
         var config = OnnxFamilies.Config(family);

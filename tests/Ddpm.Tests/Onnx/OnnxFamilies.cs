@@ -6,9 +6,9 @@ using static TorchSharp.torch;
 namespace Ddpm.Tests.Onnx;
 
 /// <summary>
-/// The model families the exporter must cover: the seed's U-Net, the CPU preset (narrow, class-conditional, attention only
-/// on the inner levels), a deeper one, one without attention levels, an RGB x_0 model with one down-sampling and a v model.
-/// Weights are random (GroupNorm's affine too), so every parameter shows in the output.
+/// The model families the exporter must cover: the seed's U-Net, the CPU preset (narrow, class-conditional, attention
+/// only on the inner levels), a deeper one, one without attention levels, an RGB x_0 model with one down-sampling and a
+/// v model. Weights are random (GroupNorm's affine too), so every parameter shows in the output.
 /// </summary>
 internal static class OnnxFamilies
 {
@@ -41,7 +41,8 @@ internal static class OnnxFamilies
         };
     }
 
-    /// <summary>A U-Net of <paramref name="config"/> with every parameter perturbed by N(0, 0.1²) (seeded), in eval mode.</summary>
+    /// <summary>A U-Net of <paramref name="config"/> with every parameter perturbed by N(0, 0.1²) (seeded), in eval
+    /// mode.</summary>
     public static UNet RandomModel(DdpmConfig config, int seed = 0)
     {
         var model = new UNet(config.Model);
@@ -58,7 +59,8 @@ internal static class OnnxFamilies
     public static string Export(UNet model, DdpmConfig config, string dir) =>
         OnnxExport.Write(model, config, Path.Combine(dir, "model.onnx"), "test").Path;
 
-    /// <summary>max |a − b| / max |b|: the error relative to the reference output's scale (elementwise ratios blow up near 0).</summary>
+    /// <summary>max |a − b| / max |b|: the error relative to the reference output's scale (elementwise ratios blow up
+    /// near 0).</summary>
     public static double RelativeError(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected)
     {
         if (actual.Length != expected.Length) throw new ArgumentException($"{actual.Length} values vs {expected.Length}");

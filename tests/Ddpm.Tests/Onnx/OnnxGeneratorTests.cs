@@ -15,7 +15,8 @@ public sealed class OnnxGeneratorTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>TorchSharp's ImageNoise as an ORT noise source: one ImageNoise per batch, as ImageGenerator draws them.</summary>
+    /// <summary>TorchSharp's ImageNoise as an ORT noise source: one ImageNoise per batch, as ImageGenerator draws
+    /// them.</summary>
     internal sealed class TorchNoise(long seed, long[] imageShape) : Ort.Sampling.INoiseSource, IDisposable
     {
         private ImageNoise? _batch;
@@ -99,8 +100,8 @@ public sealed class OnnxGeneratorTests : IDisposable
     }
 
     /// <summary>
-    /// A random model whose output has unit standard deviation on noise (default init plus N(0, 0.02²), conv_out rescaled),
-    /// like a trained ε-network's, so the images are not saturated at ±1.
+    /// A random model whose output has unit standard deviation on noise (default init plus N(0, 0.02²), conv_out
+    /// rescaled), like a trained ε-network's, so the images are not saturated at ±1.
     /// </summary>
     internal static Ddpm.Models.UNet Small(DdpmConfig config)
     {

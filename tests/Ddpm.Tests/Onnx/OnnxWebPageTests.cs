@@ -10,9 +10,9 @@ using Ort = Ddpm.Onnx;
 namespace Ddpm.Tests.Onnx;
 
 /// <summary>
-/// The page of 'ddpm export --web' in Debian's headless Chromium, served from a plain static server on loopback: it loads
-/// onnxruntime-web and the model from its own folder, generates 16 images with live frames, and for a seed makes what the
-/// ORT generator (Ddpm.Onnx, native ONNX Runtime) makes. Screenshots go to TestResults/onnx-web/.
+/// The page of 'ddpm export --web' in Debian's headless Chromium, served from a plain static server on loopback: it
+/// loads onnxruntime-web and the model from its own folder, generates 16 images with live frames, and for a seed makes
+/// what the ORT generator (Ddpm.Onnx, native ONNX Runtime) makes. Screenshots go to TestResults/onnx-web/.
 /// </summary>
 public sealed class OnnxWebPageTests(ITestOutputHelper output) : IDisposable
 {
@@ -88,8 +88,9 @@ public sealed class OnnxWebPageTests(ITestOutputHelper output) : IDisposable
         Assert.False(driver.FindElement(By.Id("download")).GetAttribute("hidden") is not null);
         ((ITakesScreenshot)driver).GetScreenshot().SaveAsFile(Path.Combine(Screenshots, "page.png"));
 
-        // For given seeds, the page's bytes are the ORT generator's, within one level (two runtimes' float arithmetic). The
-        // random model's x̂_0 leaves [−1, 1] by far, so the cases clip it: unclipped, the images are flat ±1 and prove little.
+        // For given seeds, the page's bytes are the ORT generator's, within one level (two runtimes' float arithmetic).
+        // The random model's x̂_0 leaves [−1, 1] by far, so the cases clip it: unclipped, the images are flat ±1 and
+        // prove little.
         using var generator = Ort.OnnxImageGenerator.Load(modelPath);
         var cases = new (string Js, Ort.GenerationRequest Request)[]
         {

@@ -5,7 +5,8 @@ using Ort = Ddpm.Onnx.Sampling;
 
 namespace Ddpm.Tests.Onnx;
 
-/// <summary>The span samplers of Ddpm.Onnx against the TorchSharp samplers, step by step on the same x, ε and z.</summary>
+/// <summary>The span samplers of Ddpm.Onnx against the TorchSharp samplers, step by step on the same x, ε and
+/// z.</summary>
 public sealed class SpanSamplerTests
 {
     private static NoiseSchedule Schedule(string kind) =>

@@ -9,7 +9,8 @@ using Microsoft.Extensions.Logging;
 
 namespace Ddpm.Tests.Onnx;
 
-/// <summary>A plain static file server for a folder on loopback (what any static host does: files and their types, nothing else).</summary>
+/// <summary>A plain static file server for a folder on loopback (what any static host does: files and their types,
+/// nothing else).</summary>
 internal static class StaticSite
 {
     public static async Task<(WebApplication App, Uri Address)> Start(string folder)

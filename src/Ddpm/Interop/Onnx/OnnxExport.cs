@@ -16,10 +16,11 @@ public sealed record OnnxExportResult(string Path, long Bytes, int Nodes, long P
 
 /// <summary>
 /// Writes a U-Net as an ONNX model (opset <see cref="Opset"/>, IR version <see cref="IrVersion"/>) that ONNX Runtime
-/// (native 1.30+ and onnxruntime-web 1.30+) and any other ONNX runtime can run without libtorch. Inputs: x_t
-/// [batch, C, H, W] float32, t [batch] int64 and, only for a class-conditional model, labels [batch] int64 (num_classes is
-/// the null label ∅ used for unconditional and guided sampling); output: the network's raw prediction (ε, x_0 or v). The
-/// metadata_props (<see cref="Keys"/>) carry what a sampler needs: the prediction type, the β's, the image shape, the classes.
+/// (native 1.30+ and onnxruntime-web 1.30+) and any other ONNX runtime can run without libtorch. Inputs: x_t [batch, C,
+/// H, W] float32, t [batch] int64 and, only for a class-conditional model, labels [batch] int64 (num_classes is the
+/// null label ∅ used for unconditional and guided sampling); output: the network's raw prediction (ε, x_0 or v). The
+/// metadata_props (<see cref="Keys"/>) carry what a sampler needs: the prediction type, the β's, the image shape, the
+/// classes.
 /// </summary>
 /// <remarks>
 /// The file is serialised by Google.Protobuf (Google's maintained protobuf runtime) from C# that Grpc.Tools' protoc
@@ -30,7 +31,8 @@ public sealed record OnnxExportResult(string Path, long Bytes, int Nodes, long P
 /// </remarks>
 public static class OnnxExport
 {
-    /// <summary>Opset 17: run by ONNX Runtime 1.30 (web) and 1.32, and the newest that python3-onnx 1.12's checker knows.</summary>
+    /// <summary>Opset 17: run by ONNX Runtime 1.30 (web) and 1.32, and the newest that python3-onnx 1.12's checker
+    /// knows.</summary>
     public const long Opset = 17;
     /// <summary>IR version 8, the one that goes with opset 17.</summary>
     public const long IrVersion = 8;
@@ -56,14 +58,17 @@ public static class OnnxExport
         public const string NullLabel = "ddpm.null_label";
         /// <summary>The whole config as YAML, for reference.</summary>
         public const string Config = "ddpm.config";
-        /// <summary>Where the weights came from (free text, e.g. the checkpoint and whether its EMA weights were used).</summary>
+        /// <summary>Where the weights came from (free text, e.g. the checkpoint and whether its EMA weights were
+        /// used).</summary>
         public const string Source = "ddpm.source";
     }
 
-    /// <summary>The ONNX model of <paramref name="model"/> (its current weights, float32) under <paramref name="config"/>'s diffusion process.</summary>
+    /// <summary>The ONNX model of <paramref name="model"/> (its current weights, float32) under <paramref
+    /// name="config"/>'s diffusion process.</summary>
     public static byte[] ToBytes(UNet model, DdpmConfig config, string? source = null) => Build(model, config, source, out _).ToByteArray();
 
-    /// <summary>Writes the ONNX model to <paramref name="path"/> atomically (a failed write leaves whatever was there).</summary>
+    /// <summary>Writes the ONNX model to <paramref name="path"/> atomically (a failed write leaves whatever was
+    /// there).</summary>
     public static OnnxExportResult Write(UNet model, DdpmConfig config, string path, string? source = null)
     {
         var proto = Build(model, config, source, out int nodes);
@@ -111,7 +116,8 @@ public static class OnnxExport
         return list;
     }
 
-    /// <summary>The same metadata as one JSON object (what a web page reads: onnxruntime-web does not expose metadata_props).</summary>
+    /// <summary>The same metadata as one JSON object (what a web page reads: onnxruntime-web does not expose
+    /// metadata_props).</summary>
     public static string MetadataJson(DdpmConfig config, string? source = null) =>
         JsonSerializer.Serialize(Metadata(config, source).ToDictionary(p => p.Key, p => p.Value), new JsonSerializerOptions { WriteIndented = true });
 }

@@ -5,8 +5,9 @@ using Google.Protobuf;
 namespace Ddpm.Interop.Onnx;
 
 /// <summary>
-/// Builds an ONNX graph node by node: graph inputs and outputs, float32 and int64 initializers (raw little-endian bytes, as
-/// the format requires), nodes with their attributes, every value under a unique name. Shape constants are shared.
+/// Builds an ONNX graph node by node: graph inputs and outputs, float32 and int64 initializers (raw little-endian
+/// bytes, as the format requires), nodes with their attributes, every value under a unique name. Shape constants are
+/// shared.
 /// </summary>
 internal sealed class OnnxGraphBuilder
 {
@@ -26,7 +27,8 @@ internal sealed class OnnxGraphBuilder
         return name;
     }
 
-    /// <summary>A graph input; each dimension is a fixed size (long) or a symbolic name (string, e.g. "batch").</summary>
+    /// <summary>A graph input; each dimension is a fixed size (long) or a symbolic name (string, e.g.
+    /// "batch").</summary>
     public string Input(string name, TensorProto.Types.DataType type, params object[] dims)
     {
         _graph.Input.Add(ValueInfo(Fresh(name), type, dims));
@@ -77,7 +79,8 @@ internal sealed class OnnxGraphBuilder
         return tensor.Name;
     }
 
-    /// <summary>A 1-D int64 constant (a shape, axes, a permutation), shared by every node that uses the same values.</summary>
+    /// <summary>A 1-D int64 constant (a shape, axes, a permutation), shared by every node that uses the same
+    /// values.</summary>
     public string Int64Vector(params long[] values)
     {
         var key = string.Join(",", values);
@@ -106,7 +109,8 @@ internal sealed class OnnxGraphBuilder
         return bytes;
     }
 
-    /// <summary>Adds a node of <paramref name="op"/> (default domain) and returns its one output, named after <paramref name="output"/>.</summary>
+    /// <summary>Adds a node of <paramref name="op"/> (default domain) and returns its one output, named after <paramref
+    /// name="output"/>.</summary>
     public string Node(string op, string[] inputs, string output, params AttributeProto[] attributes)
     {
         var name = Fresh(output);
@@ -131,7 +135,8 @@ internal sealed class OnnxGraphBuilder
     public static AttributeProto Float(string name, float value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
 
-    /// <summary>The model: IR version <paramref name="irVersion"/>, the default domain at <paramref name="opset"/>, and <paramref name="metadata"/>.</summary>
+    /// <summary>The model: IR version <paramref name="irVersion"/>, the default domain at <paramref name="opset"/>, and
+    /// <paramref name="metadata"/>.</summary>
     public ModelProto Model(long irVersion, long opset, string producer, string producerVersion, string docString,
         IEnumerable<KeyValuePair<string, string>> metadata)
     {

@@ -14,19 +14,22 @@ public sealed record OnnxWebExportResult(string Folder, long Bytes, OnnxExportRe
 /// </summary>
 public static class OnnxWebExport
 {
-    /// <summary>The files of onnxruntime-web the page loads (from its npm package's dist/, and its package.json for the licence).</summary>
+    /// <summary>The files of onnxruntime-web the page loads (from its npm package's dist/, and its package.json for the
+    /// licence).</summary>
     public static readonly IReadOnlyList<string> RuntimeFiles = ["ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm", "package.json"];
 
     private static readonly string[] PageFiles = ["index.html", "ddpm.js", "style.css"];
 
-    /// <summary>Where a build of the CLI keeps onnxruntime-web's files (build/Ddpm.OnnxWeb.targets copies them there).</summary>
+    /// <summary>Where a build of the CLI keeps onnxruntime-web's files (build/Ddpm.OnnxWeb.targets copies them
+    /// there).</summary>
     public static string DefaultRuntimeDirectory => Path.Combine(AppContext.BaseDirectory, "onnxruntime-web");
 
     /// <summary>
     /// Writes the folder at <paramref name="folder"/>: built beside it, then moved into place, so a failure leaves no
     /// half-written page. An existing folder must be empty or an earlier web export (it is replaced).
     /// </summary>
-    /// <exception cref="IOException">The folder holds other files, or onnxruntime-web's files are missing (named).</exception>
+    /// <exception cref="IOException">The folder holds other files, or onnxruntime-web's files are missing
+    /// (named).</exception>
     public static OnnxWebExportResult Write(UNet model, DdpmConfig config, string folder, string? runtimeDirectory = null, string? source = null)
     {
         runtimeDirectory ??= DefaultRuntimeDirectory;

@@ -7,10 +7,11 @@ using DataType = Ddpm.Interop.Onnx.Proto.TensorProto.Types.DataType;
 namespace Ddpm.Interop.Onnx;
 
 /// <summary>
-/// The U-Net's forward pass (<see cref="UNet.forward(Tensor, Tensor, Tensor?)"/>) as an ONNX graph, layer by layer, with the
-/// weights as initializers named by their state_dict keys. Spatial sizes are known from the options, so every reshape has a
-/// constant shape (0 = keep the batch). GroupNorm is Reshape → InstanceNormalization → Reshape → per-channel affine, which
-/// every opset and runtime computes the same way (opset 18's GroupNormalization took per-group scale and bias until opset 21).
+/// The U-Net's forward pass (<see cref="UNet.forward(Tensor, Tensor, Tensor?)"/>) as an ONNX graph, layer by layer,
+/// with the weights as initializers named by their state_dict keys. Spatial sizes are known from the options, so every
+/// reshape has a constant shape (0 = keep the batch). GroupNorm is Reshape → InstanceNormalization → Reshape →
+/// per-channel affine, which every opset and runtime computes the same way (opset 18's GroupNormalization took
+/// per-group scale and bias until opset 21).
 /// </summary>
 internal sealed class UNetOnnxGraph
 {
@@ -26,9 +27,11 @@ internal sealed class UNetOnnxGraph
         (_g, _w, _o) = (g, weights, options);
 
     /// <summary>
-    /// Writes the graph of <paramref name="options"/>'s U-Net with <paramref name="weights"/> (float32 CPU state_dict) into
+    /// Writes the graph of <paramref name="options"/>'s U-Net with <paramref name="weights"/> (float32 CPU state_dict)
+    /// into
     /// <paramref name="g"/>: inputs x [batch, C, H, W] float32, t [batch] int64 and, for a class-conditional model,
-    /// labels [batch] int64 (num_classes = the null label ∅); output <see cref="OnnxExport.OutputName"/>, the raw prediction.
+    /// labels [batch] int64 (num_classes = the null label ∅); output <see cref="OnnxExport.OutputName"/>, the raw
+    /// prediction.
     /// </summary>
     public static void Build(OnnxGraphBuilder g, IReadOnlyDictionary<string, Tensor> weights, UNetOptions options)
     {
@@ -97,7 +100,8 @@ internal sealed class UNetOnnxGraph
         _g.Output(output, DataType.Float, Batch, c, size, size);
     }
 
-    /// <summary>[sin(t/f_i), cos(t/f_i)], f_i = 10000^(i/(d/2)) in float32 as <see cref="Models.TimeEmbedding"/> computes it.</summary>
+    /// <summary>[sin(t/f_i), cos(t/f_i)], f_i = 10000^(i/(d/2)) in float32 as <see cref="Models.TimeEmbedding"/>
+    /// computes it.</summary>
     private string TimeEmbedding(string t)
     {
         int half = _o.TimeEmbDim / 2;
@@ -109,7 +113,8 @@ internal sealed class UNetOnnxGraph
             OnnxGraphBuilder.Int("axis", 1));
     }
 
-    /// <summary>Resnet layer j of <paramref name="block"/>: conv2(GN-SiLU(conv1(GN-SiLU(x)) + p)) + 1×1 conv(x).</summary>
+    /// <summary>Resnet layer j of <paramref name="block"/>: conv2(GN-SiLU(conv1(GN-SiLU(x)) + p)) + 1×1
+    /// conv(x).</summary>
     private string Resnet(string block, int j, string x, long hw)
     {
         var first = $"{block}.resnet_conv_first.{j}";
@@ -122,7 +127,8 @@ internal sealed class UNetOnnxGraph
         return _g.Node("Add", [h, Conv(x, $"{block}.residual_input_conv.{j}", 1, 0)], $"{block}.resnet.{j}");
     }
 
-    /// <summary>Attention layer j of <paramref name="block"/>: x + out_proj(softmax(QKᵀ/√d)V) over the H·W positions of GN(x).</summary>
+    /// <summary>Attention layer j of <paramref name="block"/>: x + out_proj(softmax(QKᵀ/√d)V) over the H·W positions of
+    /// GN(x).</summary>
     private string Attention(string block, int j, string x, long hw)
     {
         var prefix = $"{block}.attentions.{j}";
@@ -159,7 +165,8 @@ internal sealed class UNetOnnxGraph
         return _g.Node("Add", [x, image], $"{prefix}.residual");
     }
 
-    /// <summary>GroupNorm(8) with the affine of <paramref name="key"/>: Reshape [B, G, −1] → InstanceNormalization → Reshape → ·γ + β.</summary>
+    /// <summary>GroupNorm(8) with the affine of <paramref name="key"/>: Reshape [B, G, −1] → InstanceNormalization →
+    /// Reshape → ·γ + β.</summary>
     private string GroupNorm(string x, string key, long hw)
     {
         var gamma = _w[$"{key}.weight"];
@@ -196,7 +203,8 @@ internal sealed class UNetOnnxGraph
             OnnxGraphBuilder.Ints("pads", 1, 1, 1, 1));
     }
 
-    /// <summary>The state_dict tensor <paramref name="key"/> as an initializer (optionally viewed as <paramref name="shape"/>).</summary>
+    /// <summary>The state_dict tensor <paramref name="key"/> as an initializer (optionally viewed as <paramref
+    /// name="shape"/>).</summary>
     private string Weight(string key, long[]? shape = null)
     {
         var cacheKey = shape is null ? key : $"{key}[{string.Join(",", shape)}]";

@@ -76,7 +76,7 @@ function distinct(points, n, steps) {
   return [...set].sort((a, b) => a - b);
 }
 
-// ---- Samplers over Float32Arrays (Ddpm.Onnx.Sampling) ----------------------------------------------------------------
+// ---- Samplers over Float32Arrays (Ddpm.Onnx.Sampling) ---------------------------------------------------------------
 function expm1(z) {
   if (Math.abs(z) >= 1) return Math.exp(z) - 1;
   let term = 1, sum = 0;
@@ -263,7 +263,7 @@ async function generate({ count, seed, sampler, steps, label, guidance, clip, on
   return bytes;
 }
 
-// ---- The page --------------------------------------------------------------------------------------------------------
+// ---- The page -------------------------------------------------------------------------------------------------------
 function toBytes(values) {
   const bytes = new Uint8Array(values.length);
   for (let k = 0; k < values.length; k++) bytes[k] = roundHalfEven(f(f(clamp1(values[k]) + 1) * 127.5));
