@@ -96,6 +96,7 @@ public sealed class OnnxImageGenerator : IDisposable
             var modelIn = guided ? new float[2 * len] : x;
             var modelOut = new float[rows * size];
             var t = new long[rows];
+            var uncond = guided ? new float[len] : [];
             for (int i = 0; i < timesteps.Count; i++)
             {
                 cancel.ThrowIfCancellationRequested();
@@ -111,7 +112,6 @@ public sealed class OnnxImageGenerator : IDisposable
                 if (guided)
                 {
                     // ε̃ = (1 + w)·ε(x, y) − w·ε(x, ∅) (Ho & Salimans 2022, eq. 6).
-                    var uncond = new float[len];
                     ToEps(modelOut.AsSpan(len, len), x, step, uncond);
                     float a = (float)(1 + request.Guidance), w = (float)request.Guidance;
                     for (int k = 0; k < len; k++) eps[k] = a * eps[k] - w * uncond[k];
