@@ -92,7 +92,7 @@ public sealed class InteropCliTests : IDisposable
     [Fact]
     public void Export_to_an_unknown_extension_is_a_usage_error()
     {
-        var (code, stderr) = Run("export", "--checkpoint", Fixtures.Pth, "--config", _config, "--to", _tmp.File("model.onnx"));
+        var (code, stderr) = Run("export", "--checkpoint", Fixtures.Pth, "--config", _config, "--to", _tmp.File("model.h5"));
         Assert.Equal(CliApp.Usage, code);
         Assert.Contains(".safetensors", stderr);
     }
