@@ -88,7 +88,7 @@ public sealed class OnnxCliTests : IDisposable
 
         (code, stderr) = TinyCli.RunCapturingStderr("export", "--checkpoint", checkpoint, "--to", PathOf("model.tflite"));
         Assert.Equal(CliApp.Usage, code);
-        Assert.Contains(".safetensors or .onnx (ONNX)", stderr);
+        Assert.Contains(".safetensors, .ckpt (weights only) or .onnx (ONNX)", stderr);
         Assert.Equal(["busy", "file"], Directory.EnumerateFileSystemEntries(_dir).Select(Path.GetFileName).Order());
     }
 }
