@@ -18,7 +18,7 @@ namespace Ddpm.Distributed;
 /// Adam kernels that read it, with no host synchronisation. Errors of the enqueued work itself surface as later CUDA
 /// errors (NCCL's asynchronous error query is not polled).
 /// </para>
-/// <para>Not run in this project's CI (no GPU): compiled and reasoned about only; see the README.</para>
+/// <para>Not run in this project's CI (no GPU): compiled and reasoned about only; see docs/distributed.md.</para>
 /// </summary>
 public sealed unsafe class NcclAllReduce : IDisposable
 {

@@ -8,9 +8,7 @@ namespace Ddpm.Sampling;
 /// data-prediction form, x_{i+1} = (σ_{i+1}/σ_i) x_i − α_{i+1}(e^{−h_i} − 1) D_i with h_i = λ_{i+1} − λ_i and D_i a
 /// Taylor combination of the current and previous x̂_0. Order 1 is DDIM (η = 0), order 2 is "2M"; the first step is
 /// first order (no history yet). After the last visited timestep the solver returns x̂_0 (ᾱ = 1), as DDIM does here.
-/// One instance samples one batch at a time (it keeps the previous x̂_0). A third-order "3M" variant was built and
-/// measured (README, "Few-step solvers": worse than 2M on both quick checkpoints and against the ODE's own solution)
-/// and removed, as issue 14 asked of a solver that shows no use.
+/// One instance samples one batch at a time (it keeps the previous x̂_0).
 /// </summary>
 public sealed class DpmSolverSampler : ISampler
 {

@@ -33,22 +33,21 @@ public sealed record SamplerOptions
     /// <summary>Dynamic thresholding's percentile p ∈ (0, 1) for the DPM-Solver++ and UniPC samplers (Saharia et al. 2022), or null.</summary>
     public double? DynamicThreshold { get; init; }
 
-    /// <summary>Steps a solver takes unless told otherwise: the few-step budget its measurements in the README were made at.</summary>
+    /// <summary>Steps a solver takes unless told otherwise: the few-step budget it was measured at (docs/measurements.md).</summary>
     public const int DefaultSolverSteps = 20;
 
     /// <summary>
     /// The sampler <c>ddpm sample</c> and <c>ddpm eval</c> use unless told otherwise: DPM-Solver++(2M) SDE with
-    /// <see cref="DefaultSolverSteps"/> steps. On both quick-preset checkpoints measured (README, "Few-step solvers",
-    /// 500 images each) it came within 6 % of ancestral sampling with all T steps in a tenth of the model calls, where the
-    /// ODE solvers (DPM-Solver++(2M), UniPC) were far better on the longer-trained model but three times worse on the
-    /// shipped one. A bare <see cref="SamplerOptions"/> stays the seed's Algorithm 2 (<see cref="SamplerKind.Ddpm"/>).
+    /// <see cref="DefaultSolverSteps"/> steps: as good as ancestral sampling with all T steps at a tenth of the model
+    /// calls, also on under-trained models where the ODE solvers are not (docs/measurements.md, "Few-step solvers").
+    /// A bare <see cref="SamplerOptions"/> stays the seed's Algorithm 2 (<see cref="SamplerKind.Ddpm"/>).
     /// </summary>
     public const SamplerKind RecommendedKind = SamplerKind.DpmSolver2MSde;
 
     /// <summary>
     /// The spacing a family uses unless told otherwise: uniform for DDPM and DDIM (the seed's and DDIM's), Karras' σ
     /// spacing for the solvers (on the quick checkpoint the smallest error against the probability-flow ODE's
-    /// solution at 10 and 20 steps for both DPM-Solver++(2M) and UniPC; see the README).
+    /// solution at 10 and 20 steps for both DPM-Solver++(2M) and UniPC; see docs/measurements.md).
     /// </summary>
     public static SpacingKind DefaultSpacing(SamplerKind kind) =>
         IsDataPredictionSolver(kind) ? SpacingKind.Karras : SpacingKind.Uniform;
