@@ -1,5 +1,4 @@
 using Ddpm.Distributed;
-using Ddpm.Runtime;
 using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Distributed;
@@ -51,10 +50,8 @@ internal static class ThreadRanks
 
         public void Meet()
         {
-            // Waiting for the other ranks (threads inside the library's loops) outside FinalizerHold's region. A rank
-            // that failed removes itself, which can complete the barrier without it: hence the check right after.
-            bool met;
-            using (FinalizerHold.Outside()) met = !_failed && _barrier.SignalAndWait(TimeSpan.FromMinutes(2)) && !_failed;
+            // A rank that failed removes itself, which can complete the barrier without it: hence the second check.
+            bool met = !_failed && _barrier.SignalAndWait(TimeSpan.FromMinutes(2)) && !_failed;
             if (!met) throw new BrokenGroupException();
         }
     }
