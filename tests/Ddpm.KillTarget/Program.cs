@@ -1,7 +1,9 @@
 // Usage: Ddpm.KillTarget <out-dir> <keep>
 // Resumes from <out-dir>/checkpoint.ckpt when present, else starts a tiny 8×8 model; then forever: one training epoch of one step,
 // four checkpoints of it (rotated as the CLI does). Prints "ready <step>" after its first checkpoint so the test knows the
-// process is inside its save loop before it picks a random moment to SIGKILL it.
+// process is inside its save loop before it picks a random moment to SIGKILL it. <out-dir>/kill-phase (one byte, mapped
+// shared) is 1 while a save runs and 0 otherwise: the test waits for a save before its kill and reads, after the kill,
+// whether the process died inside one (the page outlives the process).
 using Ddpm.Configuration;
 using Ddpm.Data;
 using Ddpm.Training;
@@ -69,12 +71,21 @@ var config = new DdpmConfig
 var cpu = new Device("cpu");
 using var trainer = File.Exists(folder.LatestPath) ? Trainer.Resume(folder.LatestPath, cpu) : Trainer.Create(config, cpu);
 using var data = SyntheticImages.Create(8, 1, 8);
+Directory.CreateDirectory(outDir);
+using var phaseFile = System.IO.MemoryMappedFiles.MemoryMappedFile.CreateFromFile(Path.Combine(outDir, "kill-phase"),
+    FileMode.OpenOrCreate, null, 1);
+using var phase = phaseFile.CreateViewAccessor(0, 1);
 bool announced = false;
 while (true)
 {
     trainer.TrainEpoch(data, s => { }, default);
     // Several saves per step (the same step rewritten and republished) so most of the time is spent writing checkpoints.
-    for (int i = 0; i < 4; i++) folder.Save(trainer.Step, trainer.Save);
+    for (int i = 0; i < 4; i++)
+    {
+        phase.Write(0, (byte)1);
+        folder.Save(trainer.Step, trainer.Save);
+        phase.Write(0, (byte)0);
+    }
     if (!announced)
     {
         Console.WriteLine($"ready {trainer.Step}");
