@@ -28,8 +28,8 @@ public sealed class DataParallel : IDisposable
     public (long Step, ulong Checksum)? LastAgreement { get; private set; }
 
     /// <summary>
-    /// Data parallelism over <paramref name="communicator"/>; <paramref name="nccl"/> reduces CUDA gradients (null: CUDA
-    /// gradients are reduced by MPI through host copies, and CPU ones always are). Takes ownership of <paramref name="nccl"/>.
+    /// Data parallelism over <paramref name="communicator"/>; <paramref name="nccl"/> reduces CUDA gradients (null:
+    /// MPI reduces them through host copies, as it reduces CPU ones). Takes ownership of <paramref name="nccl"/>.
     /// </summary>
     public DataParallel(ICommunicator communicator, int checkEvery = 100, NcclAllReduce? nccl = null)
     {
@@ -44,7 +44,7 @@ public sealed class DataParallel : IDisposable
     /// that every rank trains on the same kind of device, and joins the ranks in NCCL for CUDA when
     /// <see cref="NcclAllReduce.Wanted"/> (<c>DDPM_NCCL=1</c>: opt-in, never run on a GPU yet).
     /// </summary>
-    /// <exception cref="DistributedException">the ranks' devices differ, or NCCL (asked for) is missing or fails to start.</exception>
+    /// <exception cref="DistributedException">the devices differ, or NCCL (asked for) cannot start.</exception>
     public static DataParallel Create(ICommunicator communicator, Device device, int checkEvery = 100)
     {
         var kinds = communicator.AllGather((long)device.type);
@@ -83,7 +83,7 @@ public sealed class DataParallel : IDisposable
         return total.reshape([]);
     }
 
-    /// <summary>MPI's sum of <paramref name="tensor"/> over the ranks, in place; a tensor off the CPU goes through a host copy.</summary>
+    /// <summary>MPI's sum of <paramref name="tensor"/> over the ranks in place (off the CPU: via a copy).</summary>
     private void SumOnHost(Tensor tensor)
     {
         if (tensor.device_type == TorchSharp.DeviceType.CPU)

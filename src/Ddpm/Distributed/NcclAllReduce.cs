@@ -27,7 +27,8 @@ public sealed unsafe class NcclAllReduce : IDisposable
     /// <summary>The environment variable naming the NCCL library file to load instead of <c>libnccl.so.2</c>.</summary>
     public const string Variable = "DDPM_NCCL_LIBRARY";
 
-    /// <summary><c>DDPM_NCCL=1</c> turns NCCL on for CUDA data parallelism; unset or 0: off (unverified on a GPU).</summary>
+    /// <summary><c>DDPM_NCCL=1</c> turns NCCL on for CUDA data parallelism; unset or 0: off (never run on a GPU).
+    /// </summary>
     public const string EnableVariable = "DDPM_NCCL";
 
     /// <summary>Whether <see cref="EnableVariable"/> is 1.</summary>

@@ -13,8 +13,8 @@ namespace Ddpm.Models;
 /// available (<see cref="CudaGraphs.ReasonNotToUse"/>), or after a capture failed (once, with a warning).
 /// <para>Checked, not trusted: a shape's first call runs eagerly and captures; its second call, the first replay (on
 /// other inputs than the capture's, so a graph that ignores its inputs shows), is compared with the eager forward on
-/// the same inputs. Beyond float tolerance (<see cref="Agrees"/>) the graph is dropped, the shape runs eagerly from then
-/// on, and one warning line says so.</para>
+/// the same inputs. Beyond float tolerance (<see cref="Agrees"/>) the graph is dropped, the shape runs eagerly from
+/// then on, and one warning line says so.</para>
 /// Always runs under no_grad. Every sampler adopts it by calling <see cref="Forward"/> (or <see cref="Predictor"/>)
 /// instead of the model.
 /// </summary>
@@ -32,7 +32,7 @@ public sealed class GraphedForward : IDisposable
 
     private sealed record Captured(CudaGraph Graph, Tensor X, Tensor T, Tensor? Y) : IDisposable
     {
-        /// <summary>Whether this graph's replays have been compared with the eager forward (its first replay).</summary>
+        /// <summary>Whether this graph's first replay has been compared with the eager forward.</summary>
         public bool Verified { get; set; }
 
         public void Dispose()
@@ -63,7 +63,7 @@ public sealed class GraphedForward : IDisposable
         return new GraphedForward(model, reason, body => CudaGraph.Capture(device, body, warmups: 2), cudaInputsOnly: true);
     }
 
-    /// <summary>Graphs from <paramref name="capture"/> for inputs on any device (tests: a fake libtorch on the CPU).</summary>
+    /// <summary>Graphs from <paramref name="capture"/>, inputs on any device (tests: a fake libtorch, CPU).</summary>
     internal static GraphedForward CreateWith(UNet model, Func<Func<Tensor[]>, CudaGraph> capture) =>
         new(model, null, capture, cudaInputsOnly: false);
 
@@ -114,7 +114,7 @@ public sealed class GraphedForward : IDisposable
         return expected;
     }
 
-    /// <summary>The forward as a <see cref="NoisePredictor"/> with fixed labels <paramref name="y"/> (null: none / ∅).</summary>
+    /// <summary>The forward as a <see cref="NoisePredictor"/> with labels <paramref name="y"/> (null: ∅).</summary>
     public NoisePredictor Predictor(Tensor? y = null) => (x, t) => Forward(x, t, y);
 
     private static Tensor Replay(Captured captured, Tensor x, Tensor t, Tensor? y)
@@ -128,9 +128,9 @@ public sealed class GraphedForward : IDisposable
 
     /// <summary>
     /// Whether a replayed output equals the eager one within float tolerance, as torch.allclose: the same places
-    /// non-finite, elsewhere |replayed − eager| ≤ atol + rtol·|eager| with rtol = 1e-3 and atol = 1e-3 · max(1, max
-    /// |eager|) for float32 weights, ten times both for bfloat16 ones (kernels picked differently inside and outside a
-    /// capture may round differently). <paramref name="difference"/> describes the largest difference.
+    /// non-finite, elsewhere |replayed − eager| ≤ atol + rtol·|eager| with rtol = 1e-3 and atol = 1e-3 · max(1,
+    /// max |eager|) for float32 weights, ten times both for bfloat16 ones (kernels picked differently inside and
+    /// outside a capture may round differently). <paramref name="difference"/> describes the largest difference.
     /// </summary>
     internal bool Agrees(Tensor replayed, Tensor eager, out string difference)
     {
