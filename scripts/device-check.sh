@@ -81,9 +81,9 @@ M="$PWD/$BENCH_CONFIG"
 # shellcheck disable=SC2086 # BENCH_ARGS, FULL, EVAL_ARGS are word lists
 if [ "$PART" != mnist ]; then
   # 1. Does the capture work at all (small model, fast): graphed training and sampling, compared with eager.
-  step graphs-smoke 60 $DDPM bench --device "$DEVICE" --config "$PWD/$SMOKE_CONFIG" $SMOKE_ARGS --verify-graphs --out "$R/graphs-smoke.json"
-  # 2. The seed config, fp32 with TF32: graphed (the default where available) then eager, in the same call.
-  step fp32-graphs 110 $DDPM bench --device "$DEVICE" --config "$M" --batch-sizes $BATCHES $FULL --verify-graphs $BENCH_ARGS --out "$R/fp32-graphs.json"
+  step graphs-smoke 60 env DDPM_CUDA_GRAPHS=1 $DDPM bench --device "$DEVICE" --config "$PWD/$SMOKE_CONFIG" $SMOKE_ARGS --verify-graphs --out "$R/graphs-smoke.json"
+  # 2. The seed config, fp32 with TF32: graphed (opt-in: DDPM_CUDA_GRAPHS=1) then eager, in the same call.
+  step fp32-graphs 110 env DDPM_CUDA_GRAPHS=1 $DDPM bench --device "$DEVICE" --config "$M" --batch-sizes $BATCHES $FULL --verify-graphs $BENCH_ARGS --out "$R/fp32-graphs.json"
   step fp32-eager 100 env DDPM_CUDA_GRAPHS=0 $DDPM bench --device "$DEVICE" --config "$M" --batch-sizes $BATCHES $FULL $BENCH_ARGS --out "$R/fp32-eager.json"
   # 3. PyTorch on the same card: eager with SDPA, and the same kernels replayed from CUDA graphs (the floor).
   if python3 -c "import torch" 2> /dev/null; then
@@ -93,7 +93,7 @@ if [ "$PART" != mnist ]; then
   fi
   # 4. bf16 (fp32 master weights): graphed; then eager with and without zero-padded attention heads (the last up
   #    block's head size 4 keeps PyTorch's bf16 SDPA on its math kernel unless padded to 8).
-  step bf16-graphs 100 $DDPM bench --device "$DEVICE" --config "$M" --precision bf16 --batch-sizes $BATCHES $FULL $BENCH_ARGS --out "$R/bf16-graphs.json"
+  step bf16-graphs 100 env DDPM_CUDA_GRAPHS=1 $DDPM bench --device "$DEVICE" --config "$M" --precision bf16 --batch-sizes $BATCHES $FULL $BENCH_ARGS --out "$R/bf16-graphs.json"
   step bf16-eager-pad 50 env DDPM_CUDA_GRAPHS=0 $DDPM bench --device "$DEVICE" --config "$M" --precision bf16 --batch-sizes $BATCH_BF16 \
     $PAD_ARGS --out "$R/bf16-eager-pad.json"
   step bf16-eager-nopad 50 env DDPM_CUDA_GRAPHS=0 DDPM_ATTENTION_PAD=0 $DDPM bench --device "$DEVICE" --config "$M" --precision bf16 \

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Ddpm.Configuration;
 using Ddpm.Imaging;
-using Ddpm.Runtime;
 using Ddpm.Sampling;
 using Microsoft.Extensions.Logging;
 using static TorchSharp.torch;
@@ -96,7 +95,6 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
     private GeneratedGrid Sample(GenerationLease lease, ServeRequest request, Action<GenerationFrame>? onFrame, CancellationToken cancel, Stopwatch clock)
     {
         cancel.ThrowIfCancellationRequested();
-        using var hold = FinalizerHold.Enter(); // the loading, the frames and the grid too, not only the sampling steps
         var generator = Generator(lease.Slot, request);
         cancel.ThrowIfCancellationRequested();
         // The library's request, as ddpm sample builds it from the same settings (batches within the generator's memory

@@ -2,7 +2,6 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Ddpm.Configuration;
 using Ddpm.Diffusion;
-using Ddpm.Runtime;
 using Ddpm.Sampling;
 
 namespace Ddpm.Server;
@@ -78,7 +77,6 @@ public static class ServeRequestParser
         try
         {
             // The sampler's own checks (as ddpm sample makes them); any tensors it builds are released at once.
-            using var hold = FinalizerHold.Enter();
             using var scope = TorchSharp.torch.NewDisposeScope();
             _ = options.Create(NoiseSchedule.FromOptions(checkpoint.Config.Diffusion));
         }

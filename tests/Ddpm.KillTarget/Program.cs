@@ -1,7 +1,9 @@
 // Usage: Ddpm.KillTarget <out-dir> <keep>
 // Resumes from <out-dir>/checkpoint.ckpt when present, else starts a tiny 8×8 model; then forever: one training epoch of one step,
 // four checkpoints of it (rotated as the CLI does). Prints "ready <step>" after its first checkpoint so the test knows the
-// process is inside its save loop before it picks a random moment to SIGKILL it.
+// process is inside its save loop before it picks a random moment to SIGKILL it. <out-dir>/kill-phase (one byte, mapped
+// shared) is 1 while a save runs and 0 otherwise: the test waits for a save before its kill and reads, after the kill,
+// whether the process died inside one (the page outlives the process).
 using Ddpm.Configuration;
 using Ddpm.Data;
 using Ddpm.Runs;
@@ -41,54 +43,16 @@ if (args is ["--page-faults"])
         }
     Console.WriteLine(Ddpm.Runtime.DevicePolicy.HostAllocator);
     Console.WriteLine(string.Join(' ', faults));
-    return;
+    return 0;
 }
-// Usage 3: Ddpm.KillTarget --scalar-race <seconds> — inside FinalizerHold's region (a boundary after each result), the
-// main thread computes (a + 0.5·b − 1.5)·2 on small tensors (TorchSharp makes a native Scalar for every number and for
-// the implicit alpha of + and −) while another thread allocates garbage. Prints: results, wrong results, garbage rounds
-// of 2 MB, holds started. With DDPM_FINALIZER_HOLD=0 libtorch soon reads a Scalar the finalizer already freed (the
-// process aborts); FinalizerHoldTests runs both.
-if (args is ["--scalar-race", var seconds])
+// Usage 3: Ddpm.KillTarget --race <seconds> <threads> [op,op,…] — every public entry point of the library (and a
+// user's tensor arithmetic) on <threads> threads at once beside a thread forcing garbage collections, each result
+// compared with the same call's result alone (RaceScenario). TorchSharpRaceTests runs it on the patched TorchSharp.dll
+// and, as the control, on the NuGet package's.
+if (args is ["--race", var seconds, var threads, .. var only] && only.Length <= 1)
 {
-    set_num_threads(1);
-    using var a = ones(64);
-    using var b = full(64, 2.0);
-    var until = DateTime.UtcNow.AddSeconds(double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture));
-    long rounds = 0;
-    var garbage = new Thread(() =>
-    {
-        byte[] last = [];
-        while (DateTime.UtcNow < until)
-        {
-            for (int k = 0; k < 1000; k++) last = new byte[2000];
-            rounds++;
-        }
-        GC.KeepAlive(last);
-    }) { IsBackground = true };
-    garbage.Start();
-    long results = 0, wrong = 0;
-    var region = Ddpm.Runtime.FinalizerHold.Enter();
-    while (DateTime.UtcNow < until)
-    {
-        using (var scope = NewDisposeScope())
-        {
-            var z = (a + b * 0.5 - 1.5) * 2.0; // 1 everywhere
-            if (z.sum().item<float>() != 64f) wrong++;
-        }
-        results++;
-        Ddpm.Runtime.FinalizerHold.Boundary();
-    }
-    region.Dispose();
-    garbage.Join();
-    Console.WriteLine($"{results} {wrong} {rounds} {Ddpm.Runtime.FinalizerHold.HoldsStarted}");
-    return;
-}
-// Usage 4: Ddpm.KillTarget --hold <scenario> — one of HoldScenarios' checks of FinalizerHold, alone in a process (the
-// hold is process-wide: in the test host other tests' regions would change the timings).
-if (args is ["--hold", var scenario])
-{
-    HoldScenarios.Run(scenario);
-    return;
+    return Ddpm.KillTarget.RaceScenario.Run(double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(threads, System.Globalization.CultureInfo.InvariantCulture), only is [var names] ? names.Split(',') : null);
 }
 var outDir = args[0];
 int keep = int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture);
@@ -108,12 +72,21 @@ var config = new DdpmConfig
 var cpu = new Device("cpu");
 using var trainer = File.Exists(folder.LatestPath) ? Trainer.Resume(folder.LatestPath, cpu) : Trainer.Create(config, cpu);
 using var data = SyntheticImages.Create(8, 1, 8);
+Directory.CreateDirectory(outDir);
+using var phaseFile = System.IO.MemoryMappedFiles.MemoryMappedFile.CreateFromFile(Path.Combine(outDir, "kill-phase"),
+    FileMode.OpenOrCreate, null, 1);
+using var phase = phaseFile.CreateViewAccessor(0, 1);
 bool announced = false;
 while (true)
 {
     trainer.TrainEpoch(data, s => { }, default);
     // Several saves per step (the same step rewritten and republished) so most of the time is spent writing checkpoints.
-    for (int i = 0; i < 4; i++) folder.Save(trainer.Step, trainer.Save);
+    for (int i = 0; i < 4; i++)
+    {
+        phase.Write(0, (byte)1);
+        folder.Save(trainer.Step, trainer.Save);
+        phase.Write(0, (byte)0);
+    }
     if (!announced)
     {
         Console.WriteLine($"ready {trainer.Step}");

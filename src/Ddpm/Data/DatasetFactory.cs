@@ -1,4 +1,5 @@
 using Ddpm.Configuration;
+using Ddpm.Runtime;
 
 namespace Ddpm.Data;
 
@@ -17,6 +18,7 @@ public static class DatasetFactory
     /// <inheritdoc cref="Load"/>
     public static async Task<ImageDataset> LoadAsync(DatasetOptions options, UNetOptions model, MnistSource? mnist = null, CancellationToken cancellationToken = default)
     {
+        TorchSharpPatch.EnsureApplied();
         var kind = options.Kind;
         ImageDataset dataset;
         string source;

@@ -1,3 +1,4 @@
+using Ddpm.Runtime;
 using static TorchSharp.torch;
 
 namespace Ddpm.Data;
@@ -22,6 +23,7 @@ public sealed class ImageDataset : IDisposable
 
     public ImageDataset(Tensor images, Tensor? labels, string description)
     {
+        TorchSharpPatch.EnsureApplied();
         if (images.dtype != ScalarType.Byte || images.dim() != 4)
             throw new ArgumentException($"images must be uint8 [N, C, H, W], got {images.dtype} [{string.Join(", ", images.shape)}]");
         if (labels is not null && (labels.dim() != 1 || labels.shape[0] != images.shape[0]))

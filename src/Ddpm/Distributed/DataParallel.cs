@@ -6,7 +6,8 @@ namespace Ddpm.Distributed;
 /// <summary>
 /// What a <see cref="Training.Trainer"/> needs to train data-parallel over the ranks of a communicator: each rank's part
 /// of a global batch (<see cref="ShardOf"/>), the average of the gradient and the loss over the global batch after
-/// backward (<see cref="Average"/>: MPI on CPU tensors, NCCL on CUDA ones), agreement on stopping (<see cref="AnyStop"/>),
+/// backward (<see cref="Average"/>: MPI on CPU tensors; CUDA ones through host copies and MPI, or NCCL with
+/// <c>DDPM_NCCL=1</c>), agreement on stopping (<see cref="AnyStop"/>),
 /// and a periodic check that the ranks' weights are still bit-identical (<see cref="CheckWeights"/>).
 /// Every rank then takes the same Adam and EMA step from the same numbers, so the weights stay identical without ever
 /// being sent.
@@ -27,8 +28,8 @@ public sealed class DataParallel : IDisposable
     public (long Step, ulong Checksum)? LastAgreement { get; private set; }
 
     /// <summary>
-    /// Data parallelism over <paramref name="communicator"/>; <paramref name="nccl"/> reduces CUDA gradients (required for
-    /// training on CUDA; null on the CPU). Takes ownership of <paramref name="nccl"/>.
+    /// Data parallelism over <paramref name="communicator"/>; <paramref name="nccl"/> reduces CUDA gradients (null:
+    /// MPI reduces them through host copies, as it reduces CPU ones). Takes ownership of <paramref name="nccl"/>.
     /// </summary>
     public DataParallel(ICommunicator communicator, int checkEvery = 100, NcclAllReduce? nccl = null)
     {
@@ -40,9 +41,10 @@ public sealed class DataParallel : IDisposable
 
     /// <summary>
     /// Data parallelism over <paramref name="communicator"/> for a model on <paramref name="device"/> (collective): checks
-    /// that every rank trains on the same kind of device, and joins the ranks in NCCL for CUDA.
+    /// that every rank trains on the same kind of device, and joins the ranks in NCCL for CUDA when
+    /// <see cref="NcclAllReduce.Wanted"/> (<c>DDPM_NCCL=1</c>: opt-in, never run on a GPU yet).
     /// </summary>
-    /// <exception cref="DistributedException">the ranks' devices differ, or NCCL is missing or fails to start.</exception>
+    /// <exception cref="DistributedException">the devices differ, or NCCL (asked for) cannot start.</exception>
     public static DataParallel Create(ICommunicator communicator, Device device, int checkEvery = 100)
     {
         var kinds = communicator.AllGather((long)device.type);
@@ -50,7 +52,7 @@ public sealed class DataParallel : IDisposable
             throw new DistributedException("the ranks would train on different kinds of device (" +
                 string.Join(", ", kinds.Select((k, r) => $"rank {r}: {((TorchSharp.DeviceType)k).ToString().ToLowerInvariant()}")) +
                 "); give --device explicitly, with one GPU per rank for cuda");
-        var nccl = device.type == TorchSharp.DeviceType.CUDA ? NcclAllReduce.Create(communicator) : null;
+        var nccl = device.type == TorchSharp.DeviceType.CUDA && NcclAllReduce.Wanted ? NcclAllReduce.Create(communicator) : null;
         return new DataParallel(communicator, checkEvery, nccl);
     }
 
@@ -68,18 +70,30 @@ public sealed class DataParallel : IDisposable
         double weight = part.Fraction;
         var total = loss.detach().to(float32).mul(weight).reshape(1).contiguous();
         gradients.mul_(weight);
-        if (gradients.device_type == TorchSharp.DeviceType.CUDA)
+        if (_nccl is not null && gradients.device_type == TorchSharp.DeviceType.CUDA)
         {
-            var nccl = _nccl ?? throw new DistributedException("CUDA gradients need NCCL, and this DataParallel was made without it");
-            nccl.SumInPlace(gradients);
-            nccl.SumInPlace(total);
+            _nccl.SumInPlace(gradients);
+            _nccl.SumInPlace(total);
         }
         else
         {
-            Communicator.AllReduceSum(gradients);
-            Communicator.AllReduceSum(total);
+            SumOnHost(gradients);
+            SumOnHost(total);
         }
         return total.reshape([]);
+    }
+
+    /// <summary>MPI's sum of <paramref name="tensor"/> over the ranks in place (off the CPU: via a copy).</summary>
+    private void SumOnHost(Tensor tensor)
+    {
+        if (tensor.device_type == TorchSharp.DeviceType.CPU)
+        {
+            Communicator.AllReduceSum(tensor);
+            return;
+        }
+        using var host = tensor.cpu();
+        Communicator.AllReduceSum(host);
+        tensor.copy_(host);
     }
 
     /// <summary>Whether any rank asked to stop (e.g. got SIGTERM): all ranks stop before the same step, so none waits for a peer that left.</summary>

@@ -6,9 +6,7 @@ namespace Ddpm.Distributed;
 /// The few collective operations data-parallel training and sharded sampling need, over a fixed group of ranks
 /// 0 … <see cref="Size"/> − 1. Every rank calls the same operations in the same order (they block until all have).
 /// Implemented over MPI (<see cref="MpiCommunicator"/>, one rank per process); the tests run ranks as threads of one
-/// process. An implementation whose ranks are threads of one process waits for the others inside
-/// <see cref="Runtime.FinalizerHold.Outside"/>: the callers are inside the library's loops, and a thread inside that waits
-/// for another would hold up that one's next drain of the finalizer queue.
+/// process.
 /// </summary>
 public interface ICommunicator
 {

@@ -18,12 +18,22 @@ namespace Ddpm.Distributed;
 /// Adam kernels that read it, with no host synchronisation. Errors of the enqueued work itself surface as later CUDA
 /// errors (NCCL's asynchronous error query is not polled).
 /// </para>
-/// <para>Not run in this project's CI (no GPU): compiled and reasoned about only; see docs/distributed.md.</para>
+/// <para>Not run in this project's CI (no GPU): compiled and reasoned about only; see docs/distributed.md. So it is opt-in
+/// (<see cref="Wanted"/>, <c>DDPM_NCCL=1</c>); without it CUDA gradients are summed by MPI through host copies
+/// (<see cref="DataParallel"/>).</para>
 /// </summary>
 public sealed unsafe class NcclAllReduce : IDisposable
 {
     /// <summary>The environment variable naming the NCCL library file to load instead of <c>libnccl.so.2</c>.</summary>
     public const string Variable = "DDPM_NCCL_LIBRARY";
+
+    /// <summary><c>DDPM_NCCL=1</c> turns NCCL on for CUDA data parallelism; unset or 0: off (never run on a GPU).
+    /// </summary>
+    public const string EnableVariable = "DDPM_NCCL";
+
+    /// <summary>Whether <see cref="EnableVariable"/> is 1.</summary>
+    /// <exception cref="ArgumentException">It holds something other than 0 or 1.</exception>
+    public static bool Wanted => Runtime.DevicePolicy.Flag(EnableVariable) == true;
     private const int NcclFloat32 = 7, NcclSum = 0; // ncclDataType_t / ncclRedOp_t in nccl.h
 
     [StructLayout(LayoutKind.Sequential)]
@@ -78,8 +88,8 @@ public sealed unsafe class NcclAllReduce : IDisposable
         }
         foreach (var name in candidates)
             if (NativeLibrary.TryLoad(name, out var handle)) return new NcclAllReduce(handle, mpi);
-        throw new DistributedException($"--device cuda under mpirun needs NCCL, but it could not be loaded (tried {string.Join(", ", candidates)}); " +
-            $"set {Variable} to libnccl.so.2 (PyTorch's site-packages/nvidia/nccl/lib)");
+        throw new DistributedException($"{EnableVariable}=1 asks for NCCL, but it could not be loaded (tried {string.Join(", ", candidates)}); " +
+            $"set {Variable} to libnccl.so.2 (PyTorch's site-packages/nvidia/nccl/lib), or unset {EnableVariable} to reduce through MPI");
     }
 
     /// <summary>Replaces a contiguous CUDA float32 tensor by its element-wise sum over all ranks (enqueued on stream 0).</summary>

@@ -15,13 +15,13 @@ public static class ClassifierTraining
     public static double Train(MnistClassifier model, ImageDataset train, ClassifierTrainingOptions options,
         Action<string>? log = null, CancellationToken cancel = default)
     {
+        TorchSharpPatch.EnsureApplied();
         options.Validate();
         if (train.Labels is null) throw new DataException(train.Description, "the classifier needs labelled images");
         MnistClassifier.CheckImages(train.Images.shape, train.Description);
         long n = options.MaxTrainImages > 0 ? Math.Min(options.MaxTrainImages, train.Count) : train.Count;
         var device = model.parameters().First().device;
         using var optimizer = optim.Adam(model.parameters(), options.Lr);
-        using var hold = FinalizerHold.Enter();
         var clock = Stopwatch.StartNew();
         for (int epoch = 1; epoch <= options.Epochs; epoch++)
         {
@@ -47,7 +47,6 @@ public static class ClassifierTraining
                 lossSum += loss.item<float>();
                 correct += logits.argmax(1).eq(y).sum().item<long>();
                 steps++;
-                FinalizerHold.Boundary();
             }
             log?.Invoke(FormattableString.Invariant(
                 $"classifier epoch {epoch}/{options.Epochs}: loss {lossSum / steps:F4}, train accuracy {100.0 * correct / n:F2}%, {clock.Elapsed.TotalSeconds:F0} s"));
@@ -59,11 +58,11 @@ public static class ClassifierTraining
     /// <summary>Share of <paramref name="data"/>'s images whose arg-max class equals the label.</summary>
     public static double Accuracy(MnistClassifier model, ImageDataset data, int batchSize = 1000)
     {
+        TorchSharpPatch.EnsureApplied();
         if (data.Labels is null) throw new DataException(data.Description, "accuracy needs labelled images");
         MnistClassifier.CheckImages(data.Images.shape, data.Description);
         model.eval();
         using var noGrad = no_grad();
-        using var hold = FinalizerHold.Enter();
         var device = model.parameters().First().device;
         long correct = 0;
         for (long start = 0; start < data.Count; start += batchSize)
@@ -72,7 +71,6 @@ public static class ClassifierTraining
             var idx = arange(start, Math.Min(start + batchSize, data.Count), dtype: int64);
             var pred = model.forward(data.Batch(idx, device)).argmax(1).cpu();
             correct += pred.eq(data.Labels.index_select(0, idx)).sum().item<long>();
-            FinalizerHold.Boundary();
         }
         return (double)correct / data.Count;
     }

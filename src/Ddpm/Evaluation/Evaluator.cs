@@ -51,6 +51,7 @@ public sealed class Evaluator : IDisposable
     /// </param>
     public static Evaluator Open(EvaluationOptions options, ICommunicator? ranks = null)
     {
+        TorchSharpPatch.EnsureApplied();
         options.Validate();
         ImageGenerator? generator = null;
         ImageDataset? images = null;
@@ -126,7 +127,7 @@ public sealed class Evaluator : IDisposable
         Stopwatch total)
     {
         if (_ranks is { Rank: > 0 }) throw new InvalidOperationException("only rank 0 runs the evaluation; the other ranks call SamplePart");
-        using var hold = FinalizerHold.Enter();
+        TorchSharpPatch.EnsureApplied();
         var o = Options;
         var inv = CultureInfo.InvariantCulture;
         var testStats = reference.TestStatistics;

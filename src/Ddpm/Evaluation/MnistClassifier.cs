@@ -27,6 +27,7 @@ public sealed class MnistClassifier : nn.Module<Tensor, Tensor>
 
     public MnistClassifier() : base(nameof(MnistClassifier))
     {
+        TorchSharpPatch.EnsureApplied();
         Runtime.DevicePolicy.EnsureApplied();
         conv1 = nn.Conv2d(1, 32, 5, padding: 2);
         conv2 = nn.Conv2d(32, 64, 5);
@@ -63,10 +64,10 @@ public sealed class MnistClassifier : nn.Module<Tensor, Tensor>
     /// </summary>
     public ClassifierOutputs Embed(Tensor images, int batchSize = 500)
     {
+        TorchSharpPatch.EnsureApplied();
         CheckImages(images.shape, "images");
         eval();
         using var noGrad = no_grad();
-        using var hold = FinalizerHold.Enter();
         var device = parameters().First().device;
         long n = images.shape[0];
         var features = new List<Tensor>();
@@ -83,7 +84,6 @@ public sealed class MnistClassifier : nn.Module<Tensor, Tensor>
                 var p = nn.functional.softmax(Logits(f).to(float64), 1);
                 features.Add(f.to(float64).cpu().MoveToOuterDisposeScope());
                 probs.Add(p.cpu().MoveToOuterDisposeScope());
-                FinalizerHold.Boundary();
             }
             return new ClassifierOutputs(cat(features, 0), cat(probs, 0));
         }

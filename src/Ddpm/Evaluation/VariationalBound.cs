@@ -79,8 +79,8 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
     /// </summary>
     public BitsPerDim Exact(NoisePredictor model, IEnumerable<Tensor> batches, long seed = 0, Action<long>? progress = null)
     {
+        TorchSharpPatch.EnsureApplied();
         using var noGrad = no_grad();
-        using var hold = FinalizerHold.Enter();
         var acc = new Accumulator(T);
         long evals = 0, first = 0;
         foreach (var x0 in batches)
@@ -102,7 +102,6 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
                 klSum.add_(kl);
                 termSums[t] = kl.sum().item<double>();
                 progress?.Invoke(evals += n);
-                FinalizerHold.Boundary();
             }
             acc.Add(x0, prior, klSum, decoder, termSums, new double[n]);
             first += n;
@@ -121,11 +120,11 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
     /// </summary>
     public BitsPerDim Estimate(NoisePredictor model, IEnumerable<Tensor> batches, int k, long seed = 0, Action<long>? progress = null)
     {
+        TorchSharpPatch.EnsureApplied();
         int m = T - 1;
         if (m < 2) throw new ArgumentOutOfRangeException(nameof(k), $"a subset estimate needs T ≥ 3 (T = {T}); use the exact sum");
         if (k < 2 || k > m) throw new ArgumentOutOfRangeException(nameof(k), k, $"K must lie in 2..T−1 = 2..{m} (2 or more so its error can be estimated)");
         using var noGrad = no_grad();
-        using var hold = FinalizerHold.Enter();
         var acc = new Accumulator(T);
         long evals = 0, first = 0;
         foreach (var x0 in batches)
@@ -148,7 +147,6 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
                 var v = kl.cpu().data<double>().ToArray();
                 for (int i = 0; i < n; i++) values[i, j] = v[i];
                 progress?.Invoke(evals += n);
-                FinalizerHold.Boundary();
             }
             klSum.mul_((double)m / k);
             var variances = new double[n];

@@ -1,5 +1,6 @@
 using Ddpm.Configuration;
 using Ddpm.Models;
+using Ddpm.Runtime;
 using Ddpm.Training;
 using static TorchSharp.torch;
 
@@ -24,6 +25,7 @@ public static class ModelFile
     /// <exception cref="CheckpointException">A corrupt ddpm checkpoint.</exception>
     public static LoadedModel Load(string path, DdpmConfig? config = null, bool strict = true, bool allowNonFinite = false)
     {
+        TorchSharpPatch.EnsureApplied();
         var loaded = LoadUnchecked(path, config, strict);
         try
         {
@@ -93,6 +95,7 @@ public static class ModelFile
     public static IReadOnlyList<string> Import(string weightsPath, DdpmConfig config, string checkpointPath, bool strict = true,
         bool allowNonFinite = false)
     {
+        TorchSharpPatch.EnsureApplied();
         using var loaded = Load(weightsPath, config, strict, allowNonFinite);
         if (loaded.Format == WeightFormat.Checkpoint)
             throw new WeightsException(weightsPath, "is already a ddpm checkpoint; nothing to import");
@@ -106,6 +109,7 @@ public static class ModelFile
     /// </summary>
     public static void Export(UNet model, string path)
     {
+        TorchSharpPatch.EnsureApplied();
         var stateDict = StateDictIo.Export(model);
         try { StateDictIo.Write(path, stateDict); }
         finally { foreach (var t in stateDict.Values) t.Dispose(); }

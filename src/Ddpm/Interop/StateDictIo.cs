@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Collections;
 using System.IO.Compression;
 using Ddpm.IO;
+using Ddpm.Runtime;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 
@@ -62,6 +63,7 @@ public static class StateDictIo
     /// </summary>
     public static void Write(string path, IReadOnlyDictionary<string, Tensor> stateDict)
     {
+        TorchSharpPatch.EnsureApplied();
         var ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext is not (".pth" or ".pt" or ".bin" or ".safetensors"))
             throw new WeightsException(path, "unknown extension (use .pth, .pt or .bin for PyTorch, .safetensors for safetensors)");

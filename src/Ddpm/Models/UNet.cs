@@ -1,4 +1,5 @@
 using Ddpm.Configuration;
+using Ddpm.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -28,6 +29,7 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
 
     public UNet(UNetOptions options) : base(nameof(UNet))
     {
+        TorchSharpPatch.EnsureApplied();
         options.Validate();
         Runtime.DevicePolicy.EnsureApplied();
         Options = options;

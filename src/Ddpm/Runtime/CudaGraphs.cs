@@ -6,12 +6,13 @@ namespace Ddpm.Runtime;
 /// <summary>
 /// Whether CUDA graphs (<see cref="CudaGraph"/>) can be captured in this process — the shim
 /// <c>libddpm_cuda_graph.so</c> is present and finds libtorch's graph and stream functions in a loaded CUDA libtorch —
-/// and whether they are wanted for a device: CUDA (cuda:0) and <c>DDPM_CUDA_GRAPHS</c> not 0. Everything that
-/// captures graphs asks <see cref="ReasonNotToUse"/> and runs eagerly, saying why, when it returns a reason.
+/// and whether they are wanted for a device: CUDA (cuda:0) and <c>DDPM_CUDA_GRAPHS=1</c>. Graphs are opt-in until a
+/// GPU run has compared them with the eager code and timed them (no GPU has yet). Everything that captures graphs asks
+/// <see cref="ReasonNotToUse"/> and runs eagerly, saying why, when it returns a reason.
 /// </summary>
 public static class CudaGraphs
 {
-    /// <summary>The variable that turns CUDA graphs off (0) on CUDA; on (1, the default) when available.</summary>
+    /// <summary>The variable that turns CUDA graphs on (1) on CUDA where available; unset or 0: off.</summary>
     public const string Variable = "DDPM_CUDA_GRAPHS";
 
     /// <summary>Where the shim looks for libtorch's functions (the first must be loaded: a CPU-only libtorch has none).</summary>
@@ -34,13 +35,17 @@ public static class CudaGraphs
 
     /// <summary>
     /// Null when work on <paramref name="device"/> should be captured into graphs, else why not ("device is cpu",
-    /// "DDPM_CUDA_GRAPHS=0", or <see cref="UnavailableReason"/>).
+    /// "DDPM_CUDA_GRAPHS=0", "opt-in …" when the variable is unset, or <see cref="UnavailableReason"/>).
     /// </summary>
     /// <exception cref="ArgumentException"><c>DDPM_CUDA_GRAPHS</c> holds something other than 0 or 1.</exception>
     public static string? ReasonNotToUse(Device device)
     {
         if (device.type != DeviceType.CUDA) return $"device is {device.type.ToString().ToLowerInvariant()}";
-        if (DevicePolicy.Flag(Variable) == false) return $"{Variable}=0";
+        switch (DevicePolicy.Flag(Variable))
+        {
+            case false: return $"{Variable}=0";
+            case null: return $"opt-in with {Variable}=1: not yet verified on a GPU";
+        }
         if (device.index > 0) return "graphs are captured on cuda:0 only (libtorch's current device)";
         return UnavailableReason;
     }

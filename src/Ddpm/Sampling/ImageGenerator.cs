@@ -30,6 +30,7 @@ public sealed class ImageGenerator : IDisposable
     /// </summary>
     public ImageGenerator(UNet model, GaussianDiffusion diffusion, Device? device = null, Precision precision = Precision.Fp32)
     {
+        TorchSharpPatch.EnsureApplied();
         Device = device ?? CPU;
         Model = model;
         Diffusion = diffusion;
@@ -62,6 +63,7 @@ public sealed class ImageGenerator : IDisposable
     public static ImageGenerator Load(string path, Device? device = null, Precision precision = Precision.Fp32, bool useEma = true,
         DdpmConfig? config = null, bool strict = true, bool allowNonFinite = false)
     {
+        TorchSharpPatch.EnsureApplied();
         var loaded = ModelFile.Load(path, config, strict, allowNonFinite: true);
         try
         {
@@ -163,8 +165,8 @@ public sealed class ImageGenerator : IDisposable
     /// <exception cref="ArgumentException">As <see cref="Plan"/>.</exception>
     public GenerationResult Generate(GenerationRequest request, Action<GenerationStep>? onStep = null, CancellationToken cancel = default)
     {
+        TorchSharpPatch.EnsureApplied();
         var plan = Plan(request);
-        using var hold = FinalizerHold.Enter();
         var clock = Stopwatch.StartNew();
         var stepSeconds = new List<double>((int)Math.Min(plan.TotalSteps, 1 << 20));
         var parts = new List<Tensor>();

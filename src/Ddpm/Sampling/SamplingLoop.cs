@@ -22,8 +22,8 @@ public static class SamplingLoop
     public static Tensor Run(ISampler sampler, NoisePredictor model, Tensor xT, Func<int, Tensor> noise,
         Action<SamplingStep>? onStep = null, CancellationToken cancel = default)
     {
+        TorchSharpPatch.EnsureApplied();
         using var noGrad = no_grad();
-        using var hold = FinalizerHold.Enter();
         var x = xT;
         var steps = sampler.Timesteps;
         try
@@ -39,7 +39,6 @@ public static class SamplingLoop
                 next.MoveToOuterDisposeScope();
                 x.Dispose();
                 x = next;
-                FinalizerHold.Boundary();
             }
             return x;
         }
@@ -58,6 +57,7 @@ public static class SamplingLoop
     public static Tensor Run(ISampler sampler, NoisePredictor model, long[] shape, Device device, Generator? generator = null,
         Action<int, int, Tensor>? onStep = null)
     {
+        TorchSharpPatch.EnsureApplied();
         var x = randn(shape, dtype: float32, device: device, generator: generator);
         return Run(sampler, model, x, generator, onStep);
     }

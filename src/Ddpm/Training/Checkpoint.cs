@@ -5,6 +5,7 @@ using System.Text.Json.Serialization;
 using Ddpm.Configuration;
 using Ddpm.IO;
 using Ddpm.Models;
+using Ddpm.Runtime;
 using TorchSharp.Modules;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
@@ -69,6 +70,7 @@ public static class Checkpoint
     public static void Save(string path, UNet model, DdpmConfig config, int epoch, long step, long stepInEpoch = 0,
         TrainingState? training = null, UNet? ema = null, int worldSize = 1)
     {
+        TorchSharpPatch.EnsureApplied();
         var entries = new Dictionary<string, byte[]>
         {
             [ModelEntry] = ToBytes(s => model.save_safetensors(s, leaveOpen: true)),
@@ -125,6 +127,7 @@ public static class Checkpoint
     /// <summary>Loads the config and a U-Net with the checkpoint's weights.</summary>
     public static (UNet Model, DdpmConfig Config, CheckpointManifest Manifest) LoadModel(string path)
     {
+        TorchSharpPatch.EnsureApplied();
         using var checkpoint = CheckpointReader.Open(path);
         return (checkpoint.LoadModel(), checkpoint.Config, checkpoint.Manifest);
     }
@@ -139,6 +142,7 @@ public static class Checkpoint
     /// <summary>Loads the EMA weights into <paramref name="into"/> (a U-Net of the checkpoint's config).</summary>
     public static void LoadEmaInto(string path, UNet into)
     {
+        TorchSharpPatch.EnsureApplied();
         using var checkpoint = CheckpointReader.Open(path);
         checkpoint.LoadEmaInto(into);
     }

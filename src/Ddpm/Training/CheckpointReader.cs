@@ -2,6 +2,7 @@ using System.IO.Compression;
 using System.Text.Json;
 using Ddpm.Configuration;
 using Ddpm.Models;
+using Ddpm.Runtime;
 using static TorchSharp.torch;
 
 namespace Ddpm.Training;
@@ -32,6 +33,7 @@ public sealed class CheckpointReader : IDisposable
     /// <summary>Opens <paramref name="path"/> and reads its manifest.</summary>
     public static CheckpointReader Open(string path)
     {
+        TorchSharpPatch.EnsureApplied();
         if (IO.PathCheck.FileProblem(path) is { } problem) throw new CheckpointException(path, problem);
         ZipArchive? zip = null;
         try

@@ -16,8 +16,10 @@ namespace Ddpm.Training;
 /// </para>
 /// <para>
 /// One batch shape is captured (the first one seen); other shapes (an epoch's last, smaller batch) run the same step
-/// eagerly. Without graphs (the CPU, a CPU-only libtorch, <c>DDPM_CUDA_GRAPHS=0</c>, a failed capture) every step
-/// runs eagerly — the same arithmetic, which the CPU tests compare with the trainer's own step. Steps taken here do
+/// eagerly. Without graphs (the CPU, a CPU-only libtorch, <c>DDPM_CUDA_GRAPHS</c> not 1, a failed capture) every
+/// step runs eagerly — the same arithmetic, which the CPU tests compare with the trainer's own step. Only
+/// <c>ddpm bench</c> uses this class (<c>ddpm train</c> runs <see cref="Trainer"/>'s eager step); its replays are not
+/// checked against eager steps here (bench's <c>--verify-graphs</c> compares weights after a run). Steps taken here do
 /// not advance <see cref="Trainer.Step"/>; <see cref="WriteBack"/> hands Adam's step count back to the optimizer.
 /// </para>
 /// </summary>

@@ -74,6 +74,7 @@ public sealed class Trainer : IDisposable
     /// <summary>A trainer for <paramref name="model"/> (moved to <paramref name="device"/>; the trainer owns and disposes it).</summary>
     public Trainer(UNet model, DdpmConfig config, Device device, TrainerOptions? options = null)
     {
+        TorchSharpPatch.EnsureApplied();
         options ??= new TrainerOptions();
         SyncEvery = options.SyncEveryOn(device);
         if (SyncEvery < 1) throw new ArgumentOutOfRangeException(nameof(options), $"SyncEvery must be at least 1, got {SyncEvery}");
@@ -100,6 +101,7 @@ public sealed class Trainer : IDisposable
     /// <summary>A fresh model from the config, initialised from the seed.</summary>
     public static Trainer Create(DdpmConfig config, Device device, TrainerOptions? options = null)
     {
+        TorchSharpPatch.EnsureApplied();
         MemoryEstimate.EnsureFits(config, device);
         UNet model;
         // Weight init draws from TorchSharp's process-wide generator: seed and build as one step.
@@ -118,6 +120,7 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public static Trainer Resume(string checkpointPath, Device device, Func<DdpmConfig, DdpmConfig>? adjust = null, TrainerOptions? options = null)
     {
+        TorchSharpPatch.EnsureApplied();
         using var checkpoint = CheckpointReader.Open(checkpointPath);
         var config = adjust is null ? checkpoint.Config : adjust(checkpoint.Config).Validate();
         MemoryEstimate.EnsureFits(config, device);
@@ -170,7 +173,7 @@ public sealed class Trainer : IDisposable
     public EpochReport? TrainEpoch(ImageDataset data, Action<StepReport>? onStep = null, CancellationToken cancel = default)
     {
         if (Finished) return null;
-        using var hold = FinalizerHold.Enter();
+        TorchSharpPatch.EnsureApplied();
         Synchronize();
         // Data parallel: the epoch's order is split into global batches of N·B; each rank trains on its B of every one.
         _parallel?.CheckWeights(_adam.Weights, Step);
@@ -220,7 +223,6 @@ public sealed class Trainer : IDisposable
             TrainStep(x0, labels, part, new StepContext(epochNumber, batch + 1, stepsInEpoch, images, clock, Report));
             StepInEpoch = batch + 1;
             steps++;
-            FinalizerHold.Boundary();
         }
         Synchronize();
         _parallel?.CheckWeights(_adam.Weights, Step);
@@ -244,7 +246,7 @@ public sealed class Trainer : IDisposable
     public void TrainBatch(Tensor x0, Tensor? labels = null, Action<StepReport>? onStep = null, Shard? part = null)
     {
         if (_parallel is not null && part is null) throw new ArgumentException("a data-parallel trainer needs this rank's part of the global batch", nameof(part));
-        using var hold = FinalizerHold.Enter(); // TrainEpoch holds one region for all its steps
+        TorchSharpPatch.EnsureApplied();
         TrainStep(x0, labels, part ?? Shard.Whole(x0.shape[0]), new StepContext(0, 0, 0, 0, null, onStep));
     }
 

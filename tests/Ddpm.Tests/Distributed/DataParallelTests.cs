@@ -150,4 +150,25 @@ public class DataParallelTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Fact]
+    public void NCCL_is_off_unless_DDPM_NCCL_is_1_and_other_values_are_refused()
+    {
+        var before = Environment.GetEnvironmentVariable(NcclAllReduce.EnableVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(NcclAllReduce.EnableVariable, null);
+            Assert.False(NcclAllReduce.Wanted);
+            Environment.SetEnvironmentVariable(NcclAllReduce.EnableVariable, "0");
+            Assert.False(NcclAllReduce.Wanted);
+            Environment.SetEnvironmentVariable(NcclAllReduce.EnableVariable, "1");
+            Assert.True(NcclAllReduce.Wanted);
+            Environment.SetEnvironmentVariable(NcclAllReduce.EnableVariable, "yes");
+            Assert.Equal("DDPM_NCCL: expected 0 or 1, got 'yes'", Assert.Throws<ArgumentException>(() => NcclAllReduce.Wanted).Message);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(NcclAllReduce.EnableVariable, before);
+        }
+    }
 }

@@ -1,5 +1,4 @@
 using Ddpm.Distributed;
-using Ddpm.Runtime;
 using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Distributed;
@@ -41,21 +40,32 @@ internal static class ThreadRanks
         public readonly int Size = size;
         public readonly object?[] Slots = new object?[size];
         private readonly Barrier _barrier = new(size);
-        private volatile bool _failed;
+        private readonly Lock _gate = new();
+        /// <summary>The barrier phase in which a rank failed (long.MaxValue while none has).</summary>
+        private long _failedInPhase = long.MaxValue;
 
         public void Fail()
         {
-            _failed = true;
-            _barrier.RemoveParticipant();
+            lock (_gate)
+            {
+                _failedInPhase = Math.Min(_failedInPhase, _barrier.CurrentPhaseNumber);
+                _barrier.RemoveParticipant();
+            }
         }
 
         public void Meet()
         {
-            // Waiting for the other ranks (threads inside the library's loops) outside FinalizerHold's region. A rank
-            // that failed removes itself, which can complete the barrier without it: hence the check right after.
-            bool met;
-            using (FinalizerHold.Outside()) met = !_failed && _barrier.SignalAndWait(TimeSpan.FromMinutes(2)) && !_failed;
+            // A rank that failed removes itself, which can complete the barrier without it: a meeting counts only when no
+            // rank failed before it was complete (a failure in a later phase, e.g. right after this meeting, does not
+            // undo it). The phase cannot advance before this rank signals, so reading it first is safe.
+            long phase = _barrier.CurrentPhaseNumber;
+            bool met = !FailedBefore(phase + 1) && _barrier.SignalAndWait(TimeSpan.FromMinutes(2)) && !FailedBefore(phase + 1);
             if (!met) throw new BrokenGroupException();
+        }
+
+        private bool FailedBefore(long phase)
+        {
+            lock (_gate) return _failedInPhase < phase;
         }
     }
 

@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
+using Ddpm.Models;
 using Ddpm.Runtime;
+using Ddpm.Tests.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -32,7 +34,12 @@ internal static class CxxCompiler
 /// CPU libtorch; bound to a fake libtorch_cuda (Runtime/fake_torch_cuda.cpp, declared like PyTorch's CUDAGraph.h) it
 /// finds every function by its mangled name, passes arguments through intact, and turns every C++ exception and error
 /// code into a message instead of aborting the process; <see cref="CudaGraph"/> drives it in the right order and
-/// restores the stream on every error path.
+/// restores the stream on every error path; <see cref="GraphedForward"/> checks a shape's first replay against the
+/// eager forward and drops a graph that disagrees.
+/// <para>What these tests cannot catch: the fake records calls and captures nothing (its "capture" runs the body
+/// eagerly on the CPU, its replay does nothing), so no test here can fail because a real CUDA graph replays wrong
+/// numbers or is slow. That needs a GPU (scripts/device-check.sh); until one has run it graphs stay opt-in
+/// (DDPM_CUDA_GRAPHS=1).</para>
 /// </summary>
 [Collection(CudaGraphShimCollection.Name)]
 public sealed class CudaGraphShimTests : IDisposable
@@ -85,7 +92,7 @@ public sealed class CudaGraphShimTests : IDisposable
         Assert.Contains("CPU-only libtorch", reason);
         Assert.False(CudaGraphs.IsAvailable);
         Assert.Equal("device is cpu", CudaGraphs.ReasonNotToUse(new Device("cpu")));
-        Assert.Equal(reason, CudaGraphs.ReasonNotToUse(Cuda));
+        Assert.Equal("opt-in with DDPM_CUDA_GRAPHS=1: not yet verified on a GPU", CudaGraphs.ReasonNotToUse(Cuda));
         // Refused before anything touches CUDA, with the same reason.
         var e = Assert.Throws<CudaGraphException>(() => CudaGraph.Capture(Cuda, () => [zeros(1)]));
         Assert.Equal(reason, e.Message);
@@ -227,12 +234,80 @@ public sealed class CudaGraphShimTests : IDisposable
         Assert.Equal("current_stream(0);pool_stream(0,0);set_stream(0x5000,0);set_stream((nil),0);", Log());
     }
 
+    /// <summary>
+    /// The U-Net forward graphed against the fake: its replay leaves the output of the capture run, which ran on the
+    /// first call's inputs. A second call on other inputs is the first replay; it must be caught as wrong.
+    /// </summary>
+    [NeedsCxxFact]
+    public void A_graph_whose_first_replay_disagrees_with_the_eager_forward_is_dropped_with_one_warning_fake_libtorch()
+    {
+        BindFake();
+        using var scope = NewDisposeScope();
+        using var model = new UNet(TestModels.Tiny(8));
+        model.eval();
+        var warnings = new List<string>();
+        using var forward = GraphedForward.CreateWith(model, body => CudaGraph.CaptureWith(Cuda, body, 2, CaptureMode.Global, () => { }));
+        forward.Warn = warnings.Add;
+        var g = new Generator(9);
+        var (x1, x2, t) = (randn([2, 1, 8, 8], generator: g), randn([2, 1, 8, 8], generator: g), tensor(new long[] { 3, 7 }));
+        Tensor Eager(Tensor x)
+        {
+            using var noGrad = no_grad();
+            return model.forward(x, t);
+        }
+
+        Assert.True(forward.Forward(x1, t).eq(Eager(x1)).all().item<bool>(), "the first call of a shape runs eagerly");
+        Assert.Equal(1, forward.GraphCount);
+        Assert.Contains("ctor(0);capture_begin(0,0,0);capture_end;", Log());
+        Assert.True(forward.Forward(x2, t).eq(Eager(x2)).all().item<bool>(), "a disagreeing replay was returned");
+        Assert.Equal("replay;dtor;", Log());
+        var warning = Assert.Single(warnings);
+        Assert.StartsWith("warning: the CUDA graph of the U-Net forward for x 2x1x8x8 disagrees with the eager forward (max |Δ| = ", warning);
+        Assert.EndsWith("); running that shape eagerly", warning);
+        Assert.Equal((0, 1), (forward.GraphCount, forward.RejectedShapes));
+        // That shape stays eager: no capture, no replay, no second warning.
+        Assert.True(forward.Forward(x1, t).eq(Eager(x1)).all().item<bool>());
+        Assert.Equal("", Log());
+        Assert.Single(warnings);
+    }
+
+    [NeedsCxxFact]
+    public void A_graph_whose_first_replay_agrees_is_replayed_from_then_on_unchecked_fake_libtorch()
+    {
+        BindFake();
+        using var scope = NewDisposeScope();
+        using var model = new UNet(TestModels.Tiny(8));
+        model.eval();
+        var warnings = new List<string>();
+        using var forward = GraphedForward.CreateWith(model, body => CudaGraph.CaptureWith(Cuda, body, 2, CaptureMode.Global, () => { }));
+        forward.Warn = warnings.Add;
+        var g = new Generator(10);
+        var (x1, x2, t) = (randn([2, 1, 8, 8], generator: g), randn([2, 1, 8, 8], generator: g), tensor(new long[] { 1, 2 }));
+        using var noGrad = no_grad();
+        var expected = model.forward(x1, t);
+
+        Assert.True(forward.Forward(x1, t).eq(expected).all().item<bool>());
+        Log();
+        // The same inputs as the capture's: the fake's stale output is right, so the replay is verified and kept.
+        Assert.True(forward.Forward(x1, t).eq(expected).all().item<bool>());
+        Assert.Equal("replay;", Log());
+        Assert.Equal((1, 0), (forward.GraphCount, forward.RejectedShapes));
+        Assert.Empty(warnings);
+        // Checked once per shape: later replays are trusted (here the fake's stale output, whatever the inputs).
+        Assert.True(forward.Forward(x2, t).eq(expected).all().item<bool>());
+        Assert.Equal("replay;", Log());
+    }
+
     [Fact]
-    public void DDPM_CUDA_GRAPHS_0_turns_graphs_off_and_other_values_are_refused()
+    public void CUDA_graphs_are_off_unless_DDPM_CUDA_GRAPHS_is_1_and_other_values_are_refused()
     {
         var before = Environment.GetEnvironmentVariable(CudaGraphs.Variable);
         try
         {
+            Environment.SetEnvironmentVariable(CudaGraphs.Variable, null);
+            Assert.Equal("opt-in with DDPM_CUDA_GRAPHS=1: not yet verified on a GPU", CudaGraphs.ReasonNotToUse(Cuda));
+            Environment.SetEnvironmentVariable(CudaGraphs.Variable, "1");
+            Assert.Equal(CudaGraphs.UnavailableReason, CudaGraphs.ReasonNotToUse(Cuda)); // wanted; the CPU libtorch has none
             Environment.SetEnvironmentVariable(CudaGraphs.Variable, "0");
             Assert.Equal("DDPM_CUDA_GRAPHS=0", CudaGraphs.ReasonNotToUse(Cuda));
             Assert.Equal("device is cpu", CudaGraphs.ReasonNotToUse(new Device("cpu")));
