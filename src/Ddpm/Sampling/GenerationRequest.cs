@@ -2,8 +2,10 @@ namespace Ddpm.Sampling;
 
 /// <summary>
 /// What <see cref="ImageGenerator.Generate"/> makes: images <see cref="FirstIndex"/> … <see cref="FirstIndex"/> +
-/// <see cref="Count"/> − 1 of <see cref="Seed"/>'s sequence. Image i depends only on (seed, i, sampler, labels), so a
-/// request split into index ranges (e.g. one per process) gives exactly the images of the whole request.
+/// <see cref="Count"/> − 1 of <see cref="Seed"/>'s sequence, sampled from noise or, when one of <see cref="Inpainting"/>,
+/// <see cref="ImageToImage"/> or <see cref="Interpolation"/> is set, edited from inputs. Image i depends only on (seed, i,
+/// sampler, labels, inputs), so a request split into index ranges (e.g. one per process) gives exactly the images of the
+/// whole request.
 /// </summary>
 public sealed record GenerationRequest
 {
@@ -20,4 +22,20 @@ public sealed record GenerationRequest
     public double Guidance { get; init; }
     /// <summary>Images per forward pass at most; larger requests run in batches (twice the images per pass with guidance).</summary>
     public int MaxBatchSize { get; init; } = 100;
+    /// <summary>Complete known images where a mask says (RePaint); null for none.</summary>
+    public Inpainting? Inpainting { get; init; }
+    /// <summary>Start from noised inputs (SDEdit); null for none.</summary>
+    public ImageToImage? ImageToImage { get; init; }
+    /// <summary>Frames between two samples (spherical interpolation of their noise); null for none.</summary>
+    public Interpolation? Interpolation { get; init; }
+
+    /// <summary>What the request makes: "sampling", "inpainting", "image-to-image" or "interpolation" (several: an error in Plan).</summary>
+    public string Kind => (Inpainting, ImageToImage, Interpolation) switch
+    {
+        (null, null, null) => "sampling",
+        (not null, null, null) => "inpainting",
+        (null, not null, null) => "image-to-image",
+        (null, null, not null) => "interpolation",
+        _ => "several edits",
+    };
 }
