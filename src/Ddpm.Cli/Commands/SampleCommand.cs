@@ -52,14 +52,18 @@ internal static class SampleCommand
             checkpoint, config, strict, num, rows, seed, output, saveEvery, frames, device, label, guidance, noEma, precision, batch, allowNonFinite,
         };
         sampler.AddTo(cmd);
+        var init = new InitImageOptions();
+        init.AddTo(cmd);
         cmd.SetAction(p => Run(p.GetValue(checkpoint)!, p.GetValue(config), p.GetValue(strict), p.GetValue(num), p.GetValue(rows), p.GetValue(seed),
             p.GetValue(output)!, sampler.Read(p), p.GetValue(saveEvery), p.GetValue(frames), CommonOptions.ResolveDevice(p.GetValue(device)),
-            p.GetValue(label), p.GetValue(guidance), !p.GetValue(noEma), p.GetValue(precision), p.GetValue(batch), p.GetValue(allowNonFinite)));
+            p.GetValue(label), p.GetValue(guidance), !p.GetValue(noEma), p.GetValue(precision), p.GetValue(batch), p.GetValue(allowNonFinite),
+            init.Read(p)));
         return cmd;
     }
 
     private static int Run(string checkpointPath, string? configPath, bool strict, int? num, int? gridRows, long seed, string outDir, SamplerOptions samplerOptions,
-        int saveEvery, int frames, Device device, int? label, double guidance, bool useEma, Precision precision, int? batchSize, bool allowNonFinite)
+        int saveEvery, int frames, Device device, int? label, double guidance, bool useEma, Precision precision, int? batchSize, bool allowNonFinite,
+        (string Path, double Strength)? init = null)
     {
         if (num is < 1) throw new UsageException($"--num must be >= 1, got {num}");
         if (gridRows is < 1) throw new UsageException($"--grid-rows must be >= 1, got {gridRows}");
@@ -87,6 +91,7 @@ internal static class SampleCommand
                 : null,
             Guidance = guidance,
         };
+        request = InitImageOptions.Apply(init, request, generator);
         // Without --batch-size, as many images per pass as fit in 4 GiB or half the available memory (all of them when they fit).
         long? available = device.type == TorchSharp.DeviceType.CPU ? Training.MemoryEstimate.AvailableCpuBytes() : null;
         request = request with { MaxBatchSize = batchSize ?? generator.BatchSizeWithin(n, Math.Min((available ?? 8L << 30) / 2, 4L << 30), request.Labels is not null && guidance != 0) };

@@ -1,0 +1,187 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Ddpm.Data;
+using Ddpm.Imaging;
+using Ddpm.Sampling;
+using static TorchSharp.torch;
+
+namespace Ddpm.Evaluation;
+
+/// <summary>What <see cref="EditingBenchmark"/> measures and how.</summary>
+public sealed record EditingBenchmarkOptions
+{
+    /// <summary>A ddpm checkpoint of a 1-channel 28 × 28 model (EMA weights when it has them).</summary>
+    public required string Checkpoint { get; init; }
+    /// <summary>The MNIST folder with the cached classifier (<see cref="ClassifierStore"/>), as <c>ddpm eval</c> uses it.</summary>
+    public string DataDir { get; init; } = "data/mnist";
+    /// <summary>The first N MNIST test digits are edited.</summary>
+    public int Num { get; init; } = 500;
+    public long Seed { get; init; }
+    /// <summary>The sampler of every edit (ancestral DDPM respaced to 25 steps: RePaint's resampling needs a single-step sampler).</summary>
+    public SamplerOptions Sampler { get; init; } = new() { Kind = SamplerKind.Ddpm, Steps = 25 };
+    /// <summary>
+    /// Also plain replacement with as many steps as RePaint makes model calls (at most T): the control that tells
+    /// resampling's gain from that of more model calls.
+    /// </summary>
+    public bool MatchedControl { get; init; } = true;
+    public int Resamplings { get; init; } = 4;
+    public int JumpLength { get; init; } = 3;
+    public IReadOnlyList<double> Strengths { get; init; } = [0.15, 0.3, 0.5, 0.7];
+    /// <summary>Salt-and-pepper noise: the share of pixels set to black or white (half each).</summary>
+    public double SaltAndPepper { get; init; } = 0.2;
+    /// <summary>Gaussian blur's σ in pixels (a 7 × 7 kernel).</summary>
+    public double BlurSigma { get; init; } = 1.5;
+    public int BatchSize { get; init; } = 100;
+    public Device? Device { get; init; }
+}
+
+/// <summary>One row: which inputs, which method, and what came out (classifier agreement with the true label, FD, time).</summary>
+/// <param name="Task">"bottom half masked", "right half masked", "salt-and-pepper 0.2", "blur σ 1.5" or "unedited".</param>
+/// <param name="Method">What was done to the inputs.</param>
+/// <param name="LabelAgreement">Share of images the MNIST classifier assigns to the digit's true label.</param>
+/// <param name="FrechetDistance">FD of the images' classifier features against the 60,000 training digits'.</param>
+/// <param name="SecondsPerImage">Wall time of the edit per image (0 for rows that only measure inputs).</param>
+/// <param name="ModelCalls">Model calls per image.</param>
+public sealed record EditingRow(string Task, string Method, double LabelAgreement, double FrechetDistance, double SecondsPerImage, int ModelCalls);
+
+/// <summary>
+/// Issue 26's table: how well a trained MNIST model completes half-masked test digits (plain replacement against
+/// RePaint's resampling, with the masked and the unmasked digits as floor and ceiling) and cleans up degraded ones
+/// (SDEdit at several strengths), measured by the project's classifier: agreement with the true label and the Fréchet
+/// distance of its features against real digits. Unconditional: the model must infer the digit from what is kept.
+/// </summary>
+public static class EditingBenchmark
+{
+    /// <summary>Runs every row; <paramref name="log"/> hears each as it finishes.</summary>
+    public static IReadOnlyList<EditingRow> Run(EditingBenchmarkOptions options, Action<string>? log = null, CancellationToken cancel = default)
+    {
+        if (options.Num <= MnistClassifier.FeatureDim)
+            throw new ArgumentException($"num must exceed the classifier's {MnistClassifier.FeatureDim} feature dimensions (FD needs a full-rank covariance), got {options.Num}");
+        var store = new ClassifierStore(options.DataDir);
+        if (!store.IsTrained)
+            throw new DataException(options.DataDir, "holds no trained classifier: run 'ddpm eval' (or 'ddpm classifier') on this data folder once");
+        var (classifier, _) = store.Load();
+        using var _classifier = classifier;
+        var (train, test) = store.LoadMnistAsync(new MnistSource { Log = log }, cancel).GetAwaiter().GetResult();
+        using var _train = train;
+        using var _test = test;
+        using var generator = ImageGenerator.Load(options.Checkpoint, options.Device);
+        if (!generator.ImageShape.SequenceEqual(new long[] { 1, MnistClassifier.ImageSize, MnistClassifier.ImageSize }))
+            throw new DataException(options.Checkpoint, "makes other than 1-channel 28×28 images; the classifier and the digits are MNIST");
+
+        using var scope = NewDisposeScope();
+        FeatureStatistics reference;
+        using (var real = classifier.Embed(train.Images)) reference = FeatureStatistics.FromFeatures(real.Features, train.Description);
+        using var _reference = reference;
+        var digits = test.Images.narrow(0, 0, options.Num).to(float32).div(127.5).sub(1.0);
+        var labels = test.Labels!.narrow(0, 0, options.Num);
+        var rows = new List<EditingRow>();
+        void Add(string task, string method, Tensor images, double seconds, int calls)
+        {
+            using var outputs = classifier.Embed(Pixels.Quantize(images));
+            double agreement = outputs.Probabilities.argmax(1).eq(labels).to(float64).mean().item<double>();
+            using var stats = FeatureStatistics.FromFeatures(outputs.Features, method);
+            var row = new EditingRow(task, method, agreement, FrechetDistance.Compute(stats, reference), seconds / options.Num, calls);
+            rows.Add(row);
+            log?.Invoke(Format(row));
+        }
+        (Tensor Images, double Seconds, int Calls) Edit(GenerationRequest request)
+        {
+            cancel.ThrowIfCancellationRequested();
+            var clock = Stopwatch.StartNew();
+            var calls = generator.Plan(request).Timesteps.Count;
+            var result = generator.Generate(request with { Count = options.Num, Seed = options.Seed, MaxBatchSize = options.BatchSize }, cancel: cancel);
+            return (result.Images, clock.Elapsed.TotalSeconds, calls);
+        }
+        string sampler = options.Sampler.Describe(generator.Diffusion.T);
+        int steps = options.Sampler.Steps ?? SamplerOptions.DefaultSteps(options.Sampler.Kind, generator.Diffusion.T);
+
+        Add("unedited", "original test digits (ceiling)", digits, 0, 0);
+        foreach (var (task, keep) in new[] { ("bottom half masked", Half(top: true)), ("right half masked", Half(top: false)) })
+        {
+            Add(task, "masked input, not completed (floor)", where(keep.gt(0.5), digits, full_like(digits, -1.0)), 0, 0);
+            var fill = new Inpainting { Known = digits, Mask = keep };
+            var request = new GenerationRequest { Count = options.Num, Sampler = options.Sampler, Inpainting = fill };
+            var (naive, s1, c1) = Edit(request);
+            Add(task, $"replacement, {sampler}, {steps} steps", naive, s1, c1);
+            if (options.MatchedControl)
+            {
+                int matched = Math.Min(generator.Diffusion.T, RePaintSchedule.ModelCalls(steps, options.JumpLength, options.Resamplings));
+                var (more, s2, c2) = Edit(request with { Sampler = options.Sampler with { Steps = matched } });
+                Add(task, $"replacement, {sampler}, {matched} steps", more, s2, c2);
+            }
+            var (repaint, s3, c3) = Edit(request with { Inpainting = fill with { Resamplings = options.Resamplings, JumpLength = options.JumpLength } });
+            Add(task, $"RePaint r = {options.Resamplings}, j = {options.JumpLength}, {sampler}, {steps} steps", repaint, s3, c3);
+        }
+        var degraded = new[]
+        {
+            ($"salt-and-pepper {Number(options.SaltAndPepper)}", SaltAndPepper(digits, options.SaltAndPepper, options.Seed)),
+            ($"blur σ {Number(options.BlurSigma)}", Blur(digits, options.BlurSigma)),
+        };
+        foreach (var (task, inputs) in degraded)
+        {
+            Add(task, "degraded input, not edited", inputs, 0, 0);
+            foreach (var s in options.Strengths)
+            {
+                var request = new GenerationRequest
+                {
+                    Count = options.Num, Sampler = options.Sampler, ImageToImage = new ImageToImage { Images = inputs, Strength = s },
+                };
+                var (images, seconds, calls) = Edit(request);
+                Add(task, $"SDEdit s = {Number(s)}, {sampler}", images, seconds, calls);
+            }
+        }
+        return rows;
+    }
+
+    /// <summary>The rows as a Markdown table.</summary>
+    public static string ToMarkdown(IReadOnlyList<EditingRow> rows)
+    {
+        var text = new StringBuilder();
+        text.AppendLine("| inputs | method | model calls | label agreement | FD | s/image |");
+        text.AppendLine("| --- | --- | ---: | ---: | ---: | ---: |");
+        foreach (var r in rows)
+            text.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {r.Task} | {r.Method} | {r.ModelCalls} | {100 * r.LabelAgreement:F1} % | {r.FrechetDistance:F1} | {r.SecondsPerImage:F3} |"));
+        return text.ToString();
+    }
+
+    private static string Format(EditingRow r) => string.Create(CultureInfo.InvariantCulture,
+        $"{r.Task}: {r.Method}: label agreement {100 * r.LabelAgreement:F1} %, FD {r.FrechetDistance:F1}, {r.SecondsPerImage:F3} s/image");
+
+    private static string Number(double v) => v.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Keep the top half (rows 0–13) or the left half (columns 0–13): [1, 1, 28, 28].</summary>
+    private static Tensor Half(bool top)
+    {
+        var keep = zeros(1, 1, 28, 28);
+        if (top) keep[.., .., ..14, ..] = 1;
+        else keep[.., .., .., ..14] = 1;
+        return keep;
+    }
+
+    /// <summary>Each pixel with probability p set to −1 or 1 (half each), from a generator seeded with <paramref name="seed"/>.</summary>
+    public static Tensor SaltAndPepper(Tensor images, double p, long seed)
+    {
+        using var scope = NewDisposeScope();
+        using var g = new TorchSharp.torch.Generator((ulong)seed, new Device("cpu"));
+        var u = rand(images.shape, generator: g);
+        var salt = rand(images.shape, generator: g).lt(0.5);
+        var noise = where(salt, ones_like(images), full_like(images, -1.0));
+        return where(u.lt(p), noise, images).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Gaussian blur with σ <paramref name="sigma"/> (7 × 7 kernel, normalised) on images [N, 1, H, W] in [−1, 1], black outside.</summary>
+    public static Tensor Blur(Tensor images, double sigma)
+    {
+        using var scope = NewDisposeScope();
+        var d = arange(-3, 4, dtype: float64);
+        var g1 = (-(d * d) / (2 * sigma * sigma)).exp();
+        var kernel = g1.outer(g1);
+        kernel = (kernel / kernel.sum()).to(float32).reshape(1, 1, 7, 7);
+        // Blur the intensity above black (x + 1), so the zero padding is black, then map back to [−1, 1].
+        var blurred = nn.functional.conv2d(images + 1, kernel, padding: [3, 3]) - 1;
+        return blurred.clamp(-1, 1).MoveToOuterDisposeScope();
+    }
+}
