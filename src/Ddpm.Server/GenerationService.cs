@@ -99,17 +99,7 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         using var hold = FinalizerHold.Enter(); // the loading, the frames and the grid too, not only the sampling steps
         var generator = Generator(lease.Slot, request);
         cancel.ThrowIfCancellationRequested();
-        // The library's request, as ddpm sample builds it from the same settings (one batch: per-image noise makes the
-        // images independent of batching anyway).
-        var library = new Sampling.GenerationRequest
-        {
-            Count = request.Count,
-            Seed = request.Seed,
-            Sampler = request.Sampler,
-            Labels = request.Label is { } y ? Enumerable.Repeat(y, request.Count).ToArray() : null,
-            Guidance = request.Guidance,
-            MaxBatchSize = request.Count,
-        };
+        var library = request.ToGenerationRequest();
         var plan = generator.Plan(library);
         lease.Start((int)plan.TotalSteps);
         var lastFrame = TimeSpan.MinValue;
@@ -124,6 +114,19 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         }, cancel);
         var png = ImageGrid.ToPng(result.Images, request.Rows);
         return new GeneratedGrid(png, plan.Timesteps.Count, result.Timesteps, result.Timings.TotalSeconds);
+    }
+
+    /// <summary>
+    /// The library's plan of <paramref name="request"/> under <paramref name="lease"/> (loading the model when needed): its
+    /// checks of the request and its inputs are the server's, so a bad edit is refused before any event is sent.
+    /// </summary>
+    /// <exception cref="ArgumentException">The library refuses the request (the message names the setting).</exception>
+    public GenerationPlan Plan(GenerationLease lease, ServeRequest request)
+    {
+        if (lease.Checkpoint.Id != request.Checkpoint.Id) throw new ArgumentException("the lease is for another checkpoint", nameof(lease));
+        var generator = Generator(lease.Slot, request); // loaded outside the scope below: the cached model outlives this call
+        using var scope = NewDisposeScope();
+        return generator.Plan(request.ToGenerationRequest());
     }
 
     /// <summary>The slot's generator for this request, loaded (or reloaded when the file changed) while the caller holds the slot.</summary>
