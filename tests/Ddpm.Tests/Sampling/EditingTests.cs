@@ -346,4 +346,42 @@ public class EditingTests
         var mixed = classed.Plan(new GenerationRequest { Count = 4, Guidance = 1, Interpolation = new Interpolation { Frames = 4, FromClass = 0, ToClass = 1 } });
         Assert.Equal(3 * plain.Memory.ActivationBytesPerBatch, mixed.Memory.ActivationBytesPerBatch);
     }
+    [Fact]
+    public void A_deterministic_interpolation_moves_a_little_from_frame_to_frame()
+    {
+        using var scope = NewDisposeScope();
+        using var model = TinyModel();
+        using var generator = new ImageGenerator(model, new GaussianDiffusion(Schedule));
+        var path = new Interpolation { Frames = 9, ToSeed = 1 };
+        using var frames = generator.Generate(new GenerationRequest
+        {
+            Count = 9, Seed = 0, Sampler = new SamplerOptions { Kind = SamplerKind.Ddim, Steps = 5 }, Interpolation = path,
+        });
+        float Gap(int a, int b) => (frames.Images[a] - frames.Images[b]).abs().mean().item<float>();
+        float ends = Gap(0, 8);
+        var steps = Enumerable.Range(0, 8).Select(i => Gap(i, i + 1)).ToArray();
+        Assert.True(ends > 0.05f, $"the ends differ by only {ends}");
+        Assert.All(steps, g => Assert.True(g < ends / 2, $"a step of {g} against {ends} between the ends: [{string.Join(", ", steps)}]"));
+    }
+
+    [Fact]
+    public void Cancelling_an_edit_stops_it_within_one_model_call()
+    {
+        using var scope = NewDisposeScope();
+        using var model = TinyModel();
+        using var generator = new ImageGenerator(model, new GaussianDiffusion(Schedule));
+        var request = new GenerationRequest
+        {
+            Count = 4, MaxBatchSize = 2, Inpainting = new Inpainting { Known = Inputs(), Mask = TopHalf(), Resamplings = 3, JumpLength = 2 },
+        };
+        long total = generator.Plan(request).TotalSteps;
+        using var stop = new CancellationTokenSource();
+        var done = new List<long>();
+        Assert.ThrowsAny<OperationCanceledException>(() => generator.Generate(request, s =>
+        {
+            done.Add(s.Done);
+            if (s.Done == total / 2 + 1) stop.Cancel();
+        }, stop.Token));
+        Assert.Equal(total / 2 + 1, done.Count);
+    }
 }
