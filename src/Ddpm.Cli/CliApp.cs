@@ -28,7 +28,8 @@ public static class CliApp
     };
 
     /// <summary>Options that count something and must be at least 1, whichever command declares them.</summary>
-    private static readonly HashSet<string> CountOptions = ["--batch-size", "--num", "--epochs", "--grid-rows", "--repeats", "--sample-batch", "--resample", "--jump"];
+    private static readonly HashSet<string> CountOptions =
+        ["--batch-size", "--num", "--epochs", "--grid-rows", "--repeats", "--sample-batch", "--resample", "--jump"];
     /// <summary>Numeric options that must be at least 0.</summary>
     private static readonly HashSet<string> NonNegativeOptions = ["--max-steps", "--save-every", "--frames", "--guidance", "--nll-images", "--nll-timesteps"];
     /// <summary>Numeric options that must be greater than 0.</summary>

@@ -140,20 +140,24 @@ public static class DdpmServer
             return;
         }
 
-        // The library checks the request against the model (an edit's images, mask, strength, resampling) before the stream starts.
+        // The library checks the request against the model (an edit's images, mask, strength, resampling) before the
+        // stream starts.
         GenerationPlan plan;
         try { plan = service.Plan(lease, request); }
         catch (ArgumentException e)
         {
-            await Results.Problem(e.Message, statusCode: StatusCodes.Status400BadRequest, title: "Bad request").ExecuteAsync(context);
+            var bad = Results.Problem(e.Message, statusCode: StatusCodes.Status400BadRequest, title: "Bad request");
+            await bad.ExecuteAsync(context);
             return;
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            // The checkpoint could not be loaded (changed or damaged since the scan): one line, as the stream's error event says it.
-            context.RequestServices.GetRequiredService<ILogger<GenerationService>>().LogError(e, "loading the checkpoint failed");
-            await Results.Problem("generation failed: " + e.Message.Split('\n', 2)[0], statusCode: StatusCodes.Status500InternalServerError,
-                title: "Generation failed").ExecuteAsync(context);
+            // The checkpoint could not be loaded (changed or damaged since the scan): one line, as an error event.
+            var log = context.RequestServices.GetRequiredService<ILogger<GenerationService>>();
+            log.LogError(e, "loading the checkpoint failed");
+            var failed = Results.Problem("generation failed: " + e.Message.Split('\n', 2)[0],
+                statusCode: StatusCodes.Status500InternalServerError, title: "Generation failed");
+            await failed.ExecuteAsync(context);
             return;
         }
 

@@ -117,14 +117,15 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
     }
 
     /// <summary>
-    /// The library's plan of <paramref name="request"/> under <paramref name="lease"/> (loading the model when needed): its
-    /// checks of the request and its inputs are the server's, so a bad edit is refused before any event is sent.
+    /// The library's plan of <paramref name="request"/> under <paramref name="lease"/> (loading the model when needed):
+    /// its checks of the request and its inputs are the server's, so a bad edit is refused before any event is sent.
     /// </summary>
     /// <exception cref="ArgumentException">The library refuses the request (the message names the setting).</exception>
     public GenerationPlan Plan(GenerationLease lease, ServeRequest request)
     {
-        if (lease.Checkpoint.Id != request.Checkpoint.Id) throw new ArgumentException("the lease is for another checkpoint", nameof(lease));
-        var generator = Generator(lease.Slot, request); // loaded outside the scope below: the cached model outlives this call
+        if (lease.Checkpoint.Id != request.Checkpoint.Id)
+            throw new ArgumentException("the lease is for another checkpoint", nameof(lease));
+        var generator = Generator(lease.Slot, request); // loaded outside the scope below: the model stays cached
         using var scope = NewDisposeScope();
         return generator.Plan(request.ToGenerationRequest());
     }

@@ -9,7 +9,7 @@ using Ddpm.Sampling;
 
 namespace Ddpm.Server;
 
-/// <summary>A validated generation request: which checkpoint, how to sample, how many images, which class, which edit.</summary>
+/// <summary>A validated generation request: checkpoint, sampler, images, class and edit.</summary>
 public sealed record ServeRequest(CheckpointInfo Checkpoint, SamplerOptions Sampler, int Steps, int Count, int Rows, long Seed,
     int? Label, double Guidance, bool UseEma)
 {
@@ -17,28 +17,31 @@ public sealed record ServeRequest(CheckpointInfo Checkpoint, SamplerOptions Samp
     public ServeEdit? Edit { get; init; }
 
     /// <summary>
-    /// Network evaluations the request costs at most: images × model calls, twice that with guidance (one batched forward
-    /// of both halves), three times between two guided classes.
+    /// Network evaluations the request costs at most: images × model calls, twice that with guidance (one batched
+    /// forward of both halves), three times between two guided classes.
     /// </summary>
     public long ImageSteps
     {
         get
         {
-            long calls = Edit is { Mode: ServeEdit.Inpaint } e ? RePaintSchedule.ModelCalls(Steps, e.Jump, e.Resample) : Steps;
-            int forwards = (Label is not null && Guidance != 0 ? 2 : 1) + (Edit?.ToClass is { } b && Label is { } a && a != b ? 1 : 0);
+            long calls = Edit is { Mode: ServeEdit.Inpaint } e
+                ? RePaintSchedule.ModelCalls(Steps, e.Jump, e.Resample) : Steps;
+            int forwards = Label is not null && Guidance != 0 ? 2 : 1;
+            if (Edit?.ToClass is { } b && Label is { } a && a != b) forwards++;
             return Count * calls * forwards;
         }
     }
 
-    /// <summary>The library's request, as <c>ddpm sample</c>, <c>ddpm inpaint</c> and <c>ddpm interpolate</c> build it from the same settings.</summary>
+    /// <summary>The library's request, as <c>ddpm sample</c>, <c>inpaint</c> and <c>interpolate</c> build it.</summary>
     public GenerationRequest ToGenerationRequest()
     {
+        bool perImage = Edit is not { Mode: ServeEdit.Interpolate };
         var request = new GenerationRequest
         {
             Count = Count,
             Seed = Seed,
             Sampler = Sampler,
-            Labels = Label is { } y && Edit is not { Mode: ServeEdit.Interpolate } ? Enumerable.Repeat(y, Count).ToArray() : null,
+            Labels = Label is { } y && perImage ? Enumerable.Repeat(y, Count).ToArray() : null,
             Guidance = Guidance,
             MaxBatchSize = Count, // one batch: per-image noise makes the images independent of batching anyway
         };
@@ -47,12 +50,22 @@ public sealed record ServeRequest(CheckpointInfo Checkpoint, SamplerOptions Samp
             null => request,
             { Mode: ServeEdit.Inpaint } e => request with
             {
-                Inpainting = new Inpainting { Known = e.Image!, Mask = e.Mask!, Resamplings = e.Resample, JumpLength = e.Jump },
+                Inpainting = new Inpainting
+                {
+                    Known = e.Image!, Mask = e.Mask!, Resamplings = e.Resample, JumpLength = e.Jump,
+                },
             },
-            { Mode: ServeEdit.CleanUp } e => request with { ImageToImage = new ImageToImage { Images = e.Image!, Strength = e.Strength } },
+            { Mode: ServeEdit.CleanUp } e => request with
+            {
+                ImageToImage = new ImageToImage { Images = e.Image!, Strength = e.Strength },
+            },
             { Mode: ServeEdit.Interpolate } e => request with
             {
-                Interpolation = new Interpolation { Frames = Count, ToSeed = e.ToSeed, FromClass = Label, ToClass = Label is null ? null : e.ToClass ?? Label },
+                Interpolation = new Interpolation
+                {
+                    Frames = Count, ToSeed = e.ToSeed, FromClass = Label,
+                    ToClass = Label is null ? null : e.ToClass ?? Label,
+                },
             },
             _ => throw new ArgumentException($"mode: unknown edit '{Edit.Mode}'"),
         };
@@ -98,7 +111,7 @@ public sealed record ServeRequestBody
     public bool? Ema { get; init; }
     /// <summary>"sample" (default), "inpaint", "img2img" or "interpolate".</summary>
     public string? Mode { get; init; }
-    /// <summary>The drawn image as a <c>data:image/png;base64,</c> URL at the model's size (inpaint, img2img).</summary>
+    /// <summary>The drawn image as a PNG data URL at the model's size (inpaint, img2img).</summary>
     public string? Image { get; init; }
     /// <summary>The mask as a PNG data URL, white = keep, black = complete (inpaint).</summary>
     public string? Mask { get; init; }
@@ -163,10 +176,12 @@ public static class ServeRequestParser
         int steps = body.Steps ?? SamplerOptions.DefaultSteps(kind, model.Timesteps);
 
         var edit = Edit(body, model);
-        int count = edit?.Mode == ServeEdit.Interpolate ? body.Frames ?? 8 : body.Count ?? Math.Min(model.DefaultImages, limits.MaxImages);
+        bool path = edit?.Mode == ServeEdit.Interpolate; // an interpolation's images are its frames, in one row
+        int count = path ? body.Frames ?? 8 : body.Count ?? Math.Min(model.DefaultImages, limits.MaxImages);
         if (count < 1 || count > limits.MaxImages)
-            throw new BadRequestException($"{(edit?.Mode == ServeEdit.Interpolate ? "frames" : "count")}: must lie in 1..{limits.MaxImages}, got {count}");
-        int rows = body.Rows ?? (edit?.Mode == ServeEdit.Interpolate ? count : (int)Math.Ceiling(Math.Sqrt(count)));
+            throw new BadRequestException($"{(path ? "frames" : "count")}: must lie in 1..{limits.MaxImages}, " +
+                $"got {count}");
+        int rows = body.Rows ?? (path ? count : (int)Math.Ceiling(Math.Sqrt(count)));
         if (rows < 1 || rows > count) throw new BadRequestException($"rows: images per row must lie in 1..{count} (the count), got {rows}");
 
         double guidance = body.Guidance ?? 0;
@@ -184,7 +199,11 @@ public static class ServeRequestParser
         bool useEma = body.Ema ?? model.HasEma;
         if (useEma && !model.HasEma) throw new BadRequestException("ema: the checkpoint has no EMA weights");
 
-        var request = new ServeRequest(checkpoint, options, steps, count, rows, body.Seed ?? 0, body.Class, guidance, useEma) { Edit = edit };
+        var seed = body.Seed ?? 0;
+        var request = new ServeRequest(checkpoint, options, steps, count, rows, seed, body.Class, guidance, useEma)
+        {
+            Edit = edit,
+        };
         if (request.ImageSteps > limits.MaxImageSteps)
             throw new BadRequestException($"count × steps{(request.ImageSteps != (long)count * steps ? " × 2 (guidance)" : "")} = {request.ImageSteps} " +
                 $"exceeds this server's limit of {limits.MaxImageSteps}: ask for fewer images or steps");
@@ -192,18 +211,20 @@ public static class ServeRequestParser
     }
 
     /// <summary>
-    /// The edit a body asks for, with its images decoded at the model's size (<see cref="EditImages"/>, as the CLI reads
-    /// files); what the values mean for the model (strength range, a mask that keeps all or nothing, resampling with
-    /// the sampler) is left to the library's plan, which the server runs before it answers.
+    /// The edit a body asks for, with its images decoded at the model's size (<see cref="EditImages"/>, as the CLI
+    /// reads files); what the values mean for the model (strength range, a mask that keeps all or nothing, resampling
+    /// with the sampler) is left to the library's plan, which the server runs before it answers.
     /// </summary>
     private static ServeEdit? Edit(ServeRequestBody body, ModelSummary model)
     {
         var mode = body.Mode ?? "sample";
         if (mode is not ("sample" or ServeEdit.Inpaint or ServeEdit.CleanUp or ServeEdit.Interpolate))
-            throw new BadRequestException($"mode: must be sample, {ServeEdit.Inpaint}, {ServeEdit.CleanUp} or {ServeEdit.Interpolate}, got '{Truncate(mode)}'");
+            throw new BadRequestException($"mode: must be sample, {ServeEdit.Inpaint}, {ServeEdit.CleanUp} or " +
+                $"{ServeEdit.Interpolate}, got '{Truncate(mode)}'");
         void Only(string field, object? value, params string[] modes)
         {
-            if (value is not null && !modes.Contains(mode)) throw new BadRequestException($"{field}: applies to mode {string.Join(" or ", modes)}, not {mode}");
+            if (value is not null && !modes.Contains(mode))
+                throw new BadRequestException($"{field}: applies to mode {string.Join(" or ", modes)}, not {mode}");
         }
         Only("image", body.Image, ServeEdit.Inpaint, ServeEdit.CleanUp);
         Only("mask", body.Mask, ServeEdit.Inpaint);
@@ -213,8 +234,10 @@ public static class ServeRequestParser
         Only("toSeed", body.ToSeed, ServeEdit.Interpolate);
         Only("toClass", body.ToClass, ServeEdit.Interpolate);
         Only("frames", body.Frames, ServeEdit.Interpolate);
-        if (mode == ServeEdit.Interpolate && body.Count is not null) throw new BadRequestException("count: an interpolation has frames, not a count");
-        if (body.ToClass is not null && body.Class is null) throw new BadRequestException("toClass: needs class (the start's class)");
+        if (mode == ServeEdit.Interpolate && body.Count is not null)
+            throw new BadRequestException("count: an interpolation has frames, not a count");
+        if (body.ToClass is not null && body.Class is null)
+            throw new BadRequestException("toClass: needs class (the start's)");
         return mode switch
         {
             ServeEdit.Inpaint => new ServeEdit(mode)
@@ -224,7 +247,11 @@ public static class ServeRequestParser
                 Resample = body.Resample ?? 1,
                 Jump = body.Jump ?? 10,
             },
-            ServeEdit.CleanUp => new ServeEdit(mode) { Image = Png("image", body.Image, model, mask: false), Strength = body.Strength ?? 0.5 },
+            ServeEdit.CleanUp => new ServeEdit(mode)
+            {
+                Image = Png("image", body.Image, model, mask: false),
+                Strength = body.Strength ?? 0.5,
+            },
             ServeEdit.Interpolate => new ServeEdit(mode) { ToSeed = body.ToSeed ?? 1, ToClass = body.ToClass },
             _ => null,
         };
@@ -235,13 +262,15 @@ public static class ServeRequestParser
     {
         const string prefix = "data:image/png;base64,";
         if (url is null) throw new BadRequestException($"{field}: required (a {prefix}… URL)");
-        if (!url.StartsWith(prefix, StringComparison.Ordinal)) throw new BadRequestException($"{field}: must be a {prefix}… URL");
+        if (!url.StartsWith(prefix, StringComparison.Ordinal))
+            throw new BadRequestException($"{field}: must be a {prefix}… URL");
         byte[] png;
         try { png = Convert.FromBase64String(url[prefix.Length..]); }
         catch (FormatException) { throw new BadRequestException($"{field}: the data URL is not valid base64"); }
         try
         {
-            return mask ? EditImages.DecodeMask(png, field, model.ImageSize) : EditImages.DecodeImage(png, field, model.Channels, model.ImageSize);
+            return mask ? EditImages.DecodeMask(png, field, model.ImageSize)
+                : EditImages.DecodeImage(png, field, model.Channels, model.ImageSize);
         }
         catch (DataException e) { throw new BadRequestException(e.Message); }
     }

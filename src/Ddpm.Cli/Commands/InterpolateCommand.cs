@@ -15,12 +15,26 @@ internal static class InterpolateCommand
     public static Command Create()
     {
         var options = new EditOptions(SamplerKind.Ddim, "interpolation");
-        var seeds = new Option<string>("--seeds") { Description = "the two ends' seeds, A,B (image 0 of each unless --indices)", Required = true };
-        var indices = new Option<string?>("--indices") { Description = "image indices of the ends in their seeds' sequences, I,J (default 0,0)" };
-        var classes = new Option<string?>("--classes") { Description = "classes of the ends for a class-conditional model, a,b (their ε mixed along the path)" };
-        var frames = new Option<int>("--frames") { Description = "frames of the path, ends included (>= 2)", DefaultValueFactory = _ => 8 };
+        var seeds = new Option<string>("--seeds")
+        {
+            Description = "the two ends' seeds, A,B (image 0 of each unless --indices)",
+            Required = true,
+        };
+        var indices = new Option<string?>("--indices")
+        {
+            Description = "image indices of the ends in their seeds' sequences, I,J (default 0,0)",
+        };
+        var classes = new Option<string?>("--classes")
+        {
+            Description = "classes of the ends for a class-conditional model, a,b (their ε mixed along the path)",
+        };
+        var frames = new Option<int>("--frames")
+        {
+            Description = "frames of the path, ends included (>= 2)",
+            DefaultValueFactory = _ => 8,
+        };
         var rows = new Option<int?>("--grid-rows") { Description = "frames per grid row (default: all in one row)" };
-        var cmd = new Command("interpolate", "Frames between two seeds' samples: spherical interpolation of their noise (DDIM by default)")
+        var cmd = new Command("interpolate", "Frames between two seeds' samples: a slerp of their noise (DDIM default)")
         {
             seeds, indices, classes, frames, rows,
         };
@@ -29,7 +43,8 @@ internal static class InterpolateCommand
         {
             var (a, b) = Pair("--seeds", p.GetValue(seeds)!, long.Parse);
             var (i, j) = p.GetValue(indices) is { } text ? Pair("--indices", text, long.Parse) : (0, 0);
-            var (from, to) = p.GetValue(classes) is { } c ? Pair<int?>("--classes", c, s => int.Parse(s)) : (null, null);
+            var (from, to) = p.GetValue(classes) is { } c ? Pair<int?>("--classes", c, s => int.Parse(s))
+                : (null, null);
             using var generator = options.Load(p);
             int n = p.GetValue(frames);
             var request = new GenerationRequest
@@ -39,9 +54,13 @@ internal static class InterpolateCommand
                 Sampler = options.Sampler(p),
                 Guidance = options.Guidance(p),
                 MaxBatchSize = options.BatchSize(p),
-                Interpolation = new Interpolation { Frames = n, FromIndex = i, ToSeed = b, ToIndex = j, FromClass = from, ToClass = to },
+                Interpolation = new Interpolation
+                {
+                    Frames = n, FromIndex = i, ToSeed = b, ToIndex = j, FromClass = from, ToClass = to,
+                },
             };
-            return options.Run(p, generator, request, "interpolation.png", p.GetValue(rows) ?? Math.Max(1, n), animation: null,
+            int perRow = p.GetValue(rows) ?? Math.Max(1, n);
+            return options.Run(p, generator, request, "interpolation.png", perRow, animation: null,
                 result => AnimatedPng.Assemble(PingPong(result.Images), frameMilliseconds: 150));
         });
         return cmd;
@@ -55,7 +74,10 @@ internal static class InterpolateCommand
         {
             if (parts.Length == 2) return (parse(parts[0].Trim()), parse(parts[1].Trim()));
         }
-        catch (Exception e) when (e is FormatException or OverflowException) { }
+        catch (Exception e) when (e is FormatException or OverflowException)
+        {
+            // reported below, as any other spelling
+        }
         throw new UsageException($"{option}: expected two integers separated by a comma, got '{text}'");
     }
 

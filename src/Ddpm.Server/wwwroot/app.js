@@ -94,7 +94,8 @@ function setLive(phase, frames) {
 
 const mode = () => document.querySelector('input[name="mode"]:checked').value;
 
-// What each mode shows: the drawing for complete and clean up, the strength or RePaint's r and j, the interpolation's end.
+// What each mode shows: the drawing for complete and clean up, the strength or RePaint's r and j, the interpolation's
+// other end.
 function modeChanged() {
   const m = mode();
   $('draw-panel').hidden = m !== 'inpaint' && m !== 'img2img';
@@ -106,7 +107,9 @@ function modeChanged() {
   $('final-figure').classList.toggle('strip', m === 'interpolate');
 }
 for (const radio of document.querySelectorAll('input[name="mode"]')) radio.addEventListener('change', modeChanged);
-$('strength').addEventListener('input', () => { $('strength-value').textContent = Number($('strength').value).toFixed(2); });
+$('strength').addEventListener('input', () => {
+  $('strength-value').textContent = Number($('strength').value).toFixed(2);
+});
 
 function requestBody() {
   const body = {
@@ -127,7 +130,9 @@ function requestBody() {
   const m = mode();
   if (m !== 'sample') body.mode = m;
   if (m === 'inpaint') {
-    Object.assign(body, { image: drawingPng(), mask: maskPng(), resample: Number($('resample').value), jump: Number($('jump').value) });
+    Object.assign(body, {
+      image: drawingPng(), mask: maskPng(), resample: Number($('resample').value), jump: Number($('jump').value),
+    });
   } else if (m === 'img2img') {
     Object.assign(body, { image: drawingPng(), strength: Number($('strength').value) });
   } else if (m === 'interpolate') {
@@ -279,7 +284,8 @@ $('generate-form').addEventListener('submit', async event => {
         link.href = data.png;
         link.download = `ddpm-${mode()}-seed${body.seed}-${count}x${steps}.png`;
         link.hidden = false;
-        $('status').textContent = `done: ${count} images, ${data.steps} steps in ${data.seconds.toFixed(2)} s · frames ${frames}`;
+        $('status').textContent =
+          `done: ${count} images, ${data.steps} steps in ${data.seconds.toFixed(2)} s · frames ${frames}`;
         setLive('done', frames);
       } else if (name === 'error') {
         throw new Error(data.message);

@@ -8,43 +8,6 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Evaluation;
 
-/// <summary>What <see cref="EditingBenchmark"/> measures and how.</summary>
-public sealed record EditingBenchmarkOptions
-{
-    /// <summary>A ddpm checkpoint of a 1-channel 28 × 28 model (EMA weights when it has them).</summary>
-    public required string Checkpoint { get; init; }
-    /// <summary>The MNIST folder with the cached classifier (<see cref="ClassifierStore"/>), as <c>ddpm eval</c> uses it.</summary>
-    public string DataDir { get; init; } = "data/mnist";
-    /// <summary>The first N MNIST test digits are edited.</summary>
-    public int Num { get; init; } = 500;
-    public long Seed { get; init; }
-    /// <summary>The sampler of every edit (ancestral DDPM respaced to 25 steps: RePaint's resampling needs a single-step sampler).</summary>
-    public SamplerOptions Sampler { get; init; } = new() { Kind = SamplerKind.Ddpm, Steps = 25 };
-    /// <summary>
-    /// Also plain replacement with as many steps as RePaint makes model calls (at most T): the control that tells
-    /// resampling's gain from that of more model calls.
-    /// </summary>
-    public bool MatchedControl { get; init; } = true;
-    public int Resamplings { get; init; } = 4;
-    public int JumpLength { get; init; } = 3;
-    public IReadOnlyList<double> Strengths { get; init; } = [0.15, 0.3, 0.5, 0.7];
-    /// <summary>Salt-and-pepper noise: the share of pixels set to black or white (half each).</summary>
-    public double SaltAndPepper { get; init; } = 0.2;
-    /// <summary>Gaussian blur's σ in pixels (a 7 × 7 kernel).</summary>
-    public double BlurSigma { get; init; } = 1.5;
-    public int BatchSize { get; init; } = 100;
-    public Device? Device { get; init; }
-}
-
-/// <summary>One row: which inputs, which method, and what came out (classifier agreement with the true label, FD, time).</summary>
-/// <param name="Task">"bottom half masked", "right half masked", "salt-and-pepper 0.2", "blur σ 1.5" or "unedited".</param>
-/// <param name="Method">What was done to the inputs.</param>
-/// <param name="LabelAgreement">Share of images the MNIST classifier assigns to the digit's true label.</param>
-/// <param name="FrechetDistance">FD of the images' classifier features against the 60,000 training digits'.</param>
-/// <param name="SecondsPerImage">Wall time of the edit per image (0 for rows that only measure inputs).</param>
-/// <param name="ModelCalls">Model calls per image.</param>
-public sealed record EditingRow(string Task, string Method, double LabelAgreement, double FrechetDistance, double SecondsPerImage, int ModelCalls);
-
 /// <summary>
 /// Issue 26's table: how well a trained MNIST model completes half-masked test digits (plain replacement against
 /// RePaint's resampling, with the masked and the unmasked digits as floor and ceiling) and cleans up degraded ones
@@ -54,13 +17,15 @@ public sealed record EditingRow(string Task, string Method, double LabelAgreemen
 public static class EditingBenchmark
 {
     /// <summary>Runs every row; <paramref name="log"/> hears each as it finishes.</summary>
-    public static IReadOnlyList<EditingRow> Run(EditingBenchmarkOptions options, Action<string>? log = null, CancellationToken cancel = default)
+    public static IReadOnlyList<EditingRow> Run(EditingBenchmarkOptions options, Action<string>? log = null,
+        CancellationToken cancel = default)
     {
         if (options.Num <= MnistClassifier.FeatureDim)
-            throw new ArgumentException($"num must exceed the classifier's {MnistClassifier.FeatureDim} feature dimensions (FD needs a full-rank covariance), got {options.Num}");
+            throw new ArgumentException($"num must exceed the classifier's {MnistClassifier.FeatureDim} feature " +
+                $"dimensions (FD needs a full-rank covariance), got {options.Num}");
         var store = new ClassifierStore(options.DataDir);
         if (!store.IsTrained)
-            throw new DataException(options.DataDir, "holds no trained classifier: run 'ddpm eval' (or 'ddpm classifier') on this data folder once");
+            throw new DataException(options.DataDir, "holds no trained classifier: run 'ddpm eval' with it once");
         var (classifier, _) = store.Load();
         using var _classifier = classifier;
         var (train, test) = store.LoadMnistAsync(new MnistSource { Log = log }, cancel).GetAwaiter().GetResult();
@@ -68,11 +33,13 @@ public static class EditingBenchmark
         using var _test = test;
         using var generator = ImageGenerator.Load(options.Checkpoint, options.Device);
         if (!generator.ImageShape.SequenceEqual(new long[] { 1, MnistClassifier.ImageSize, MnistClassifier.ImageSize }))
-            throw new DataException(options.Checkpoint, "makes other than 1-channel 28×28 images; the classifier and the digits are MNIST");
+            throw new DataException(options.Checkpoint, "makes other than 1-channel 28×28 images; the classifier and " +
+                "the digits are MNIST");
 
         using var scope = NewDisposeScope();
         FeatureStatistics reference;
-        using (var real = classifier.Embed(train.Images)) reference = FeatureStatistics.FromFeatures(real.Features, train.Description);
+        using (var real = classifier.Embed(train.Images))
+            reference = FeatureStatistics.FromFeatures(real.Features, train.Description);
         using var _reference = reference;
         var digits = test.Images.narrow(0, 0, options.Num).to(float32).div(127.5).sub(1.0);
         var labels = test.Labels!.narrow(0, 0, options.Num);
@@ -82,41 +49,49 @@ public static class EditingBenchmark
             using var outputs = classifier.Embed(Pixels.Quantize(images));
             double agreement = outputs.Probabilities.argmax(1).eq(labels).to(float64).mean().item<double>();
             using var stats = FeatureStatistics.FromFeatures(outputs.Features, method);
-            var row = new EditingRow(task, method, agreement, FrechetDistance.Compute(stats, reference), seconds / options.Num, calls);
+            double fd = FrechetDistance.Compute(stats, reference);
+            var row = new EditingRow(task, method, agreement, fd, seconds / options.Num, calls);
             rows.Add(row);
             log?.Invoke(Format(row));
         }
         (Tensor Images, double Seconds, int Calls) Edit(GenerationRequest request)
         {
             cancel.ThrowIfCancellationRequested();
+            request = request with { Count = options.Num, Seed = options.Seed, MaxBatchSize = options.BatchSize };
             var clock = Stopwatch.StartNew();
             var calls = generator.Plan(request).Timesteps.Count;
-            var result = generator.Generate(request with { Count = options.Num, Seed = options.Seed, MaxBatchSize = options.BatchSize }, cancel: cancel);
+            var result = generator.Generate(request, cancel: cancel);
             return (result.Images, clock.Elapsed.TotalSeconds, calls);
         }
         string sampler = options.Sampler.Describe(generator.Diffusion.T);
         int steps = options.Sampler.Steps ?? SamplerOptions.DefaultSteps(options.Sampler.Kind, generator.Diffusion.T);
 
         Add("unedited", "original test digits (ceiling)", digits, 0, 0);
-        foreach (var (task, keep) in new[] { ("bottom half masked", Half(top: true)), ("right half masked", Half(top: false)) })
+        var masks = new[] { ("bottom half masked", Half(top: true)), ("right half masked", Half(top: false)) };
+        foreach (var (task, keep) in masks)
         {
-            Add(task, "masked input, not completed (floor)", where(keep.gt(0.5), digits, full_like(digits, -1.0)), 0, 0);
+            var masked = where(keep.gt(0.5), digits, full_like(digits, -1.0));
+            Add(task, "masked input, not completed (floor)", masked, 0, 0);
             var fill = new Inpainting { Known = digits, Mask = keep };
-            var request = new GenerationRequest { Count = options.Num, Sampler = options.Sampler, Inpainting = fill };
+            var request = new GenerationRequest { Sampler = options.Sampler, Inpainting = fill };
             var (naive, s1, c1) = Edit(request);
             Add(task, $"replacement, {sampler}, {steps} steps", naive, s1, c1);
             if (options.MatchedControl)
             {
-                int matched = Math.Min(generator.Diffusion.T, RePaintSchedule.ModelCalls(steps, options.JumpLength, options.Resamplings));
+                int calls = RePaintSchedule.ModelCalls(steps, options.JumpLength, options.Resamplings);
+                int matched = Math.Min(generator.Diffusion.T, calls);
                 var (more, s2, c2) = Edit(request with { Sampler = options.Sampler with { Steps = matched } });
                 Add(task, $"replacement, {sampler}, {matched} steps", more, s2, c2);
             }
-            var (repaint, s3, c3) = Edit(request with { Inpainting = fill with { Resamplings = options.Resamplings, JumpLength = options.JumpLength } });
-            Add(task, $"RePaint r = {options.Resamplings}, j = {options.JumpLength}, {sampler}, {steps} steps", repaint, s3, c3);
+            var resampled = fill with { Resamplings = options.Resamplings, JumpLength = options.JumpLength };
+            var (repaint, s3, c3) = Edit(request with { Inpainting = resampled });
+            var name = $"RePaint r = {options.Resamplings}, j = {options.JumpLength}, {sampler}, {steps} steps";
+            Add(task, name, repaint, s3, c3);
         }
         var degraded = new[]
         {
-            ($"salt-and-pepper {Number(options.SaltAndPepper)}", SaltAndPepper(digits, options.SaltAndPepper, options.Seed)),
+            ($"salt-and-pepper {Number(options.SaltAndPepper)}",
+                SaltAndPepper(digits, options.SaltAndPepper, options.Seed)),
             ($"blur σ {Number(options.BlurSigma)}", Blur(digits, options.BlurSigma)),
         };
         foreach (var (task, inputs) in degraded)
@@ -124,10 +99,8 @@ public static class EditingBenchmark
             Add(task, "degraded input, not edited", inputs, 0, 0);
             foreach (var s in options.Strengths)
             {
-                var request = new GenerationRequest
-                {
-                    Count = options.Num, Sampler = options.Sampler, ImageToImage = new ImageToImage { Images = inputs, Strength = s },
-                };
+                var edit = new ImageToImage { Images = inputs, Strength = s };
+                var request = new GenerationRequest { Sampler = options.Sampler, ImageToImage = edit };
                 var (images, seconds, calls) = Edit(request);
                 Add(task, $"SDEdit s = {Number(s)}, {sampler}", images, seconds, calls);
             }
@@ -142,13 +115,14 @@ public static class EditingBenchmark
         text.AppendLine("| inputs | method | model calls | label agreement | FD | s/image |");
         text.AppendLine("| --- | --- | ---: | ---: | ---: | ---: |");
         foreach (var r in rows)
-            text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Task} | {r.Method} | {r.ModelCalls} | {100 * r.LabelAgreement:F1} % | {r.FrechetDistance:F1} | {r.SecondsPerImage:F3} |"));
+            text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Task} | {r.Method} | {r.ModelCalls} | " +
+                $"{100 * r.LabelAgreement:F1} % | {r.FrechetDistance:F1} | {r.SecondsPerImage:F3} |"));
         return text.ToString();
     }
 
     private static string Format(EditingRow r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.Task}: {r.Method}: label agreement {100 * r.LabelAgreement:F1} %, FD {r.FrechetDistance:F1}, {r.SecondsPerImage:F3} s/image");
+        $"{r.Task}: {r.Method}: label agreement {100 * r.LabelAgreement:F1} %, FD {r.FrechetDistance:F1}, " +
+        $"{r.SecondsPerImage:F3} s/image");
 
     private static string Number(double v) => v.ToString(CultureInfo.InvariantCulture);
 
@@ -161,7 +135,7 @@ public static class EditingBenchmark
         return keep;
     }
 
-    /// <summary>Each pixel with probability p set to −1 or 1 (half each), from a generator seeded with <paramref name="seed"/>.</summary>
+    /// <summary>Each pixel with probability p set to −1 or 1 (half each), from a generator seeded with seed.</summary>
     public static Tensor SaltAndPepper(Tensor images, double p, long seed)
     {
         using var scope = NewDisposeScope();
@@ -172,7 +146,7 @@ public static class EditingBenchmark
         return where(u.lt(p), noise, images).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Gaussian blur with σ <paramref name="sigma"/> (7 × 7 kernel, normalised) on images [N, 1, H, W] in [−1, 1], black outside.</summary>
+    /// <summary>Gaussian blur with σ (7 × 7 kernel, normalised) of images [N, 1, H, W] in [−1, 1].</summary>
     public static Tensor Blur(Tensor images, double sigma)
     {
         using var scope = NewDisposeScope();

@@ -4,9 +4,9 @@ using static TorchSharp.torch;
 namespace Ddpm.Sampling;
 
 /// <summary>
-/// What <see cref="ImageGenerator.Generate"/> runs for one batch of a request, whatever its kind: the sampler, the start
-/// x (consumed by the loop), the step noise and the noise predictor. Everything random comes from streams of (seed,
-/// image index) (<see cref="ImageNoise"/>), so image i depends only on (seed, i, inputs). Tensors belong to the
+/// What <see cref="ImageGenerator.Generate"/> runs for one batch of a request, whatever its kind: the sampler, the
+/// start x (consumed by the loop), the step noise and the noise predictor. Everything random comes from streams of
+/// (seed, image index) (<see cref="ImageNoise"/>), so image i depends only on (seed, i, inputs). Tensors belong to the
 /// caller's dispose scope; the streams are disposed with this.
 /// </summary>
 internal sealed class BatchSetup : IDisposable
@@ -35,8 +35,8 @@ internal sealed class BatchSetup : IDisposable
     /// <param name="start">Offset of the batch in the request.</param>
     /// <param name="n">Images in the batch.</param>
     /// <param name="predictor">ε_θ for images [start, start + n) (labels, guidance, class mixing).</param>
-    public static BatchSetup Create(GenerationRequest request, GaussianDiffusion diffusion, long[] imageShape, Device device,
-        int start, int n, NoisePredictor predictor)
+    public static BatchSetup Create(GenerationRequest request, GaussianDiffusion diffusion, long[] imageShape,
+        Device device, int start, int n, NoisePredictor predictor)
     {
         var setup = new BatchSetup { Predictor = predictor };
         try
@@ -51,7 +51,8 @@ internal sealed class BatchSetup : IDisposable
         }
     }
 
-    private void Fill(GenerationRequest request, GaussianDiffusion diffusion, long[] imageShape, Device device, long first, int n)
+    private void Fill(GenerationRequest request, GaussianDiffusion diffusion, long[] imageShape, Device device,
+        long first, int n)
     {
         var schedule = diffusion.Schedule;
         if (request.Interpolation is { } path)
@@ -111,7 +112,8 @@ internal sealed class BatchSetup : IDisposable
     private static Tensor Inputs(Tensor inputs, long first, int n, Device device)
     {
         long m = inputs.shape[0];
-        var index = tensor(Enumerable.Range(0, n).Select(j => (first + j) % m).ToArray(), dtype: int64, device: inputs.device);
+        var indices = Enumerable.Range(0, n).Select(j => (first + j) % m).ToArray();
+        var index = tensor(indices, dtype: int64, device: inputs.device);
         return inputs.index_select(0, index).to(float32).to(device);
     }
 

@@ -2,10 +2,10 @@ namespace Ddpm.Sampling;
 
 /// <summary>
 /// What <see cref="ImageGenerator.Generate"/> makes: images <see cref="FirstIndex"/> … <see cref="FirstIndex"/> +
-/// <see cref="Count"/> − 1 of <see cref="Seed"/>'s sequence, sampled from noise or, when one of <see cref="Inpainting"/>,
-/// <see cref="ImageToImage"/> or <see cref="Interpolation"/> is set, edited from inputs. Image i depends only on (seed, i,
-/// sampler, labels, inputs), so a request split into index ranges (e.g. one per process) gives exactly the images of the
-/// whole request.
+/// <see cref="Count"/> − 1 of <see cref="Seed"/>'s sequence, sampled from noise or, when one of
+/// <see cref="Inpainting"/>, <see cref="ImageToImage"/> or <see cref="Interpolation"/> is set, edited from inputs.
+/// Image i depends only on (seed, i, sampler, labels, inputs), so a request split into index ranges (e.g. one per
+/// process) gives exactly the images of the whole request.
 /// </summary>
 public sealed record GenerationRequest
 {
@@ -29,7 +29,10 @@ public sealed record GenerationRequest
     /// <summary>Frames between two samples (spherical interpolation of their noise); null for none.</summary>
     public Interpolation? Interpolation { get; init; }
 
-    /// <summary>What the request makes: "sampling", "inpainting", "image-to-image" or "interpolation" (several: an error in Plan).</summary>
+    /// <summary>
+    /// What the request makes: "sampling", "inpainting", "image-to-image" or "interpolation" ("several edits": an error
+    /// in Plan).
+    /// </summary>
     public string Kind => (Inpainting, ImageToImage, Interpolation) switch
     {
         (null, null, null) => "sampling",

@@ -94,8 +94,8 @@ public sealed class ImageGenerator : IDisposable
     public string ForwardDescription => _forward.Description;
 
     /// <summary>
-    /// Checks <paramref name="request"/> against this model and says what it will do, before any work: its settings, and
-    /// an edit's inputs (shapes, value ranges, masks, strength, resampling, frames).
+    /// Checks <paramref name="request"/> against this model and says what it will do, before any work: its settings,
+    /// and an edit's inputs (shapes, value ranges, masks, strength, resampling, frames).
     /// </summary>
     /// <exception cref="ArgumentException">A setting that is out of range or does not fit the model (the message names it).</exception>
     public GenerationPlan Plan(GenerationRequest request)
@@ -128,7 +128,8 @@ public sealed class ImageGenerator : IDisposable
     private void CheckClass(int y)
     {
         int classes = Model.Options.NumClasses;
-        if (y < 0 || y >= classes) throw new ArgumentException($"class {y}: the model was trained on classes 0..{classes - 1}", "request");
+        if (y < 0 || y >= classes)
+            throw new ArgumentException($"class {y}: the model was trained on classes 0..{classes - 1}", "request");
     }
 
     /// <summary>
@@ -143,7 +144,7 @@ public sealed class ImageGenerator : IDisposable
         return (int)Math.Clamp(fits, 1, Math.Max(1, count));
     }
 
-    /// <param name="forwards">Images per forward pass per image of the batch (2 with guidance, 3 mixing two classes with it).</param>
+    /// <param name="forwards">Images per forward pass per image (2 guided, 3 mixing two classes guided).</param>
     private GenerationMemory EstimateMemory(int count, int batch, int forwards)
     {
         long pixels = ImageShape.Aggregate(1L, (a, b) => a * b);
@@ -160,8 +161,9 @@ public sealed class ImageGenerator : IDisposable
     /// solvers keep their history in it), x_T and step noise from the batch's images' streams, the model's output as ε
     /// (guided when the request has labels and a weight), and <see cref="SamplingLoop"/>. An edit changes the start and
     /// the sampler: inpainting wraps it in RePaint's replacement and resampling, image-to-image starts partway down its
-    /// grid from the noised input, interpolation draws every noise as a slerp of two images' noises. <paramref name="onStep"/> sees every step of every
-    /// batch in order; <paramref name="cancel"/> is checked before every step (OperationCanceledException within one step).
+    /// grid from the noised input, interpolation draws every noise as a slerp of two images' noises.
+    /// <paramref name="onStep"/> sees every step of every batch in order; <paramref name="cancel"/> is checked before
+    /// every step (OperationCanceledException within one step).
     /// </summary>
     /// <exception cref="ArgumentException">As <see cref="Plan"/>.</exception>
     public GenerationResult Generate(GenerationRequest request, Action<GenerationStep>? onStep = null, CancellationToken cancel = default)
@@ -178,7 +180,8 @@ public sealed class ImageGenerator : IDisposable
                 using var scope = NewDisposeScope();
                 int start = b * plan.BatchSize, n = Math.Min(plan.BatchSize, request.Count - start);
                 long first = request.FirstIndex + start;
-                using var setup = BatchSetup.Create(request, Diffusion, ImageShape, Device, start, n, PredictorFor(request, start, n));
+                var predictor = PredictorFor(request, start, n);
+                using var setup = BatchSetup.Create(request, Diffusion, ImageShape, Device, start, n, predictor);
                 var since = clock.Elapsed;
                 int batch = b;
                 var x = SamplingLoop.Run(setup.Sampler, setup.Predictor, setup.Start, setup.Noise, s =>
@@ -208,11 +211,14 @@ public sealed class ImageGenerator : IDisposable
     {
         if (request.Interpolation is { FromClass: { } a, ToClass: { } b } path)
         {
-            if (a == b) return ClassifierFreeGuidance.Guided(_forward.Forward, Model.NullLabel, full(n, (long)a, dtype: int64, device: Device),
-                request.Guidance, Diffusion.EpsFromOutput);
+            var from = full(n, (long)a, dtype: int64, device: Device);
+            if (a == b)
+                return ClassifierFreeGuidance.Guided(_forward.Forward, Model.NullLabel, from, request.Guidance,
+                    Diffusion.EpsFromOutput);
+            var to = full(n, (long)b, dtype: int64, device: Device);
             var fractions = Enumerable.Range(0, n).Select(j => path.Fraction(request.FirstIndex + start + j)).ToArray();
-            return ClassifierFreeGuidance.Mixed(_forward.Forward, Model.NullLabel, full(n, (long)a, dtype: int64, device: Device),
-                full(n, (long)b, dtype: int64, device: Device), fractions, request.Guidance, Diffusion.EpsFromOutput);
+            return ClassifierFreeGuidance.Mixed(_forward.Forward, Model.NullLabel, from, to, fractions,
+                request.Guidance, Diffusion.EpsFromOutput);
         }
         if (request.Labels is null) return EpsPredictor;
         var labels = tensor(request.Labels.Skip(start).Take(n).Select(y => (long)y).ToArray(), dtype: int64).to(Device);

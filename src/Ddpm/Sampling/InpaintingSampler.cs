@@ -12,9 +12,9 @@ namespace Ddpm.Sampling;
 /// timestep recurs when the run resamples.
 /// </summary>
 /// <remarks>
-/// x_known,t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε. When the run is stochastic (the inner sampler draws noise, or the run resamples)
-/// ε is a fresh draw after every step: a sample of q(x_t | x_0), as RePaint has it. A deterministic run (DDIM η = 0,
-/// DPM-Solver++(2M), UniPC) keeps one ε per image, the x_T it started from: the known region then follows
+/// x_known,t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε. When the run is stochastic (the inner sampler draws noise, or the run
+/// resamples) ε is a fresh draw after every step: a sample of q(x_t | x_0), as RePaint has it. A deterministic run
+/// (DDIM η = 0, DPM-Solver++(2M), UniPC) keeps one ε per image, the x_T it started from: the known region then follows
 /// α_t x_0 + σ_t ε, the probability-flow ODE's own path for a single known image, instead of jumping to independent
 /// noise at every step, which an ODE solver has no noise of its own to absorb.
 /// </remarks>
@@ -36,8 +36,8 @@ internal sealed class InpaintingSampler : ISampler
     /// Noise for a stochastic run (null: deterministic): draw 2k is the known region's ε after move k, draw 2k + 1 the
     /// jump's noise after move k.
     /// </param>
-    public InpaintingSampler(ISampler inner, NoiseSchedule schedule, IReadOnlyList<RePaintMove> moves, Tensor known, Tensor keep,
-        Tensor xT, Func<int, Tensor>? fresh)
+    public InpaintingSampler(ISampler inner, NoiseSchedule schedule, IReadOnlyList<RePaintMove> moves, Tensor known,
+        Tensor keep, Tensor xT, Func<int, Tensor>? fresh)
     {
         _inner = inner;
         _moves = moves;
@@ -56,7 +56,8 @@ internal sealed class InpaintingSampler : ISampler
 
     public bool UsesNoise(int index) => _inner.UsesNoise(_moves[index].Step);
 
-    /// <summary>x_T with the known region put in at the first state's level (the model's first input already agrees with it).</summary>
+    /// <summary>x_T with the known region put in at the first state's level (the model's first input already agrees
+    /// with it).</summary>
     public Tensor Start(Tensor xT) => Merge(xT, 0, _eps0);
 
     public Tensor Step(Tensor eps, int index, Tensor x, Tensor? noise)
@@ -70,13 +71,15 @@ internal sealed class InpaintingSampler : ISampler
         {
             // q(x_to | x_state): forward over the steps between, ᾱ_to/ᾱ_state = the product of their (1 − β).
             double ratio = _alphaBar[to] / _alphaBar[state];
-            var z = _fresh?.Invoke(2 * index + 1) ?? throw new InvalidOperationException("resampling needs noise for its jumps");
+            var z = _fresh?.Invoke(2 * index + 1)
+                ?? throw new InvalidOperationException("resampling needs noise for its jumps");
             next = Math.Sqrt(ratio) * next + Math.Sqrt(1 - ratio) * z;
         }
         return next.MoveToOuterDisposeScope();
     }
 
-    /// <summary>m ⊙ (√ᾱ x_0 + √(1 − ᾱ) ε) + (1 − m) ⊙ x at state <paramref name="state"/>: exactly x_0 at the clean end.</summary>
+    /// <summary>m ⊙ (√ᾱ x_0 + √(1 − ᾱ) ε) + (1 − m) ⊙ x at state <paramref name="state"/>: exactly x_0 at the clean
+    /// end.</summary>
     private Tensor Merge(Tensor x, int state, Tensor eps)
     {
         using var scope = NewDisposeScope();

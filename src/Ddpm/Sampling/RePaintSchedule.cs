@@ -6,18 +6,19 @@ public readonly record struct RePaintMove(int Step, int? JumpTo);
 
 /// <summary>
 /// RePaint's resampling schedule (Lugmayr et al. 2022, §4.2 and Fig. 9) over a sampler's grid of S steps. State i is x
-/// before step i (state S: the finished image). Coming down to state i with S − 1 − i ∈ {0, j, 2j, …} and i ≥ j, the run
-/// jumps back j states, r − 1 times per such state before going on, so every stretch of j steps is walked r times in
-/// all. r = 1 is plain replacement: the steps 0 … S − 1 once each.
+/// before step i (state S: the finished image). Coming down to state i with S − 1 − i ∈ {0, j, 2j, …} and i ≥ j, the
+/// run jumps back j states, r − 1 times per such state before going on, so every stretch of j steps is walked r times
+/// in all. r = 1 is plain replacement: the steps 0 … S − 1 once each.
 /// </summary>
 public static class RePaintSchedule
 {
-    /// <summary>The moves for <paramref name="steps"/> S, jump length <paramref name="jump"/> j ≥ 1, <paramref name="resamplings"/> r ≥ 1.</summary>
+    /// <summary>The moves for S <paramref name="steps"/>, jump length j ≥ 1 and r ≥ 1 resamplings.</summary>
     public static IReadOnlyList<RePaintMove> Moves(int steps, int jump, int resamplings)
     {
         if (steps < 1) throw new ArgumentOutOfRangeException(nameof(steps), $"steps must be >= 1, got {steps}");
         if (jump < 1) throw new ArgumentOutOfRangeException(nameof(jump), $"the jump length must be >= 1, got {jump}");
-        if (resamplings < 1) throw new ArgumentOutOfRangeException(nameof(resamplings), $"resamplings must be >= 1, got {resamplings}");
+        if (resamplings < 1)
+            throw new ArgumentOutOfRangeException(nameof(resamplings), $"resamplings must be >= 1, got {resamplings}");
         var left = new Dictionary<int, int>();
         if (resamplings > 1)
             for (int a = 0; a < steps - jump; a += jump) left[steps - 1 - a] = resamplings - 1;

@@ -24,10 +24,11 @@ public sealed class RespacedDdpmSampler : ISampler
 
     /// <summary>
     /// The respaced chain over explicit timesteps, which must strictly increase and lie in 0..T−1. A grid's lower part
-    /// (its tail in sampling order) gives the same betas as the whole grid there, since β'_i depends only on τ_i and τ_{i−1}.
+    /// (its tail in sampling order) gives the same betas as the whole grid there, since β'_i depends only on τ_i and
+    /// τ_{i−1}.
     /// </summary>
-    public RespacedDdpmSampler(NoiseSchedule schedule, IReadOnlyList<int> ascending, VarianceKind variance = VarianceKind.BetaTilde,
-        bool clipX0 = false)
+    public RespacedDdpmSampler(NoiseSchedule schedule, IReadOnlyList<int> ascending,
+        VarianceKind variance = VarianceKind.BetaTilde, bool clipX0 = false)
     {
         TimestepSpacing.CheckDescending(schedule.T, ascending.Reverse().ToArray());
         var betas = new double[ascending.Count];

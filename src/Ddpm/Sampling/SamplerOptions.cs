@@ -87,23 +87,26 @@ public sealed record SamplerOptions
     /// <summary>
     /// The sampler for <paramref name="schedule"/> started at step <paramref name="startIndex"/> of its grid: the same
     /// family over the grid's tail Timesteps[startIndex..] (image-to-image starts there from a partly noised input).
-    /// Index 0 is <see cref="Create(NoiseSchedule)"/> itself. Each family's tail is the whole run's lower part: DDPM's and
-    /// DDIM's steps depend only on the two timesteps they join, and the solvers start at first order as at any start.
+    /// Index 0 is <see cref="Create(NoiseSchedule)"/> itself. Each family's tail is the whole run's lower part: DDPM's
+    /// and DDIM's steps depend only on the two timesteps they join, and the solvers start at first order as at any
+    /// start.
     /// </summary>
     public ISampler Create(NoiseSchedule schedule, int startIndex)
     {
         var full = Create(schedule);
         if (startIndex == 0) return full;
         if (startIndex < 0 || startIndex >= full.Timesteps.Count)
-            throw new ArgumentOutOfRangeException(nameof(startIndex), $"the start must lie in 0..{full.Timesteps.Count - 1} (the grid's steps), got {startIndex}");
+            throw new ArgumentOutOfRangeException(nameof(startIndex),
+                $"the start must lie in 0..{full.Timesteps.Count - 1} (the grid's steps), got {startIndex}");
         var tail = full.Timesteps.Skip(startIndex).ToArray();
         var correction = new X0Correction { Clip = ClipX0, DynamicThreshold = DynamicThreshold };
         return Kind switch
         {
             SamplerKind.Ddim => new DdimSampler(schedule, tail, Eta, ClipX0),
             SamplerKind.Ddpm => new RespacedDdpmSampler(schedule, tail.Reverse().ToArray(), Variance, ClipX0),
-            SamplerKind.DpmSolver2M => new DpmSolverSampler(new SolverGrid(schedule, tail), order: 2, correction: correction),
-            SamplerKind.DpmSolver2MSde => new DpmSolverSampler(new SolverGrid(schedule, tail), order: 2, stochastic: true, correction: correction),
+            SamplerKind.DpmSolver2M => new DpmSolverSampler(new SolverGrid(schedule, tail), correction: correction),
+            SamplerKind.DpmSolver2MSde =>
+                new DpmSolverSampler(new SolverGrid(schedule, tail), stochastic: true, correction: correction),
             SamplerKind.UniPc => new UniPcSampler(new SolverGrid(schedule, tail), order: 2, correction: correction),
             _ => throw new ArgumentOutOfRangeException(nameof(Kind)),
         };

@@ -7,9 +7,9 @@ public static class Slerp
 {
     /// <summary>
     /// slerp(a, b; f) = sin((1 − f)θ)/sin θ · a + sin(fθ)/sin θ · b with cos θ = ⟨a, b⟩/(|a| |b|) (Shoemake 1985), per
-    /// image: <paramref name="a"/>, <paramref name="b"/> [B, …] (or [1, …], broadcast), <paramref name="fractions"/> one f
-    /// per image. The weights are computed in float64; f = 0 gives a and f = 1 gives b exactly. Nearly parallel noises
-    /// (sin θ &lt; 1e−6) are interpolated linearly.
+    /// image: <paramref name="a"/>, <paramref name="b"/> [B, …] (or [1, …], broadcast), <paramref name="fractions"/>
+    /// one f per image. The weights are computed in float64; f = 0 gives a and f = 1 gives b exactly. Nearly parallel
+    /// noises (sin θ &lt; 1e−6) are interpolated linearly.
     /// </summary>
     public static Tensor Interpolate(Tensor a, Tensor b, IReadOnlyList<double> fractions)
     {

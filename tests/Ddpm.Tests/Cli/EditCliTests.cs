@@ -5,8 +5,9 @@ using static TorchSharp.torch;
 namespace Ddpm.Tests.Cli;
 
 /// <summary>
-/// <c>ddpm inpaint</c>, <c>ddpm sample --init</c> and <c>ddpm interpolate</c> on a tiny class-conditional checkpoint: what
-/// they write, that they agree with sampling where the maths says so, and one clear line (exit 2) for each bad input.
+/// <c>ddpm inpaint</c>, <c>ddpm sample --init</c> and <c>ddpm interpolate</c> on a tiny class-conditional checkpoint:
+/// what they write, that they agree with sampling where the maths says so, and one clear line (exit 2) for each bad
+/// input.
 /// </summary>
 [Collection(GlobalRngCollection.Name)]
 public sealed class EditCliTests : IDisposable
@@ -27,7 +28,8 @@ public sealed class EditCliTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>Writes images [N, C, H, W] in [−1, 1] as one PNG each (no padding) into a folder, or one file when N = 1.</summary>
+    /// <summary>Writes images [N, C, H, W] in [−1, 1] as one PNG each (no padding) into a folder, or one file when N =
+    /// 1.</summary>
     private string Png(string name, Tensor images)
     {
         using var scope = NewDisposeScope();
@@ -120,7 +122,7 @@ public sealed class EditCliTests : IDisposable
         { "inputs", "small", "--mask" },
         { "inputs", "white", "keeps every pixel: nothing to inpaint" },
         { "inputs", "black", "keeps no pixel" },
-        { "inputs", "masks3", "3 masks for 2 images" },
+        { "inputs", "masks3", "3 masks for 2 images (one, or one per image)" },
         { "missing", "top", "does not exist" },
     };
 

@@ -8,7 +8,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Sampling;
 
-/// <summary>The pipeline's edits: inpainting (RePaint), image-to-image (SDEdit) and interpolation, on a tiny untrained U-Net.</summary>
+/// <summary>The pipeline's edits: inpainting (RePaint), image-to-image (SDEdit) and interpolation, on a tiny untrained
+/// U-Net.</summary>
 public class EditingTests
 {
     private static readonly NoiseSchedule Schedule = NoiseSchedule.Linear(10, 1e-4, 0.2);
@@ -119,8 +120,8 @@ public class EditingTests
                 }
             }
             Assert.Equal(s, state);
-            // Jump points are states S − 1, S − 1 − j, … that have j states above them; the j steps below each (disjoint
-            // stretches) are walked r times, every other step once.
+            // Jump points are states S − 1, S − 1 − j, … that have j states above them; the j steps below each
+            // (disjoint stretches) are walked r times, every other step once.
             var points = Enumerable.Range(0, s).Where(i => i >= j && (s - 1 - i) % j == 0).ToList();
             for (int k = 0; k < s; k++)
                 Assert.Equal(points.Any(i => i - j <= k && k < i) ? r : 1, walks[k]);

@@ -10,8 +10,8 @@ using static TorchSharp.torch;
 namespace Ddpm.Tests.Server;
 
 /// <summary>
-/// The page's edits over the API (<c>mode</c>: inpaint, img2img, interpolate): the stream ends in the grid the CLI writes
-/// for the same inputs, and the library's plan refuses bad edits with a 400 before any event.
+/// The page's edits over the API (<c>mode</c>: inpaint, img2img, interpolate): the stream ends in the grid the CLI
+/// writes for the same inputs, and the library's plan refuses bad edits with a 400 before any event.
 /// </summary>
 [Collection(GlobalRngCollection.Name)]
 public sealed class ServerEditTests : IDisposable
@@ -93,7 +93,8 @@ public sealed class ServerEditTests : IDisposable
         var start = events[0];
         Assert.Equal("start", start.Name);
         Assert.Equal(mode, start.Data.GetProperty("mode").GetString());
-        // The model calls of one batch: RePaint's r = 2, j = 2 over 8 steps adds 2 × 3; SDEdit at 0.6 runs the grid's tail.
+        // The model calls of one batch: RePaint's r = 2, j = 2 over 8 steps adds 2 × 3; SDEdit at 0.6 runs the grid's
+        // tail.
         int calls = start.Data.GetProperty("steps").GetInt32();
         Assert.Equal(mode switch { "inpaint" => 8 + 2 * 3, "img2img" => 5, _ => 8 }, calls);
         Assert.True(calls - 1 == events.Count(e => e.Name == "frame"), string.Join("; ", events.Select(e => e.Name + " " + e.Data.ToString()[..Math.Min(200, e.Data.ToString().Length)])));
