@@ -31,6 +31,20 @@ public static class EditingBenchmark
         var (train, test) = store.LoadMnistAsync(new MnistSource { Log = log }, cancel).GetAwaiter().GetResult();
         using var _train = train;
         using var _test = test;
+        return Run(options, classifier, train, test, log, cancel);
+    }
+
+    /// <summary>
+    /// The same against a given classifier, real digits (<paramref name="train"/>: the FD reference) and labelled
+    /// digits to edit (the first N of <paramref name="test"/>), none of them owned.
+    /// </summary>
+    public static IReadOnlyList<EditingRow> Run(EditingBenchmarkOptions options, MnistClassifier classifier,
+        ImageDataset train, ImageDataset test, Action<string>? log = null, CancellationToken cancel = default)
+    {
+        if (options.Num <= MnistClassifier.FeatureDim || options.Num > test.Count)
+            throw new ArgumentException($"num must exceed the classifier's {MnistClassifier.FeatureDim} feature " +
+                $"dimensions (FD needs a full-rank covariance) and be at most the {test.Count} digits, got " +
+                $"{options.Num}");
         using var generator = ImageGenerator.Load(options.Checkpoint, options.Device);
         if (!generator.ImageShape.SequenceEqual(new long[] { 1, MnistClassifier.ImageSize, MnistClassifier.ImageSize }))
             throw new DataException(options.Checkpoint, "makes other than 1-channel 28×28 images; the classifier and " +
@@ -44,34 +58,39 @@ public static class EditingBenchmark
         var digits = test.Images.narrow(0, 0, options.Num).to(float32).div(127.5).sub(1.0);
         var labels = test.Labels!.narrow(0, 0, options.Num);
         var rows = new List<EditingRow>();
-        void Add(string task, string method, Tensor images, double seconds, int calls)
+        void Add(string task, string method, Tensor images, (double Wall, double Cpu) seconds, int calls)
         {
             using var outputs = classifier.Embed(Pixels.Quantize(images));
             double agreement = outputs.Probabilities.argmax(1).eq(labels).to(float64).mean().item<double>();
             using var stats = FeatureStatistics.FromFeatures(outputs.Features, method);
             double fd = FrechetDistance.Compute(stats, reference);
-            var row = new EditingRow(task, method, agreement, fd, seconds / options.Num, calls);
+            int n = options.Num;
+            var row = new EditingRow(task, method, agreement, fd, seconds.Wall / n, seconds.Cpu / n, calls);
             rows.Add(row);
             log?.Invoke(Format(row));
         }
-        (Tensor Images, double Seconds, int Calls) Edit(GenerationRequest request)
+        (Tensor Images, (double, double) Seconds, int Calls) Edit(GenerationRequest request)
         {
             cancel.ThrowIfCancellationRequested();
             request = request with { Count = options.Num, Seed = options.Seed, MaxBatchSize = options.BatchSize };
-            var clock = Stopwatch.StartNew();
             var calls = generator.Plan(request).Timesteps.Count;
+            var process = Process.GetCurrentProcess();
+            var cpu = process.TotalProcessorTime;
+            var clock = Stopwatch.StartNew();
             var result = generator.Generate(request, cancel: cancel);
-            return (result.Images, clock.Elapsed.TotalSeconds, calls);
+            process.Refresh();
+            var wall = clock.Elapsed.TotalSeconds;
+            return (result.Images, (wall, (process.TotalProcessorTime - cpu).TotalSeconds), calls);
         }
         string sampler = options.Sampler.Describe(generator.Diffusion.T);
         int steps = options.Sampler.Steps ?? SamplerOptions.DefaultSteps(options.Sampler.Kind, generator.Diffusion.T);
 
-        Add("unedited", "original test digits (ceiling)", digits, 0, 0);
+        Add("unedited", "original test digits (ceiling)", digits, (0, 0), 0);
         var masks = new[] { ("bottom half masked", Half(top: true)), ("right half masked", Half(top: false)) };
         foreach (var (task, keep) in masks)
         {
             var masked = where(keep.gt(0.5), digits, full_like(digits, -1.0));
-            Add(task, "masked input, not completed (floor)", masked, 0, 0);
+            Add(task, "masked input, not completed (floor)", masked, (0, 0), 0);
             var fill = new Inpainting { Known = digits, Mask = keep };
             var request = new GenerationRequest { Sampler = options.Sampler, Inpainting = fill };
             var (naive, s1, c1) = Edit(request);
@@ -96,7 +115,7 @@ public static class EditingBenchmark
         };
         foreach (var (task, inputs) in degraded)
         {
-            Add(task, "degraded input, not edited", inputs, 0, 0);
+            Add(task, "degraded input, not edited", inputs, (0, 0), 0);
             foreach (var s in options.Strengths)
             {
                 var edit = new ImageToImage { Images = inputs, Strength = s };
@@ -112,17 +131,18 @@ public static class EditingBenchmark
     public static string ToMarkdown(IReadOnlyList<EditingRow> rows)
     {
         var text = new StringBuilder();
-        text.AppendLine("| inputs | method | model calls | label agreement | FD | s/image |");
-        text.AppendLine("| --- | --- | ---: | ---: | ---: | ---: |");
+        text.AppendLine("| inputs | method | model calls | label agreement | FD | wall s/image | CPU s/image |");
+        text.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
         foreach (var r in rows)
             text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Task} | {r.Method} | {r.ModelCalls} | " +
-                $"{100 * r.LabelAgreement:F1} % | {r.FrechetDistance:F1} | {r.SecondsPerImage:F3} |"));
+                $"{100 * r.LabelAgreement:F1} % | {r.FrechetDistance:F1} | {r.SecondsPerImage:F3} | " +
+                $"{r.CpuSecondsPerImage:F3} |"));
         return text.ToString();
     }
 
     private static string Format(EditingRow r) => string.Create(CultureInfo.InvariantCulture,
         $"{r.Task}: {r.Method}: label agreement {100 * r.LabelAgreement:F1} %, FD {r.FrechetDistance:F1}, " +
-        $"{r.SecondsPerImage:F3} s/image");
+        $"{r.SecondsPerImage:F3} s/image (CPU {r.CpuSecondsPerImage:F3} s)");
 
     private static string Number(double v) => v.ToString(CultureInfo.InvariantCulture);
 

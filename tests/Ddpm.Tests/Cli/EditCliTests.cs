@@ -244,4 +244,15 @@ public sealed class EditCliTests : IDisposable
         }
         Assert.False(Directory.Exists(Path.Combine(_dir, "bad")));
     }
+    [Fact]
+    public void Eval_edits_refuses_too_few_digits_and_a_folder_without_a_classifier_in_one_line()
+    {
+        var (code, stderr) = TinyCli.RunCapturingStderr("eval-edits", "--checkpoint", _ckpt, "--num", "50", "--device", "cpu");
+        Assert.Equal(2, code);
+        Assert.Contains("num must exceed the classifier's 84 feature dimensions", stderr);
+        (code, stderr) = TinyCli.RunCapturingStderr("eval-edits", "--checkpoint", _ckpt, "--data-dir", _dir, "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Contains("holds no trained classifier", stderr);
+        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+    }
 }
