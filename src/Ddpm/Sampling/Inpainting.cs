@@ -5,8 +5,8 @@ namespace Ddpm.Sampling;
 /// <summary>
 /// Inpainting (RePaint, Lugmayr et al. 2022): complete <see cref="Known"/> where <see cref="Mask"/> is 0, keeping it
 /// where the mask is 1. After every sampler step the kept region is replaced by the known image at the step's noise
-/// level, x = m ⊙ x_known,t + (1 − m) ⊙ x (RePaint eq. 8), and after the last step by the known image itself. Image i
-/// of the request completes input i mod M. The tensors stay the caller's.
+/// level, x = m ⊙ x_known,t + (1 − m) ⊙ x (RePaint §4.1, eqs. 8–10), and after the last step by the known image itself.
+/// Image i of the request completes input i mod M. The tensors stay the caller's.
 /// </summary>
 public sealed record Inpainting
 {

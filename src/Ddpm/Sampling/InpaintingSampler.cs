@@ -6,10 +6,10 @@ namespace Ddpm.Sampling;
 /// <summary>
 /// A sampler that inpaints one batch (RePaint, Lugmayr et al. 2022, Algorithm 1): it runs the inner sampler's steps in
 /// <see cref="RePaintSchedule"/>'s order and after each step puts the known region back at the step's noise level,
-/// x = m ⊙ x_known,t + (1 − m) ⊙ x (RePaint eq. 8); a jump back from state i to state i − j draws
-/// x ~ q(x_{i−j} | x_i) = N(√(ᾱ_{i−j}/ᾱ_i) x_i, (1 − ᾱ_{i−j}/ᾱ_i) I), the forward process over the j steps at once
-/// (the composition of RePaint eq. 9's one-step jumps). Its <see cref="Timesteps"/> are the model calls in order, so a
-/// timestep recurs when the run resamples.
+/// x = m ⊙ x_known,t + (1 − m) ⊙ x (RePaint §4.1, eqs. 8–10); a jump back from state i to state i − j draws
+/// x ~ q(x_{i−j} | x_i) = N(√(ᾱ_{i−j}/ᾱ_i) x_i, (1 − ᾱ_{i−j}/ᾱ_i) I), the forward steps of DDPM eq. 2 over the j steps
+/// composed into one draw (RePaint §4.2 takes them one at a time). Its <see cref="Timesteps"/> are the model calls in
+/// order, so a timestep recurs when the run resamples.
 /// </summary>
 /// <remarks>
 /// x_known,t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε. When the run is stochastic (the inner sampler draws noise, or the run
