@@ -168,7 +168,7 @@ public sealed class BrowserTests(ITestOutputHelper output) : IDisposable
         await using var server = app;
         var cond = app.Services.GetRequiredService<RunsCatalog>().Scan().Single(r => r.Name == "cond").Checkpoints.Single(c => c.Name == "checkpoint.ckpt");
         var work = TestPaths.TempDir("browser-edit");
-        using var driver = Chromium.Start(_profile);
+        using var driver = Chromium.Start(_profile, height: 1000); // tall enough to show the drawing and the frames
         try
         {
             await Task.Factory.StartNew(() => Edit(driver, address, cond, runs.CondCheckpoint, work), CancellationToken.None,
