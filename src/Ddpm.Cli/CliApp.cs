@@ -29,7 +29,8 @@ public static class CliApp
     };
 
     /// <summary>Options that count something and must be at least 1, whichever command declares them.</summary>
-    private static readonly HashSet<string> CountOptions = ["--batch-size", "--num", "--epochs", "--grid-rows", "--repeats", "--sample-batch", "--sync-every"];
+    private static readonly HashSet<string> CountOptions =
+        ["--batch-size", "--num", "--epochs", "--grid-rows", "--repeats", "--sample-batch", "--sync-every", "--resample", "--jump"];
     /// <summary>Numeric options that must be at least 0.</summary>
     private static readonly HashSet<string> NonNegativeOptions = ["--max-steps", "--save-every", "--frames", "--guidance", "--nll-images", "--nll-timesteps", "--warmup"];
     /// <summary>Numeric options that must be greater than 0.</summary>
@@ -40,6 +41,8 @@ public static class CliApp
         var root = new RootCommand("ddpm: train and sample Denoising Diffusion Probabilistic Models (Ho et al. 2020) in .NET");
         root.Add(TrainCommand.Create());
         root.Add(SampleCommand.Create());
+        root.Add(InpaintCommand.Create());
+        root.Add(InterpolateCommand.Create());
         root.Add(InfoCommand.Create());
         root.Add(DataCommand.Create());
         root.Add(BenchCommand.Create());

@@ -141,14 +141,35 @@ public static class DdpmServer
             return;
         }
 
+        // The library checks the request against the model (an edit's images, mask, strength, resampling) before the
+        // stream starts.
+        GenerationPlan plan;
+        try { plan = service.Plan(lease, request); }
+        catch (ArgumentException e)
+        {
+            var bad = Results.Problem(e.Message, statusCode: StatusCodes.Status400BadRequest, title: "Bad request");
+            await bad.ExecuteAsync(context);
+            return;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // The checkpoint could not be loaded (changed or damaged since the scan): one line, as an error event.
+            var log = context.RequestServices.GetRequiredService<ILogger<GenerationService>>();
+            log.LogError(e, "loading the checkpoint failed");
+            var failed = Results.Problem("generation failed: " + e.Message.Split('\n', 2)[0],
+                statusCode: StatusCodes.Status500InternalServerError, title: "Generation failed");
+            await failed.ExecuteAsync(context);
+            return;
+        }
+
         var cancel = context.RequestAborted;
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
         context.Response.ContentType = "text/event-stream";
         context.Response.Headers.CacheControl = "no-store";
         await Send(context, "start", new
         {
-            Steps = request.Steps, request.Count, request.Rows, request.Seed, Checkpoint = request.Checkpoint.Id,
-            Size = request.Checkpoint.Model.ImageSize,
+            Steps = plan.Timesteps.Count, request.Count, request.Rows, request.Seed, Checkpoint = request.Checkpoint.Id,
+            Size = request.Checkpoint.Model.ImageSize, Mode = request.Edit?.Mode ?? "sample",
         });
         // Frames go through a small channel that drops the oldest when the client reads slower than the model samples.
         var frames = Channel.CreateBounded<GenerationFrame>(new BoundedChannelOptions(Math.Max(1, options.FrameQueue)) { FullMode = BoundedChannelFullMode.DropOldest });

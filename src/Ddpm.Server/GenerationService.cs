@@ -97,16 +97,7 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         cancel.ThrowIfCancellationRequested();
         var generator = Generator(lease.Slot, request);
         cancel.ThrowIfCancellationRequested();
-        // The library's request, as ddpm sample builds it from the same settings (batches within the generator's memory
-        // budget: per-image noise makes the images independent of batching).
-        var library = new Sampling.GenerationRequest
-        {
-            Count = request.Count,
-            Seed = request.Seed,
-            Sampler = request.Sampler,
-            Labels = request.Label is { } y ? Enumerable.Repeat(y, request.Count).ToArray() : null,
-            Guidance = request.Guidance,
-        };
+        var library = request.ToGenerationRequest();
         var plan = generator.Plan(library);
         lease.Start((int)plan.TotalSteps);
         var lastFrame = TimeSpan.MinValue;
@@ -121,6 +112,20 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         }, cancel);
         var png = ImageGrid.ToPng(result.Images, request.Rows);
         return new GeneratedGrid(png, plan.Timesteps.Count, result.Timesteps, result.Timings.TotalSeconds);
+    }
+
+    /// <summary>
+    /// The library's plan of <paramref name="request"/> under <paramref name="lease"/> (loading the model when needed):
+    /// its checks of the request and its inputs are the server's, so a bad edit is refused before any event is sent.
+    /// </summary>
+    /// <exception cref="ArgumentException">The library refuses the request (the message names the setting).</exception>
+    public GenerationPlan Plan(GenerationLease lease, ServeRequest request)
+    {
+        if (lease.Checkpoint.Id != request.Checkpoint.Id)
+            throw new ArgumentException("the lease is for another checkpoint", nameof(lease));
+        var generator = Generator(lease.Slot, request); // loaded outside the scope below: the model stays cached
+        using var scope = NewDisposeScope();
+        return generator.Plan(request.ToGenerationRequest());
     }
 
     /// <summary>The slot's generator for this request, loaded (or reloaded when the file changed) while the caller holds the slot.</summary>

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using Ddpm.Configuration;
 using Ddpm.Distributed;
+using Ddpm.Imaging;
 using Ddpm.IO;
 using Ddpm.Runs;
 using Ddpm.Sampling;
@@ -11,11 +12,11 @@ using Ddpm.Sampling;
 namespace Ddpm.Cli.Commands;
 
 /// <summary>
-/// The options of every command that generates images from a checkpoint into an output folder (<c>sample</c> and the
-/// editing commands), declared once: the weights, how many images and of which class, the sampler, the output; and the
-/// one way such a command runs (<see cref="Run"/>: progress, Ctrl+C, what the folder holds).
+/// The options of every command that generates images from a checkpoint into an output folder (<c>sample</c>,
+/// <c>inpaint</c>, <c>interpolate</c>), declared once: the weights, how many images and of which class, the sampler,
+/// the output; and the one way such a command runs (<see cref="Run"/>: progress, Ctrl+C, what the folder holds).
 /// </summary>
-internal sealed class GenerationOptionSet
+internal sealed class GenerationOptionSet(SamplerKind defaultSampler = SamplerOptions.RecommendedKind, string defaultOut = "samples")
 {
     private readonly Option<string> _checkpoint = new("--checkpoint")
     {
@@ -27,7 +28,7 @@ internal sealed class GenerationOptionSet
     private readonly Option<int?> _num = new("--num") { Description = "number of images (default: train_params.num_samples)" };
     private readonly Option<int?> _rows = new("--grid-rows") { Description = "images per grid row, as make_grid's nrow (default: train_params.num_grid_rows)" };
     private readonly Option<long> _seed = new("--seed") { Description = "sampling seed (image i's noise depends only on the seed and i: the same images at any --batch-size)", DefaultValueFactory = _ => 0 };
-    private readonly Option<string> _out = new("--out") { Description = "output directory", DefaultValueFactory = _ => "samples" };
+    private readonly Option<string> _out = new("--out") { Description = "output directory", DefaultValueFactory = _ => defaultOut };
     private readonly Option<int> _saveEvery = new("--save-every") { Description = "also write the grid every K steps (0 = only the final grid)", DefaultValueFactory = _ => 0 };
     private readonly Option<int> _frames = new("--frames") { Description = "frames of the animated reverse process (reverse.png, APNG; 0 = none)", DefaultValueFactory = _ => 50 };
     private readonly Option<Spelled<DeviceChoice>> _device = CommonOptions.DeviceOption();
@@ -37,7 +38,7 @@ internal sealed class GenerationOptionSet
     private readonly Option<bool> _allowNonFinite = WeightOptions.AllowNonFiniteOption();
     private readonly Option<Spelled<Precision>> _precision = CommonOptions.EnumOption("--precision", "fp32, or bf16 (the network in bfloat16, the sampler's arithmetic in float32)", Precision.Fp32, "precision");
     private readonly Option<int?> _batch = new("--batch-size") { Description = "images per forward pass (default: as many as fit in 4 GiB or half the available memory); the same seed gives the same images at any batch size, the intermediate grids and the animation show the first batch" };
-    private readonly SamplerOptionSet _sampler = new(SamplerOptions.RecommendedKind);
+    private readonly SamplerOptionSet _sampler = new(defaultSampler);
 
     /// <summary>Adds the options to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
@@ -62,12 +63,13 @@ internal sealed class GenerationOptionSet
 
     /// <summary>
     /// The request the options ask of <paramref name="generator"/>: --num images (the config's num_samples by default) of
-    /// --class, or with --guidance alone image i of class i mod num_classes (one digit per grid column).
+    /// --class, or with --guidance alone (and <paramref name="cycleClasses"/>) image i of class i mod num_classes (one
+    /// digit per grid column).
     /// </summary>
-    public GenerationRequest Request(ParseResult p, ImageGenerator generator)
+    public GenerationRequest Request(ParseResult p, ImageGenerator generator, int? defaultCount = null, bool cycleClasses = true)
     {
         var config = generator.Source!.Config;
-        int n = p.GetValue(_num) ?? config.Train.NumSamples;
+        int n = p.GetValue(_num) ?? defaultCount ?? config.Train.NumSamples;
         double guidance = p.GetValue(_guidance);
         if (guidance > 0 && generator.Model.IsConditional && config.Train.LabelDropout <= 0 && (MpiCommunicator.Current?.Rank ?? 0) == 0)
             Console.Error.WriteLine("warning: the model was trained without label dropout (train_params.label_dropout = 0), so its unconditional ε is untrained and guidance may not help");
@@ -75,19 +77,27 @@ internal sealed class GenerationOptionSet
         {
             Count = n, Seed = p.GetValue(_seed), Sampler = _sampler.Read(p), Guidance = guidance, MaxBatchSize = p.GetValue(_batch),
             Labels = p.GetValue(_label) is { } y ? Enumerable.Repeat(y, n).ToArray()
-                : guidance != 0 ? GenerationRequest.CyclingClasses(n, config.Model.NumClasses) : null,
+                : guidance != 0 && cycleClasses ? GenerationRequest.CyclingClasses(n, config.Model.NumClasses) : null,
         };
     }
 
     /// <summary>The run of <paramref name="request"/> into --out (a request the model cannot take is a usage error).</summary>
-    public SampleRun Plan(ParseResult p, ImageGenerator generator, GenerationRequest request)
+    public SampleRun Plan(ParseResult p, ImageGenerator generator, GenerationRequest request, int? defaultRows = null)
     {
         try
         {
-            return new SampleRun(generator, request, p.GetValue(_out)!, p.GetValue(_rows) ?? generator.Source!.Config.Train.NumGridRows,
+            return new SampleRun(generator, request, p.GetValue(_out)!, p.GetValue(_rows) ?? defaultRows ?? generator.Source!.Config.Train.NumGridRows,
                 p.GetValue(_frames), p.GetValue(_saveEvery), MpiCommunicator.Current);
         }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
+    }
+
+    /// <summary>An image option's file or folder at the model's size (<see cref="EditImages"/>); a problem is a usage error naming it.</summary>
+    public static TorchSharp.torch.Tensor Images(string option, string path, ImageGenerator generator, bool masks = false)
+    {
+        var (channels, size) = ((int)generator.ImageShape[0], (int)generator.ImageShape[1]);
+        try { return masks ? EditImages.ReadMasks(path, size) : EditImages.ReadImages(path, channels, size); }
+        catch (Data.DataException e) { throw new UsageException($"{option} {e.Message}"); }
     }
 
     /// <summary>

@@ -67,12 +67,17 @@ function checkpointChanged(reset = true) {
   $('steps').max = m.timesteps;
   $('ema').disabled = !m.hasEma;
   $('class-row').hidden = !m.numClasses;
+  $('to-class-label').hidden = !m.numClasses;
+  if (drawing.size !== m.imageSize || drawing.channels !== m.channels) resetDrawing(m.imageSize, m.channels);
   if (!reset) return;
   $('steps').value = Math.min(m.timesteps, 100);
   $('ema').checked = m.hasEma;
   const cls = $('class');
   cls.replaceChildren(new Option('none (unconditional)', ''));
   for (let k = 0; k < m.numClasses; k++) cls.add(new Option(String(k), String(k)));
+  const to = $('to-class');
+  to.replaceChildren(new Option('the same', ''));
+  for (let k = 0; k < m.numClasses; k++) to.add(new Option(String(k), String(k)));
 }
 $('checkpoint').addEventListener('change', () => checkpointChanged(true));
 $('sampler').addEventListener('change', () => { $('eta-label').hidden = $('sampler').value !== 'ddim'; });
@@ -86,6 +91,25 @@ function setLive(phase, frames) {
   $('live').dataset.state = phase;
   if (frames !== undefined) $('live').dataset.frames = String(frames);
 }
+
+const mode = () => document.querySelector('input[name="mode"]:checked').value;
+
+// What each mode shows: the drawing for complete and clean up, the strength or RePaint's r and j, the interpolation's
+// other end.
+function modeChanged() {
+  const m = mode();
+  $('draw-panel').hidden = m !== 'inpaint' && m !== 'img2img';
+  $('edit-row').hidden = m !== 'inpaint' && m !== 'img2img';
+  $('strength-label').hidden = m !== 'img2img';
+  $('resample-label').hidden = $('jump-label').hidden = m !== 'inpaint';
+  $('interp-row').hidden = m !== 'interpolate';
+  $('count').closest('label').hidden = $('rows').closest('label').hidden = m === 'interpolate';
+  $('final-figure').classList.toggle('strip', m === 'interpolate');
+}
+for (const radio of document.querySelectorAll('input[name="mode"]')) radio.addEventListener('change', modeChanged);
+$('strength').addEventListener('input', () => {
+  $('strength-value').textContent = Number($('strength').value).toFixed(2);
+});
 
 function requestBody() {
   const body = {
@@ -103,8 +127,118 @@ function requestBody() {
     body.class = Number($('class').value);
     body.guidance = Number($('guidance').value);
   }
+  const m = mode();
+  if (m !== 'sample') body.mode = m;
+  if (m === 'inpaint') {
+    Object.assign(body, {
+      image: drawingPng(), mask: maskPng(), resample: Number($('resample').value), jump: Number($('jump').value),
+    });
+  } else if (m === 'img2img') {
+    Object.assign(body, { image: drawingPng(), strength: Number($('strength').value) });
+  } else if (m === 'interpolate') {
+    delete body.count;
+    body.frames = Number($('frames').value);
+    body.rows = body.frames;
+    body.toSeed = Number($('to-seed').value);
+    if (body.class !== undefined && $('to-class').value !== '') body.toClass = Number($('to-class').value);
+  }
   return body;
 }
+
+// ---------- drawing: the model's resolution, shown large ----------
+// pixels: the image (RGBA, opaque); drawn: pixels the brush or eraser touched; region: pixels marked to be completed.
+const drawing = { size: 0, channels: 1, pixels: null, drawn: null, region: null, tool: 'brush', last: null };
+
+function resetDrawing(size, channels) {
+  Object.assign(drawing, { size, channels, last: null });
+  drawing.pixels = new Uint8ClampedArray(size * size * 4);
+  for (let i = 3; i < drawing.pixels.length; i += 4) drawing.pixels[i] = 255;
+  drawing.drawn = new Uint8Array(size * size);
+  drawing.region = new Uint8Array(size * size);
+  for (const id of ['draw', 'overlay']) { $(id).width = size; $(id).height = size; }
+  $('brush-color').hidden = channels !== 3;
+  renderDrawing();
+  updateLinks();
+}
+
+function renderDrawing() {
+  const s = drawing.size;
+  $('draw').getContext('2d').putImageData(new ImageData(drawing.pixels, s, s), 0, 0);
+  const overlay = new ImageData(s, s);
+  drawing.region.forEach((r, i) => { if (r) overlay.data.set([255, 80, 80, 120], 4 * i); });
+  $('overlay').getContext('2d').putImageData(overlay, 0, 0);
+}
+
+// The drawing as PNG (what "complete" and "clean up" send), and the mask: white = keep. With a marked region the
+// region is completed and everything else kept; without one, what was drawn is kept and the rest completed.
+function drawingPng() { return png(drawing.pixels); }
+function maskPng() {
+  const keep = drawing.region.some(r => r) ? drawing.region.map(r => 1 - r) : drawing.drawn;
+  const rgba = new Uint8ClampedArray(keep.length * 4);
+  keep.forEach((k, i) => rgba.set([255 * k, 255 * k, 255 * k, 255], 4 * i));
+  return png(rgba);
+}
+function png(rgba) {
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = drawing.size;
+  canvas.getContext('2d').putImageData(new ImageData(rgba, drawing.size, drawing.size), 0, 0);
+  return canvas.toDataURL('image/png');
+}
+function updateLinks() {
+  $('drawing-link').href = drawingPng();
+  $('mask-link').href = maskPng();
+}
+
+// A round brush of radius r model pixels (0 = one pixel), stamped along the stroke every quarter pixel.
+function stamp(x, y) {
+  const s = drawing.size, r = Math.max(0, Number($('brush-size').value) || 0);
+  const cx = Math.floor(x), cy = Math.floor(y);
+  const hex = $('brush-color').value;
+  const colour = drawing.channels === 3 ? [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16)) : [255, 255, 255];
+  for (let dy = -r; dy <= r; dy++) {
+    for (let dx = -r; dx <= r; dx++) {
+      const px = cx + dx, py = cy + dy;
+      if (px < 0 || py < 0 || px >= s || py >= s || dx * dx + dy * dy > r * r + r) continue;
+      const i = py * s + px;
+      if (drawing.tool === 'region') { drawing.region[i] = 1; continue; }
+      drawing.pixels.set(drawing.tool === 'brush' ? colour : [0, 0, 0], 4 * i);
+      drawing.drawn[i] = 1;
+    }
+  }
+}
+function pointAt(event) {
+  const box = $('overlay').getBoundingClientRect();
+  return [(event.clientX - box.left) / box.width * drawing.size, (event.clientY - box.top) / box.height * drawing.size];
+}
+$('overlay').addEventListener('pointerdown', event => {
+  event.preventDefault();
+  $('overlay').setPointerCapture(event.pointerId);
+  drawing.last = pointAt(event);
+  stamp(...drawing.last);
+  renderDrawing();
+});
+$('overlay').addEventListener('pointermove', event => {
+  if (!drawing.last) return;
+  const [x0, y0] = drawing.last, [x1, y1] = pointAt(event);
+  const n = Math.max(1, Math.ceil(4 * Math.hypot(x1 - x0, y1 - y0)));
+  for (let k = 1; k <= n; k++) stamp(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n);
+  drawing.last = [x1, y1];
+  renderDrawing();
+});
+for (const end of ['pointerup', 'pointercancel']) {
+  $('overlay').addEventListener(end, () => {
+    if (!drawing.last) return;
+    drawing.last = null;
+    updateLinks();
+  });
+}
+for (const tool of document.querySelectorAll('.tool')) {
+  tool.addEventListener('click', () => {
+    drawing.tool = tool.dataset.tool;
+    for (const t of document.querySelectorAll('.tool')) t.classList.toggle('active', t === tool);
+  });
+}
+$('clear-drawing').addEventListener('click', () => resetDrawing(drawing.size, drawing.channels));
 
 $('generate-form').addEventListener('submit', async event => {
   event.preventDefault();
@@ -129,10 +263,11 @@ $('generate-form').addEventListener('submit', async event => {
       const retry = response.headers.get('Retry-After');
       throw new Error(await problem(response) + (retry ? ` (Retry-After: ${retry} s)` : ''));
     }
-    let steps = body.steps;
+    let steps = body.steps, count = body.count;
     for await (const { event: name, data } of events(response)) {
       if (name === 'start') {
         steps = data.steps;
+        count = data.count;
         $('progress').max = steps;
       } else if (name === 'frame') {
         frames++;
@@ -147,9 +282,10 @@ $('generate-form').addEventListener('submit', async event => {
         $('frame-xt').src = data.png;
         const link = $('download');
         link.href = data.png;
-        link.download = `ddpm-seed${body.seed}-${body.count}x${steps}.png`;
+        link.download = `ddpm-${mode()}-seed${body.seed}-${count}x${steps}.png`;
         link.hidden = false;
-        $('status').textContent = `done: ${body.count} images, ${data.steps} steps in ${data.seconds.toFixed(2)} s · frames ${frames}`;
+        $('status').textContent =
+          `done: ${count} images, ${data.steps} steps in ${data.seconds.toFixed(2)} s · frames ${frames}`;
         setLive('done', frames);
       } else if (name === 'error') {
         throw new Error(data.message);
@@ -329,4 +465,5 @@ function drawLoss() {
   $('loss-info').textContent = `${points.length} steps logged, last loss ${points[points.length - 1][1].toPrecision(4)} (log scale; line: smoothed)`;
 }
 
+modeChanged();
 init();

@@ -15,6 +15,8 @@ public sealed class SampleFolder
 {
     public const string GridFile = "samples.png";
     public const string AnimationFile = "reverse.png";
+    /// <summary>An interpolation's frames as an animated PNG, there and back.</summary>
+    public const string PathFile = "path.png";
     private const string IntermediatePrefix = "x_", PngExtension = ".png";
 
     private readonly int _perRow, _saveEvery, _frameEvery, _steps;
@@ -42,7 +44,7 @@ public sealed class SampleFolder
 
     /// <summary>Whether <paramref name="name"/> is one of the files a generation writes.</summary>
     public static bool IsSampleOutput(string name) =>
-        name is GridFile or AnimationFile
+        name is GridFile or AnimationFile or PathFile
         || name.Length == IntermediateFile(0).Length && name.StartsWith(IntermediatePrefix, StringComparison.Ordinal)
            && name.EndsWith(PngExtension, StringComparison.Ordinal) && name[2..6].All(char.IsAsciiDigit);
 
@@ -71,11 +73,21 @@ public sealed class SampleFolder
         }
     }
 
-    /// <summary>Writes the final grid of <paramref name="images"/> and the animation (when it has frames); returns the grid's path.</summary>
-    public string Finish(Tensor images)
+    /// <summary>
+    /// Writes the final grid of <paramref name="images"/> and the animation (when it has frames); with
+    /// <paramref name="path"/>, also the images in order, there and back, as <see cref="PathFile"/>. Returns the grid's path.
+    /// </summary>
+    public string Finish(Tensor images, bool path = false)
     {
         ImageGrid.SavePng(images, _perRow, GridPath);
         if (_frames.Count > 0) AtomicFile.WriteAllBytes(System.IO.Path.Combine(Path, AnimationFile), AnimatedPng.Assemble(_frames));
+        if (path)
+        {
+            int n = (int)images.shape[0];
+            var order = Enumerable.Range(0, n).Concat(Enumerable.Range(1, Math.Max(0, n - 2)).Reverse()); // loops without a jump
+            var frames = order.Select(k => ImageGrid.ToPng(images.narrow(0, k, 1), 1)).ToList();
+            AtomicFile.WriteAllBytes(System.IO.Path.Combine(Path, PathFile), AnimatedPng.Assemble(frames, frameMilliseconds: 150));
+        }
         return GridPath;
     }
 }

@@ -50,7 +50,7 @@ public sealed class SampleRun
         using var result = _ranks is null
             ? Generator.Generate(Request, observe, cancel)
             : ShardedGeneration.Generate(Generator, Request, _ranks, observe, cancel);
-        return new SampleRunResult(IsRoot ? Folder.Finish(result.Images) : null, result.Timings);
+        return new SampleRunResult(IsRoot ? Folder.Finish(result.Images, path: Request.Interpolation is not null) : null, result.Timings);
     }
 }
 

@@ -17,12 +17,22 @@ public sealed class DdimSampler : ISampler
     public IReadOnlyList<int> Timesteps { get; }
 
     public DdimSampler(NoiseSchedule schedule, int steps, double eta = 0.0, SpacingKind spacing = SpacingKind.Uniform, bool clipX0 = false)
+        : this(schedule, TimestepSpacing.Ascending(schedule, steps, spacing).Reverse().ToArray(), eta, clipX0)
+    {
+    }
+
+    /// <summary>
+    /// DDIM over explicit timesteps, which must strictly decrease and lie in 0..T−1: e.g. the tail of a grid, to start
+    /// from a partly noised image (image-to-image).
+    /// </summary>
+    public DdimSampler(NoiseSchedule schedule, IReadOnlyList<int> descending, double eta = 0.0, bool clipX0 = false)
     {
         if (!(eta >= 0 && eta <= 1)) throw new ArgumentOutOfRangeException(nameof(eta), $"η must lie in [0, 1], got {eta}");
+        TimestepSpacing.CheckDescending(schedule.T, descending);
         _schedule = schedule;
         _eta = eta;
         _clipX0 = clipX0;
-        Timesteps = TimestepSpacing.Ascending(schedule, steps, spacing).Reverse().ToArray();
+        Timesteps = descending.ToArray();
     }
 
     /// <summary>σ of the step from Timesteps[index] (0 when it is the last).</summary>

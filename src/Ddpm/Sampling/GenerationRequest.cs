@@ -4,8 +4,10 @@ namespace Ddpm.Sampling;
 
 /// <summary>
 /// What <see cref="ImageGenerator.Generate"/> makes: images <see cref="FirstIndex"/> … <see cref="FirstIndex"/> +
-/// <see cref="Count"/> − 1 of <see cref="Seed"/>'s sequence. Image i depends only on (seed, i, sampler, labels), so a
-/// request split into index ranges (e.g. one per process) gives exactly the images of the whole request.
+/// <see cref="Count"/> − 1 of <see cref="Seed"/>'s sequence, sampled from noise or, when one of
+/// <see cref="Inpainting"/>, <see cref="ImageToImage"/> or <see cref="Interpolation"/> is set, edited from inputs.
+/// Image i depends only on (seed, i, sampler, labels, inputs), so a request split into index ranges (e.g. one per
+/// process) gives exactly the images of the whole request.
 /// </summary>
 public sealed record GenerationRequest
 {
@@ -25,6 +27,26 @@ public sealed record GenerationRequest
     /// as many as fit in <see cref="ImageGenerator.DefaultMemoryBudget"/>.
     /// </summary>
     public int? MaxBatchSize { get; init; }
+
+    /// <summary>Complete known images where a mask says (RePaint); null for none.</summary>
+    public Inpainting? Inpainting { get; init; }
+    /// <summary>Start from noised inputs (SDEdit); null for none.</summary>
+    public ImageToImage? ImageToImage { get; init; }
+    /// <summary>Frames between two samples (spherical interpolation of their noise); null for none.</summary>
+    public Interpolation? Interpolation { get; init; }
+
+    /// <summary>
+    /// What the request makes: "sampling", "inpainting", "image-to-image" or "interpolation" ("several edits": an error
+    /// in Plan).
+    /// </summary>
+    public string Kind => (Inpainting, ImageToImage, Interpolation) switch
+    {
+        (null, null, null) => "sampling",
+        (not null, null, null) => "inpainting",
+        (null, not null, null) => "image-to-image",
+        (null, null, not null) => "interpolation",
+        _ => "several edits",
+    };
 
     /// <summary>Class i mod <paramref name="classes"/> for image i: with as many images per grid row as classes, one class per column.</summary>
     public static int[] CyclingClasses(int count, int classes) => Enumerable.Range(0, count).Select(i => i % Math.Max(1, classes)).ToArray();
@@ -48,7 +70,7 @@ public sealed record GenerationRequest
             foreach (var y in labels)
                 if (y < 0 || y >= model.NumClasses) throw new ArgumentException($"class {y}: the model was trained on classes 0..{model.NumClasses - 1}");
         }
-        else if (Guidance != 0)
+        else if (Guidance != 0 && Interpolation is not { FromClass: not null })
         {
             throw new ArgumentException("guidance needs class labels (a class per image)");
         }

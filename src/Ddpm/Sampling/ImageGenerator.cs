@@ -96,7 +96,8 @@ public sealed class ImageGenerator : IDisposable
     public string ForwardDescription => _forward.Description;
 
     /// <summary>
-    /// Checks <paramref name="request"/> against this model and says what it will do, before any work.
+    /// Checks <paramref name="request"/> against this model and says what it will do, before any work: its settings,
+    /// and an edit's inputs (shapes, value ranges, masks, strength, resampling, frames).
     /// </summary>
     /// <exception cref="ArgumentException">A setting that is out of range or does not fit the model (the message names it).</exception>
     /// <exception cref="InsufficientMemoryException">The images (kept until returned, and a grid of them) and one batch
@@ -104,12 +105,13 @@ public sealed class ImageGenerator : IDisposable
     public GenerationPlan Plan(GenerationRequest request)
     {
         request.Validate(Model.Options);
-        var timesteps = request.Sampler.Create(Diffusion.Schedule).Timesteps;
-        bool guided = request.Labels is not null && request.Guidance != 0;
+        var timesteps = EditChecks.Timesteps(request, Diffusion.Schedule, ImageShape, Model.IsConditional, CheckClass);
+        // Images per forward pass per image: the two classes an interpolation mixes, and the unconditional half of guidance.
+        int forwards = (request.Interpolation is { FromClass: { } a, ToClass: { } b } && a != b ? 2 : 1) + (request.Guidance != 0 ? 1 : 0);
         long? available = Device.type == DeviceType.CPU ? MemoryEstimate.AvailableCpuBytes() : null;
-        int batch = Math.Min(request.MaxBatchSize ?? BatchSizeWithin(request.Count, DefaultMemoryBudget(available), guided), request.Count);
+        int batch = Math.Min(request.MaxBatchSize ?? BatchSizeWithin(request.Count, DefaultMemoryBudget(available), forwards), request.Count);
         int batches = (request.Count + batch - 1) / batch;
-        var plan = new GenerationPlan(timesteps, batches, batch, EstimateMemory(request.Count, batch, guided));
+        var plan = new GenerationPlan(timesteps, batches, batch, EstimateMemory(request.Count, batch, forwards));
         EnsureFits(plan, request, available);
         return plan;
     }
@@ -133,34 +135,46 @@ public sealed class ImageGenerator : IDisposable
             $"but {Gib(free)} of memory is available; ask for fewer images{(request.MaxBatchSize is not null ? " or a smaller batch" : "")}");
     }
 
+    private void CheckClass(int y)
+    {
+        int classes = Model.Options.NumClasses;
+        if (y < 0 || y >= classes)
+            throw new ArgumentException($"class {y}: the model was trained on classes 0..{classes - 1}", "request");
+    }
+
     /// <summary>
     /// The largest batch (1 … <paramref name="count"/>) whose working set on the device (weights, activations and noise:
     /// <see cref="GenerationMemory.DeviceBytes"/>) stays within <paramref name="budgetBytes"/>; 1 when even that does not.
     /// </summary>
-    public int BatchSizeWithin(int count, long budgetBytes, bool guided = false)
+    /// <param name="forwards">Images per forward pass per image (2 guided, 3 mixing two classes guided).</param>
+    public int BatchSizeWithin(int count, long budgetBytes, int forwards = 1)
     {
-        var one = EstimateMemory(1, 1, guided);
+        var one = EstimateMemory(1, 1, forwards);
         long perImage = Math.Max(1, one.DeviceBytes - one.WeightBytes);
         long fits = (budgetBytes - one.WeightBytes) / perImage;
         return (int)Math.Clamp(fits, 1, Math.Max(1, count));
     }
 
-    private GenerationMemory EstimateMemory(int count, int batch, bool guided)
+    /// <param name="forwards">Images per forward pass per image (2 guided, 3 mixing two classes guided).</param>
+    private GenerationMemory EstimateMemory(int count, int batch, int forwards)
     {
         long pixels = ImageShape.Aggregate(1L, (a, b) => a * b);
         long weights = Model.ParameterCount() * (Precision == Precision.Bf16 ? 2 : 4);
         // Training's estimate counts the forward activations twice (kept for backward, and backward's working set).
         long perImage = MemoryEstimate.For(new DdpmConfig { Model = Model.Options }).ActivationBytesPerImage / 2;
-        long activations = perImage * batch * (guided ? 2 : 1);
+        long activations = perImage * batch * forwards;
         long noise = batch * pixels * 4L * (1 + ImageNoise.StepsPerDraw) * (Device.type == DeviceType.CPU ? 1 : 2);
         return new GenerationMemory(weights, activations, noise, count * pixels * 4L);
     }
 
     /// <summary>
-    /// Runs the request: for each batch a fresh sampler (<see cref="SamplerOptions.Create"/>; multistep solvers keep their
-    /// history in it), x_T and step noise from the batch's images' streams, the model's output as ε (guided when the
-    /// request has labels and a weight), and <see cref="SamplingLoop"/>. <paramref name="onStep"/> sees every step of every
-    /// batch in order; <paramref name="cancel"/> is checked before every step (OperationCanceledException within one step).
+    /// Runs the request: for each batch a fresh sampler (<see cref="SamplerOptions.Create(NoiseSchedule)"/>; multistep
+    /// solvers keep their history in it), x_T and step noise from the batch's images' streams, the model's output as ε
+    /// (guided when the request has labels and a weight), and <see cref="SamplingLoop"/>. An edit changes the start and
+    /// the sampler: inpainting wraps it in RePaint's replacement and resampling, image-to-image starts partway down its
+    /// grid from the noised input, interpolation draws every noise as a slerp of two images' noises.
+    /// <paramref name="onStep"/> sees every step of every batch in order; <paramref name="cancel"/> is checked before
+    /// every step (OperationCanceledException within one step).
     /// </summary>
     /// <exception cref="ArgumentException">As <see cref="Plan"/>.</exception>
     public GenerationResult Generate(GenerationRequest request, Action<GenerationStep>? onStep = null, CancellationToken cancel = default)
@@ -177,13 +191,11 @@ public sealed class ImageGenerator : IDisposable
                 using var scope = NewDisposeScope();
                 int start = b * plan.BatchSize, n = Math.Min(plan.BatchSize, request.Count - start);
                 long first = request.FirstIndex + start;
-                var sampler = request.Sampler.Create(Diffusion.Schedule);
-                using var noise = new ImageNoise(request.Seed, first, n, ImageShape, Device);
                 var predictor = PredictorFor(request, start, n);
-                var xT = noise.Initial();
+                using var setup = BatchSetup.Create(request, Diffusion, ImageShape, Device, start, n, predictor);
                 var since = clock.Elapsed;
                 int batch = b;
-                var x = SamplingLoop.Run(sampler, predictor, xT, noise.ForStep, s =>
+                var x = SamplingLoop.Run(setup.Sampler, setup.Predictor, setup.Start, setup.Noise, s =>
                 {
                     stepSeconds.Add((clock.Elapsed - since).TotalSeconds);
                     onStep?.Invoke(new GenerationStep(Diffusion, s, request.Sampler.ClipX0, new GenerationBatch(batch, plan.Batches, first, n), plan.Timesteps.Count));
@@ -202,9 +214,23 @@ public sealed class ImageGenerator : IDisposable
         }
     }
 
-    /// <summary>ε_θ for images [start, start + n) of the request: unconditional, or conditional on their labels with guidance.</summary>
+    /// <summary>
+    /// ε_θ for images [start, start + n) of the request: unconditional, conditional on their labels with guidance, or
+    /// for an interpolation between two classes the two classes' ε mixed by each frame's fraction.
+    /// </summary>
     private NoisePredictor PredictorFor(GenerationRequest request, int start, int n)
     {
+        if (request.Interpolation is { FromClass: { } a, ToClass: { } b } path)
+        {
+            var from = full(n, (long)a, dtype: int64, device: Device);
+            if (a == b)
+                return ClassifierFreeGuidance.Guided(_forward.Forward, Model.NullLabel, from, request.Guidance,
+                    Diffusion.EpsFromOutput);
+            var to = full(n, (long)b, dtype: int64, device: Device);
+            var fractions = Enumerable.Range(0, n).Select(j => path.Fraction(request.FirstIndex + start + j)).ToArray();
+            return ClassifierFreeGuidance.Mixed(_forward.Forward, Model.NullLabel, from, to, fractions,
+                request.Guidance, Diffusion.EpsFromOutput);
+        }
         if (request.Labels is null) return EpsPredictor;
         var labels = tensor(request.Labels.Skip(start).Take(n).Select(y => (long)y).ToArray(), dtype: int64).to(Device);
         return ClassifierFreeGuidance.Guided(_forward.Forward, Model.NullLabel, labels, request.Guidance, Diffusion.EpsFromOutput);

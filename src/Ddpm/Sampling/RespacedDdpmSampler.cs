@@ -18,11 +18,22 @@ public sealed class RespacedDdpmSampler : ISampler
 
     public RespacedDdpmSampler(NoiseSchedule schedule, int steps, SpacingKind spacing = SpacingKind.Uniform,
         VarianceKind variance = VarianceKind.BetaTilde, bool clipX0 = false)
+        : this(schedule, TimestepSpacing.Ascending(schedule, steps, spacing), variance, clipX0)
     {
-        var ascending = TimestepSpacing.Ascending(schedule, steps, spacing);
-        var betas = new double[ascending.Length];
+    }
+
+    /// <summary>
+    /// The respaced chain over explicit timesteps, which must strictly increase and lie in 0..T−1. A grid's lower part
+    /// (its tail in sampling order) gives the same betas as the whole grid there, since β'_i depends only on τ_i and
+    /// τ_{i−1}.
+    /// </summary>
+    public RespacedDdpmSampler(NoiseSchedule schedule, IReadOnlyList<int> ascending,
+        VarianceKind variance = VarianceKind.BetaTilde, bool clipX0 = false)
+    {
+        TimestepSpacing.CheckDescending(schedule.T, ascending.Reverse().ToArray());
+        var betas = new double[ascending.Count];
         double previous = 1.0;
-        for (int i = 0; i < ascending.Length; i++)
+        for (int i = 0; i < ascending.Count; i++)
         {
             double a = schedule.AlphasCumprod[ascending[i]];
             betas[i] = Math.Min(1 - a / previous, 0.999);

@@ -76,6 +76,41 @@ public sealed record SamplerOptions
     public static bool IsDataPredictionSolver(SamplerKind kind) =>
         kind is SamplerKind.DpmSolver2M or SamplerKind.DpmSolver2MSde or SamplerKind.UniPc;
 
+    /// <summary>
+    /// True for the samplers whose step depends only on the current x (DDPM, respaced DDPM, DDIM), so that RePaint's
+    /// resampling may go back up the grid and come down again. The multistep solvers (DPM-Solver++, UniPC) carry the
+    /// x̂_0 of the steps before, which a jump back in time would leave belonging to another path.
+    /// </summary>
+    public static bool IsSingleStep(SamplerKind kind) => kind is SamplerKind.Ddpm or SamplerKind.Ddim;
+
+    /// <summary>
+    /// The sampler for <paramref name="schedule"/> started at step <paramref name="startIndex"/> of its grid: the same
+    /// family over the grid's tail Timesteps[startIndex..] (image-to-image starts there from a partly noised input).
+    /// Index 0 is <see cref="Create(NoiseSchedule)"/> itself. Each family's tail is the whole run's lower part: DDPM's
+    /// and DDIM's steps depend only on the two timesteps they join, and the solvers start at first order as at any
+    /// start.
+    /// </summary>
+    public ISampler Create(NoiseSchedule schedule, int startIndex)
+    {
+        var full = Create(schedule);
+        if (startIndex == 0) return full;
+        if (startIndex < 0 || startIndex >= full.Timesteps.Count)
+            throw new ArgumentOutOfRangeException(nameof(startIndex),
+                $"the start must lie in 0..{full.Timesteps.Count - 1} (the grid's steps), got {startIndex}");
+        var tail = full.Timesteps.Skip(startIndex).ToArray();
+        var correction = new X0Correction { Clip = ClipX0, DynamicThreshold = DynamicThreshold };
+        return Kind switch
+        {
+            SamplerKind.Ddim => new DdimSampler(schedule, tail, Eta, ClipX0),
+            SamplerKind.Ddpm => new RespacedDdpmSampler(schedule, tail.Reverse().ToArray(), Variance, ClipX0),
+            SamplerKind.DpmSolver2M => new DpmSolverSampler(new SolverGrid(schedule, tail), correction: correction),
+            SamplerKind.DpmSolver2MSde =>
+                new DpmSolverSampler(new SolverGrid(schedule, tail), stochastic: true, correction: correction),
+            SamplerKind.UniPc => new UniPcSampler(new SolverGrid(schedule, tail), order: 2, correction: correction),
+            _ => throw new ArgumentOutOfRangeException(nameof(Kind)),
+        };
+    }
+
     /// <summary>Builds the sampler for <paramref name="schedule"/>; throws <see cref="ArgumentException"/> naming the bad setting.</summary>
     public ISampler Create(NoiseSchedule schedule)
     {

@@ -92,6 +92,21 @@ public static class TimestepSpacing
         return lo + (lambdas[lo] - lambda) / (lambdas[lo] - lambdas[hi]);
     }
 
+    /// <summary>Throws unless <paramref name="descending"/> is non-empty, strictly decreasing, within 0..T−1.</summary>
+    public static void CheckDescending(int numTimesteps, IReadOnlyList<int> descending)
+    {
+        if (descending.Count == 0)
+            throw new ArgumentException("a sampler needs at least one timestep", nameof(descending));
+        for (int i = 0; i < descending.Count; i++)
+        {
+            if (descending[i] < 0 || descending[i] >= numTimesteps)
+                throw new ArgumentOutOfRangeException(nameof(descending),
+                    $"timestep {descending[i]} is outside 0..{numTimesteps - 1}");
+            if (i > 0 && descending[i] >= descending[i - 1])
+                throw new ArgumentException("sampler timesteps must strictly decrease", nameof(descending));
+        }
+    }
+
     private static void CheckSteps(int numTimesteps, int steps)
     {
         if (steps < 1 || steps > numTimesteps)
