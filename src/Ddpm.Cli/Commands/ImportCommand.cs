@@ -34,8 +34,9 @@ internal static class ImportCommand
         PathCheck.EnsureWritableFile(outPath, "--out");
         if (StateDictIo.Detect(weightsPath) == WeightFormat.Checkpoint)
             throw new UsageException($"'{weightsPath}' is already a ddpm checkpoint; nothing to import");
-        using var loaded = WeightOptions.Load(weightsPath, configPath, strict, allowNonFinite);
-        Training.Checkpoint.Save(outPath, loaded.Model, loaded.Config, epoch: 0, step: 0);
+        var (missing, nonFinite) = ModelFile.Import(weightsPath, DdpmConfig.Load(configPath), outPath, strict, allowNonFinite);
+        WeightOptions.WarnMissing(missing);
+        WeightOptions.WarnNonFinite(weightsPath, nonFinite);
         Console.Error.WriteLine($"imported {weightsPath} with the architecture of {configPath}");
         Console.WriteLine(outPath);
         return CliApp.Ok;

@@ -21,20 +21,6 @@ internal static class WeightOptions
         Description = "load weights holding NaN or infinite values (with a warning) instead of refusing them",
     };
 
-    /// <summary>
-    /// Loads any weight file; raw weights need <paramref name="configPath"/> (a usage error otherwise). NaN or infinite
-    /// weights are refused unless <paramref name="allowNonFinite"/> (then warned about); <paramref name="checkFinite"/> false
-    /// leaves that check to the caller (e.g. when other weights, an EMA, will replace these).
-    /// </summary>
-    public static LoadedModel Load(string path, string? configPath, bool strict, bool allowNonFinite = false, bool checkFinite = true)
-    {
-        var loaded = ModelFile.Load(path, ConfigFor(path, configPath), strict, allowNonFinite || !checkFinite);
-        if (!checkFinite) loaded = loaded with { NonFiniteTensors = [] };
-        WarnMissing(loaded.MissingKeys);
-        WarnNonFinite(path, loaded.NonFiniteTensors);
-        return loaded;
-    }
-
     /// <summary>The loud warning for weights loaded with --allow-nonfinite that hold NaN or ±∞.</summary>
     public static void WarnNonFinite(string path, IReadOnlyList<string> tensors)
     {

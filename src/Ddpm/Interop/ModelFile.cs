@@ -91,16 +91,17 @@ public static class ModelFile
     }
 
     /// <summary>Converts raw weights (<c>.pth</c> or <c>.safetensors</c>) plus a config into a ddpm checkpoint (step 0).</summary>
-    /// <returns>The keys left at their initial values (only with <c>strict: false</c>).</returns>
-    public static IReadOnlyList<string> Import(string weightsPath, DdpmConfig config, string checkpointPath, bool strict = true,
-        bool allowNonFinite = false)
+    /// <returns>The keys left at their initial values (only with <c>strict: false</c>) and the tensors holding NaN or ±∞
+    /// (only with <paramref name="allowNonFinite"/>).</returns>
+    public static (IReadOnlyList<string> MissingKeys, IReadOnlyList<string> NonFiniteTensors) Import(string weightsPath, DdpmConfig config,
+        string checkpointPath, bool strict = true, bool allowNonFinite = false)
     {
         TorchSharpPatch.EnsureApplied();
         using var loaded = Load(weightsPath, config, strict, allowNonFinite);
         if (loaded.Format == WeightFormat.Checkpoint)
             throw new WeightsException(weightsPath, "is already a ddpm checkpoint; nothing to import");
         Checkpoint.Save(checkpointPath, loaded.Model, config, epoch: 0, step: 0);
-        return loaded.MissingKeys;
+        return (loaded.MissingKeys, loaded.NonFiniteTensors);
     }
 
     /// <summary>
