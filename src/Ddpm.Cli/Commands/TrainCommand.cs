@@ -41,7 +41,7 @@ internal static class TrainCommand
             var configPath = p.GetValue(config);
             if (configPath is null && !isResume)
                 throw new UsageException("--config is required (only --resume may leave it out: the checkpoint holds the config)");
-            var o = new Overrides(p.GetValue(epochs), p.GetValue(maxSteps), p.GetValue(batch), p.GetValue(lr), p.GetValue(seed));
+            var o = new TrainOverrides(p.GetValue(epochs), p.GetValue(maxSteps), p.GetValue(batch), p.GetValue(lr), p.GetValue(seed));
             var given = configPath is null ? null : o.Apply(DdpmConfig.Load(configPath));
             var outDir = p.GetValue(output) ?? (given is not null ? Path.Combine("runs", given.Train.TaskName)
                 : throw new UsageException("--resume without --config needs --out (the run folder)"));
@@ -52,21 +52,8 @@ internal static class TrainCommand
         return cmd;
     }
 
-    /// <summary>The command-line overrides of the config's train_params.</summary>
-    internal sealed record Overrides(int? Epochs, long? MaxSteps, int? BatchSize, double? Lr, long? Seed)
-    {
-        public DdpmConfig Apply(DdpmConfig c) => (c with
-        {
-            Train = c.Train with
-            {
-                NumEpochs = Epochs ?? c.Train.NumEpochs, MaxSteps = MaxSteps ?? c.Train.MaxSteps, BatchSize = BatchSize ?? c.Train.BatchSize,
-                Lr = Lr ?? c.Train.Lr, Seed = Seed ?? c.Train.Seed,
-            },
-        }).Validate();
-    }
-
     /// <summary>The command that continues this run exactly: the same config file and every override given.</summary>
-    private static string ResumeCommand(string? configPath, string outDir, Overrides o, string? device)
+    private static string ResumeCommand(string? configPath, string outDir, TrainOverrides o, string? device)
     {
         var parts = new List<string> { "ddpm", "train" };
         if (configPath is not null) parts.AddRange(["--config", Quote(configPath)]);
