@@ -47,6 +47,7 @@ public static class ClassifierTraining
                 lossSum += loss.item<float>();
                 correct += logits.argmax(1).eq(y).sum().item<long>();
                 steps++;
+                NativeGarbage.CollectIfDue();
             }
             log?.Invoke(FormattableString.Invariant(
                 $"classifier epoch {epoch}/{options.Epochs}: loss {lossSum / steps:F4}, train accuracy {100.0 * correct / n:F2}%, {clock.Elapsed.TotalSeconds:F0} s"));
@@ -71,6 +72,7 @@ public static class ClassifierTraining
             var idx = arange(start, Math.Min(start + batchSize, data.Count), dtype: int64);
             var pred = model.forward(data.Batch(idx, device)).argmax(1).cpu();
             correct += pred.eq(data.Labels.index_select(0, idx)).sum().item<long>();
+            NativeGarbage.CollectIfDue();
         }
         return (double)correct / data.Count;
     }

@@ -84,6 +84,7 @@ public sealed class MnistClassifier : nn.Module<Tensor, Tensor>
                 var p = nn.functional.softmax(Logits(f).to(float64), 1);
                 features.Add(f.to(float64).cpu().MoveToOuterDisposeScope());
                 probs.Add(p.cpu().MoveToOuterDisposeScope());
+                NativeGarbage.CollectIfDue();
             }
             return new ClassifierOutputs(cat(features, 0), cat(probs, 0));
         }

@@ -102,6 +102,7 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
                 klSum.add_(kl);
                 termSums[t] = kl.sum().item<double>();
                 progress?.Invoke(evals += n);
+                NativeGarbage.CollectIfDue();
             }
             acc.Add(x0, prior, klSum, decoder, termSums, new double[n]);
             first += n;
@@ -147,6 +148,7 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
                 var v = kl.cpu().data<double>().ToArray();
                 for (int i = 0; i < n; i++) values[i, j] = v[i];
                 progress?.Invoke(evals += n);
+                NativeGarbage.CollectIfDue();
             }
             klSum.mul_((double)m / k);
             var variances = new double[n];

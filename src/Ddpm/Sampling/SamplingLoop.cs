@@ -39,6 +39,7 @@ public static class SamplingLoop
                 next.MoveToOuterDisposeScope();
                 x.Dispose();
                 x = next;
+                NativeGarbage.CollectIfDue();
             }
             return x;
         }

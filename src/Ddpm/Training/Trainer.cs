@@ -299,6 +299,7 @@ public sealed class Trainer : IDisposable
             }
         }
         Step++;
+        NativeGarbage.CollectIfDue();
         if (_pending.Count >= SyncEvery) Synchronize();
         if (_parallel is not null && Step % _parallel.CheckEvery == 0) _parallel.CheckWeights(_adam.Weights, Step);
     }
