@@ -17,7 +17,7 @@ internal static class KeepAlivePatch
     public const string MarkerKey = "Ddpm.HandleKeepAlive";
 
     /// <summary>Changes whenever the patch's output changes; Ddpm's runtime check expects this value.</summary>
-    public const string Version = "1";
+    public const string Version = "2";
 
     /// <summary>
     /// Objects kept per thread: more than the handles one native call reads (torch.cat reads one per tensor), small
@@ -139,7 +139,10 @@ internal static class KeepAlivePatch
     ///     [ThreadStatic] static object[] ring; [ThreadStatic] static int next;
     ///     internal static void Keep(object value)
     ///     { var r = ring ??= new object[RingSize]; r[next] = value; next = (next + 1) &amp; (RingSize - 1); }
+    ///     internal static void Release() { var r = ring; if (r != null) Array.Clear(r, 0, r.Length); }
     /// }
+    /// Release is for a caller that knows none of its thread's native calls is in flight (between two steps of a
+    /// loop): what the ring held would otherwise survive the next collections and be promoted with its native memory.
     /// </summary>
     private static MethodDefinition AddHelper(ModuleDefinition module)
     {
@@ -190,6 +193,32 @@ internal static class KeepAlivePatch
         il.Emit(OpCodes.Ret);
         keep.Body.OptimizeMacros();
         helper.Methods.Add(keep);
+
+        var release = new MethodDefinition("Release", MethodAttributes.Assembly | MethodAttributes.Static | MethodAttributes.HideBySig,
+            module.TypeSystem.Void);
+        var clear = new MethodReference("Clear", module.TypeSystem.Void,
+            new TypeReference("System", "Array", module, module.TypeSystem.CoreLibrary));
+        clear.Parameters.Add(new ParameterDefinition(new TypeReference("System", "Array", module, module.TypeSystem.CoreLibrary)));
+        clear.Parameters.Add(new ParameterDefinition(module.TypeSystem.Int32));
+        clear.Parameters.Add(new ParameterDefinition(module.TypeSystem.Int32));
+        var held = new VariableDefinition(new ArrayType(objectType));
+        release.Body.Variables.Add(held);
+        release.Body.InitLocals = true;
+        il = release.Body.GetILProcessor();
+        var done = il.Create(OpCodes.Ret);
+        il.Emit(OpCodes.Ldsfld, ring);
+        il.Emit(OpCodes.Stloc, held);
+        il.Emit(OpCodes.Ldloc, held);
+        il.Emit(OpCodes.Brfalse_S, done);
+        il.Emit(OpCodes.Ldloc, held);    // Array.Clear(r, 0, r.Length)
+        il.Emit(OpCodes.Ldc_I4_0);
+        il.Emit(OpCodes.Ldloc, held);
+        il.Emit(OpCodes.Ldlen);
+        il.Emit(OpCodes.Conv_I4);
+        il.Emit(OpCodes.Call, clear);
+        il.Append(done);
+        release.Body.OptimizeMacros();
+        helper.Methods.Add(release);
         return keep;
     }
 

@@ -22,7 +22,8 @@ namespace Ddpm.KillTarget;
 /// start: every result must match bit for bit. On a TorchSharp.dll without the keep-alive patch a collection during a
 /// native call lets the finalizer free a Scalar (or a wrapper) libtorch is reading: the process aborts, an operation
 /// throws ("Scalar toFloat", "Unknown scalar type"), or a result differs.
-/// <para>Prints one line per operation, <c>op NAME runs wrong</c>, then <c>total RUNS WRONG COLLECTIONS SECONDS</c>.
+/// <para>Prints <c>alone NAME SECONDS</c> per operation (its second run alone), then after the race one line per
+/// operation, <c>op NAME runs wrong</c>, and <c>total RUNS WRONG COLLECTIONS SECONDS</c>.
 /// Exit code 0 when every result matched; 3 after the first wrong result, 4 after the first exception (each printed
 /// as <c>wrong NAME</c> / <c>error NAME: message</c>; the run stops there).</para>
 /// </summary>

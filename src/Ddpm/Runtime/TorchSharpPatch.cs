@@ -15,7 +15,7 @@ public static class TorchSharpPatch
     public const string MarkerKey = "Ddpm.HandleKeepAlive";
 
     /// <summary>The patch version this Ddpm expects (build/TorchSharpKeepAlive's KeepAlivePatch.Version).</summary>
-    public const string Version = "1";
+    public const string Version = "2";
 
     /// <summary>
     /// <c>DDPM_ALLOW_UNPATCHED_TORCHSHARP=1</c> lets the library run on a stock TorchSharp.dll. It exists only for the
@@ -25,6 +25,7 @@ public static class TorchSharpPatch
     public const string AllowUnpatchedVariable = "DDPM_ALLOW_UNPATCHED_TORCHSHARP";
 
     private static readonly Lazy<string?> Problem = new(FindProblem);
+    private static readonly Lazy<Action> ReleaseKept = new(FindRelease);
 
     /// <summary>Null when the loaded TorchSharp.dll carries the patch, else what is wrong (one line).</summary>
     public static string? ProblemWithLoadedAssembly => Problem.Value;
@@ -40,6 +41,22 @@ public static class TorchSharpPatch
     public static void EnsureApplied()
     {
         if (Problem.Value is { } problem && !AllowedUnpatched) throw new InvalidOperationException(problem);
+    }
+
+    /// <summary>
+    /// Lets go of the wrappers this thread's handle reads kept (the patch's <c>HandleKeepAlive.Release</c>; nothing on
+    /// an unpatched TorchSharp.dll). Only where none of this thread's native calls is in flight, e.g. between two steps
+    /// of a loop: kept wrappers survive collections, and undisposed tensors among them would keep their native memory
+    /// into older generations.
+    /// </summary>
+    public static void ReleaseThisThreadsKept() => ReleaseKept.Value();
+
+    private static Action FindRelease()
+    {
+        if (Problem.Value is not null) return () => { };
+        var release = typeof(TorchSharp.Scalar).Assembly.GetType("TorchSharp.HandleKeepAlive")
+            ?.GetMethod("Release", BindingFlags.Static | BindingFlags.NonPublic, Type.EmptyTypes);
+        return release is null ? () => { } : release.CreateDelegate<Action>();
     }
 
     private static bool AllowedUnpatched => Environment.GetEnvironmentVariable(AllowUnpatchedVariable) == "1";

@@ -10,8 +10,8 @@ namespace Ddpm.Tests.Runtime;
 /// <summary>
 /// The keep-alive patch of TorchSharp.dll (build/TorchSharpKeepAlive, docs/thread-safety.md): this test host runs on
 /// the patched copy; a wrapper whose handle was read stays reachable for exactly the ring's 1,024 further reads on
-/// its thread, then is released; the tool's output is deterministic, idempotent, keeps the assembly's identity, and
-/// is the very file the build put beside the tests.
+/// its thread, then is released (at once when the thread's ring is released); the tool's output is deterministic,
+/// idempotent, keeps the assembly's identity, and is the very file the build put beside the tests.
 /// </summary>
 public sealed class TorchSharpPatchTests : IDisposable
 {
@@ -71,6 +71,15 @@ public sealed class TorchSharpPatchTests : IDisposable
         Assert.True(SurvivesCollections(weak), "another thread's reads released this thread's Scalar");
         ScalarHandle.Invoke(other, null);
         Assert.False(SurvivesCollections(weak), $"the Scalar is still kept after {RingSize} more reads: the ring leaks");
+    }
+
+    [Fact]
+    public void Releasing_this_threads_ring_lets_a_kept_Scalar_go_at_once()
+    {
+        var weak = ReadHandleAndDrop();
+        Assert.True(SurvivesCollections(weak), "the Scalar was collected right after its handle was read");
+        TorchSharpPatch.ReleaseThisThreadsKept();
+        Assert.False(SurvivesCollections(weak), "the Scalar is still kept after its thread's ring was released");
     }
 
     private (int Code, string Output) RunTool(params string[] args)
