@@ -24,6 +24,7 @@ public sealed class StockKillTarget : IDisposable
 /// TorchSharp.dll every result matches; on the NuGet package's the same child fails. About 45 s on the 2-core
 /// development machine (20 s of racing and 10 s of the control's protected twin); DDPM_LONG_TESTS=1 races 120 s.
 /// </summary>
+[Trait(TestCategory.Name, TestCategory.Process)]
 public sealed class TorchSharpRaceTests(StockKillTarget stock, ITestOutputHelper output)
     : IClassFixture<StockKillTarget>
 {

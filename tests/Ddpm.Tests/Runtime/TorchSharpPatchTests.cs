@@ -88,12 +88,13 @@ public sealed class TorchSharpPatchTests : IDisposable
         info.ArgumentList.Add(Tool);
         foreach (var a in args) info.ArgumentList.Add(a);
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        using var tool = new ChildProcess.Running(Process.Start(info)!);
+        using var tool = new ChildProcess.Running(ChildProcess.Launch(info));
         int code = tool.WaitForExit(TimeSpan.FromSeconds(120));
         return (code, tool.Stdout + tool.Stderr);
     }
 
     [Fact]
+    [Trait(TestCategory.Name, TestCategory.Process)]
     public void The_tool_is_deterministic_idempotent_and_wrote_the_copy_beside_the_tests()
     {
         string first = Path.Combine(_dir, "1", "TorchSharp.dll"), second = Path.Combine(_dir, "2", "TorchSharp.dll");
