@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Packs the library into artifacts/ and builds and runs examples/Quickstart against that package (not the project):
-# proves the package restores, carries its native patch (buildTransitive/Ddpm.targets), trains and samples. Then
-# exports Quickstart's model to ONNX with the CLI and runs examples/OnnxQuickstart on it against the Ddpm.Onnx package,
-# with no libtorch in that app.
+# proves the package restores, carries its native patches (buildTransitive/Ddpm.targets), samples the shipped model,
+# trains and samples. Then exports the shipped model to ONNX with the CLI and runs examples/OnnxQuickstart on it against
+# the Ddpm.Onnx package, with no libtorch in that app.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/quickstart}"
@@ -14,8 +14,9 @@ rm -rf examples/.packages/ddpm examples/.packages/ddpm.onnx
 dotnet build examples/Quickstart -c Release --nologo -v quiet
 dotnet examples/Quickstart/bin/Release/net10.0/Quickstart.dll "$out"
 test -s "$out/samples.png"
+test -s "$out/digits.png"
 dotnet build src/Ddpm.Cli -c Release --nologo -v quiet
-dotnet src/Ddpm.Cli/bin/Release/net10.0/Ddpm.Cli.dll export --checkpoint "$out/model.ckpt" --to "$out/model.onnx"
+dotnet src/Ddpm.Cli/bin/Release/net10.0/Ddpm.Cli.dll export --checkpoint models/mnist-quick.ckpt --to "$out/model.onnx"
 dotnet build examples/OnnxQuickstart -c Release --nologo -v quiet
 ort_app=examples/OnnxQuickstart/bin/Release/net10.0
 if find "$ort_app" -name 'libtorch*' -o -name 'TorchSharp*' | grep -q .; then

@@ -119,6 +119,7 @@ public static class CliApp
             PathTooLongException => (Failure, $"path too long: {e.Message}"),
             IOException => (Failure, e.Message),
             InsufficientMemoryException => (Failure, e.Message), // refused before allocating, with the estimate
+            TorchSharpNotPatchedException => (Failure, e.Message),
             OutOfMemoryException or InsufficientExecutionStackException => (Failure, $"out of memory: {e.Message}"),
             System.Runtime.InteropServices.ExternalException when Trainer.IsOutOfMemory(e) => (Failure, $"out of memory: {e.Message}"),
             _ => (Failure, $"unexpected failure ({e.GetType().Name}): {e.Message}" +
