@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Serialization;
 using Ddpm.Configuration;
+using Ddpm.IO;
 using Ddpm.Runs;
 using Ddpm.Training;
 
@@ -96,6 +97,7 @@ public sealed class RunsCatalog(RunsFolder folder)
             .SelectMany(n => new[] { Path.Combine(dir, n), Path.Combine(dir, RunFolder.SamplesFolder, n) })
             .Select(p => Folder.Contain(p))
             .OfType<string>()
+            .Where(RegularFile.Is) // a FIFO or device would hang whoever reads it
             .Select(p => new FileInfo(p))
             .OrderByDescending(f => f.LastWriteTimeUtc)
             .FirstOrDefault();
@@ -110,10 +112,10 @@ public sealed class RunsCatalog(RunsFolder folder)
         {
             try
             {
-                var manifest = Checkpoint.ReadManifest(realPath);
-                var config = DdpmConfig.Parse(manifest.ConfigYaml);
+                using var checkpoint = CheckpointReader.Open(realPath); // one open for the manifest, the config and the EMA flag
+                var (manifest, config) = (checkpoint.Manifest, checkpoint.Config);
                 var model = new ModelSummary(config.Diffusion.NumTimesteps, config.Model.ImSize, config.Model.ImChannels, config.Model.NumClasses,
-                    config.Train.LabelDropout, Checkpoint.HasEma(realPath), config.Train.NumSamples, config.Train.NumGridRows);
+                    config.Train.LabelDropout, checkpoint.HasEma, config.Train.NumSamples, config.Train.NumGridRows);
                 return new CheckpointInfo(IdOf(Folder.Relative(listedPath)), Path.GetFileName(listedPath), runName, manifest.Step, manifest.Epoch,
                     file.LastWriteTimeUtc, model)
                 { FullPath = realPath, Config = config };

@@ -62,14 +62,11 @@ public sealed class ImageGenerator : IDisposable
     public static ImageGenerator Load(string path, Device? device = null, Precision precision = Precision.Fp32, bool useEma = true,
         DdpmConfig? config = null, bool strict = true, bool allowNonFinite = false)
     {
-        var loaded = ModelFile.Load(path, config, strict, allowNonFinite: true);
+        // One open of the file for everything; the weights that will sample (the EMA's when used) are the ones checked.
+        var loaded = ModelFile.Load(path, config, strict, allowNonFinite, useEma);
         try
         {
-            bool ema = useEma && loaded.Format == WeightFormat.Checkpoint && Checkpoint.HasEma(path);
-            if (ema) Checkpoint.LoadEmaInto(path, loaded.Model);
-            // The weights that will sample (the EMA's when used) are the ones checked.
-            loaded = loaded with { NonFiniteTensors = ModelFile.CheckFinite(loaded.Model, path, allowNonFinite) };
-            return new ImageGenerator(loaded, ema, device, precision);
+            return new ImageGenerator(loaded, loaded.UsesEma, device, precision);
         }
         catch
         {
