@@ -15,12 +15,14 @@ namespace Ddpm.Sampling;
 /// Generates images from a trained U-Net (diffusers' pipeline seam): the network's output (ε, x_0 or v) turned into ε,
 /// classifier-free guidance, x_T and step noise per image (<see cref="ImageNoise"/>), large requests in batches with a
 /// fresh sampler each, a per-step callback and cancellation. Every generation path (CLI sample, eval, bench, the
-/// examples) goes through <see cref="Generate"/>. One generation at a time per instance.
+/// examples) goes through <see cref="Generate"/>. One generation at a time per instance; <see cref="Dispose"/> from another
+/// thread waits for it to end, and calls after it throw <see cref="ObjectDisposedException"/>.
 /// </summary>
 public sealed class ImageGenerator : IDisposable
 {
     private readonly LoadedModel? _owned;
     private readonly GraphedForward _forward;
+    private readonly UseGuard _uses = new();
 
     /// <summary>
     /// Wraps a model in memory (not owned: the caller disposes it). The model is moved to <paramref name="device"/>
@@ -37,7 +39,11 @@ public sealed class ImageGenerator : IDisposable
         model.to(Device).eval();
         if (precision == Precision.Bf16) model.to(ScalarType.BFloat16);
         _forward = GraphedForward.Create(model);
-        EpsPredictor = diffusion.AsEpsPredictor((x, t) => _forward.Forward(x, t));
+        EpsPredictor = diffusion.AsEpsPredictor((x, t) =>
+        {
+            using var use = _uses.Enter(this);
+            return _forward.Forward(x, t);
+        });
     }
 
     /// <summary>The same with the diffusion process of <paramref name="config"/>'s <c>diffusion_params</c>.</summary>
@@ -98,6 +104,7 @@ public sealed class ImageGenerator : IDisposable
     /// exceed the memory available on the CPU.</exception>
     public GenerationPlan Plan(GenerationRequest request)
     {
+        using var use = _uses.Enter(this);
         request.Validate(Model.Options);
         var timesteps = request.Sampler.Create(Diffusion.Schedule).Timesteps;
         bool guided = request.Labels is not null && request.Guidance != 0;
@@ -160,6 +167,7 @@ public sealed class ImageGenerator : IDisposable
     /// <exception cref="ArgumentException">As <see cref="Plan"/>.</exception>
     public GenerationResult Generate(GenerationRequest request, Action<GenerationStep>? onStep = null, CancellationToken cancel = default)
     {
+        using var use = _uses.Enter(this);
         var plan = Plan(request);
         using var hold = FinalizerHold.Enter();
         var clock = Stopwatch.StartNew();
@@ -205,9 +213,13 @@ public sealed class ImageGenerator : IDisposable
         return ClassifierFreeGuidance.Guided(_forward.Forward, Model.NullLabel, labels, request.Guidance, Diffusion.EpsFromOutput);
     }
 
-    /// <summary>Disposes the CUDA graphs, and the model when <see cref="Load"/> created it.</summary>
+    /// <summary>
+    /// Disposes the CUDA graphs, and the model when <see cref="Load"/> created it, once the generation running on another
+    /// thread (if any) has ended.
+    /// </summary>
     public void Dispose()
     {
+        if (!_uses.Close()) return;
         _forward.Dispose();
         _owned?.Dispose();
     }
