@@ -21,6 +21,12 @@ public static class CliApp
 {
     public const int Ok = 0, Failure = 1, Usage = 2;
 
+    /// <summary>
+    /// The open-file limit below which ddpm refuses to start: each loaded assembly holds descriptors (train peaks near
+    /// 100), and one that cannot be loaded midway is a crash, not an error line.
+    /// </summary>
+    public const int MinimumDescriptors = 256;
+
     /// <summary>Print stack traces with errors (any command); also <c>DDPM_DEBUG=1</c>.</summary>
     private static readonly Option<bool> Verbose = new("--verbose")
     {

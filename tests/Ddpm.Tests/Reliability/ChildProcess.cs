@@ -54,6 +54,22 @@ internal static class ChildProcess
     }
 
     /// <summary>
+    /// <see cref="Start(string, string[])"/> under an open-file limit of <paramref name="openFiles"/> (bash's <c>ulimit -n</c>
+    /// sets the soft and the hard limit, as an administrator's would).
+    /// </summary>
+    public static Running StartLimited(int openFiles, string dll, params string[] args)
+    {
+        var info = new ProcessStartInfo("bash")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
+        };
+        foreach (var a in new[] { "-c", $"ulimit -n {openFiles} && exec dotnet \"$0\" \"$@\"", dll }.Concat(args)) info.ArgumentList.Add(a);
+        info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        info.Environment[Ddpm.Runtime.ParentWatch.Variable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return new Running(Launch(info));
+    }
+
+    /// <summary>
     /// Starts a process: the one place the tests do (the fast subset refuses, naming the trait a test that starts processes
     /// needs, <see cref="TestCategory.Process"/>).
     /// </summary>
