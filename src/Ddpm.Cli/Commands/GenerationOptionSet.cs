@@ -97,6 +97,7 @@ internal sealed class GenerationOptionSet
     /// </summary>
     public int Run(ParseResult p, SampleRun run, string what)
     {
+        using var claim = run; // the folder is given up however this ends
         if (run.IsRoot && run.Prepare() is { Count: > 0 } earlier)
             Console.Error.WriteLine($"note: removed {earlier.Count} file(s) of an earlier sample from '{run.Folder.Path}': " +
                 string.Join(", ", earlier.Take(5)) + (earlier.Count > 5 ? ", …" : ""));
@@ -121,9 +122,8 @@ internal sealed class GenerationOptionSet
         {
             if (!run.IsRoot) return exitCode;
             progress.Finish();
-            int grids = run.Folder.IntermediateGrids;
-            Console.Error.WriteLine($"error: sampling interrupted after step {lastStep} of {run.Plan.TotalSteps}: no {SampleFolder.GridFile} was written; " +
-                (grids > 0 ? $"'{run.Folder.Path}' holds only this run's {grids} intermediate grid(s) x_*.png" : $"'{run.Folder.Path}' holds nothing of this run"));
+            Console.Error.WriteLine($"error: sampling interrupted after step {lastStep} of {run.Plan.TotalSteps}: no {SampleFolder.GridFile} " +
+                $"was written; {run.Folder.Holdings}");
             return exitCode;
         }
         if (!run.IsRoot) return CliApp.Ok;

@@ -6,9 +6,10 @@ namespace Ddpm.Runs;
 /// <summary>
 /// One generation written to a <see cref="SampleFolder"/> (<c>ddpm sample</c> and the editing commands): planned and checked
 /// before any work, split over the ranks of a job by image index when there is one (<see cref="ShardedGeneration"/>),
-/// with rank 0 alone preparing the folder, observing the steps and writing the grid and the animation.
+/// with rank 0 alone preparing (claiming) the folder, observing the steps and writing the grid and the animation. The
+/// folder is given up when <see cref="Run"/> ends, or on <see cref="Dispose"/>.
 /// </summary>
-public sealed class SampleRun
+public sealed class SampleRun : IDisposable
 {
     private readonly ICommunicator? _ranks;
 
@@ -32,7 +33,8 @@ public sealed class SampleRun
     /// <summary>The ranks the images are split over (1 without a job).</summary>
     public int Processes => _ranks?.Size ?? 1;
 
-    /// <summary>Creates the folder and removes an earlier generation's files (rank 0 only); returns their names.</summary>
+    /// <summary>Creates and claims the folder and removes an earlier generation's files (rank 0 only); returns their names.</summary>
+    /// <exception cref="RunLockedException">Another generation, still running, writes into the folder.</exception>
     public IReadOnlyList<string> Prepare() => IsRoot ? Folder.Prepare() : [];
 
     /// <summary>
@@ -47,11 +49,21 @@ public sealed class SampleRun
             Folder.Observe(s);
             onStep?.Invoke(s);
         } : null;
-        using var result = _ranks is null
-            ? Generator.Generate(Request, observe, cancel)
-            : ShardedGeneration.Generate(Generator, Request, _ranks, observe, cancel);
-        return new SampleRunResult(IsRoot ? Folder.Finish(result.Images) : null, result.Timings);
+        try
+        {
+            using var result = _ranks is null
+                ? Generator.Generate(Request, observe, cancel)
+                : ShardedGeneration.Generate(Generator, Request, _ranks, observe, cancel);
+            return new SampleRunResult(IsRoot ? Folder.Finish(result.Images) : null, result.Timings);
+        }
+        finally
+        {
+            Folder.Release();
+        }
     }
+
+    /// <summary>Gives the folder up, if <see cref="Prepare"/> claimed it and <see cref="Run"/> did not.</summary>
+    public void Dispose() => Folder.Release();
 }
 
 /// <summary>What a <see cref="SampleRun"/> wrote: the grid's path (rank 0; null elsewhere) and this rank's timings.</summary>

@@ -7,7 +7,7 @@ namespace Ddpm.Tests.Reliability;
 /// <summary>Starts the built CLI or the kill target as child processes and sends them POSIX signals.</summary>
 internal static class ChildProcess
 {
-    public const int Sigint = 2, Sigkill = 9, Sigterm = 15;
+    public const int Sigint = 2, Sigkill = 9, Sigterm = 15, Sigcont = 18, Sigstop = 19; // Linux x86-64 and arm64
 
     /// <summary>Whether the long variants run (<c>DDPM_LONG_TESTS=1</c>).</summary>
     public static bool LongTests => Environment.GetEnvironmentVariable("DDPM_LONG_TESTS") == "1";

@@ -12,11 +12,12 @@ internal static class TinyCheckpoint
 
     /// <summary>
     /// Writes a checkpoint at <paramref name="path"/>: at step <paramref name="step"/>, every weight equal to
-    /// <paramref name="fill"/> (initial weights when null), and an EMA of every weight <paramref name="emaFill"/> when given.
+    /// <paramref name="fill"/> (initial weights when null), and an EMA of every weight <paramref name="emaFill"/> when given;
+    /// a schedule of <paramref name="timesteps"/> steps.
     /// </summary>
-    public static string Write(string path, long step = 0, float? fill = null, float? emaFill = null)
+    public static string Write(string path, long step = 0, float? fill = null, float? emaFill = null, int timesteps = 20)
     {
-        var config = DdpmConfig.Parse(Yaml);
+        var config = DdpmConfig.Parse(TinyCli.Yaml(imSize: 8, numEpochs: 1, taskName: "tiny-checkpoint", timesteps: timesteps));
         using var model = Filled(config, fill);
         using var ema = emaFill is { } e ? Filled(config, e) : null;
         Checkpoint.Save(path, model, config, epoch: 0, step: step, ema: ema);
