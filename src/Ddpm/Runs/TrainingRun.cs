@@ -137,6 +137,7 @@ public sealed class TrainingRun : IDisposable
         if (communicator is not null && !IsRoot) communicator.Any(false); // rank 0 loads (and fetches) first
         using var data = DatasetFactory.Load(cfg.Dataset, cfg.Model, new MnistSource { Log = Note });
         if (communicator is not null && IsRoot) communicator.Any(false);
+        if (communicator is not null) Distributed.RankAgreement.Check(communicator, data, cfg); // same data and config everywhere
         Note(string.Create(CultureInfo.InvariantCulture,
             $"loaded {data.Count:N0} images from {data.Description} in {clock.Elapsed.TotalSeconds:F2} s, RSS {Environment.WorkingSet / 1048576.0:F0} MB"));
         if (IsRoot) AtomicFile.WriteAllText(Folder.ConfigPath, cfg.ToYaml());
