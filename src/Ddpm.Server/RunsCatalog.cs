@@ -101,8 +101,10 @@ public sealed class RunsCatalog(RunsFolder folder)
             .Select(p => new FileInfo(p))
             .OrderByDescending(f => f.LastWriteTimeUtc)
             .FirstOrDefault();
-        return new RunInfo(IdOf(name), name, checkpoints, sample is null ? null : Folder.Relative(sample.FullName),
-            Directory.GetLastWriteTimeUtc(dir)) { FullPath = dir };
+        // Advertised only when /files serves it (a folder name with a line break or a leading dot is refused there).
+        var samplePath = sample is null ? null : Folder.Relative(sample.FullName);
+        if (samplePath is not null && Folder.Resolve(samplePath) is null) samplePath = null;
+        return new RunInfo(IdOf(name), name, checkpoints, samplePath, Directory.GetLastWriteTimeUtc(dir)) { FullPath = dir };
     }
 
     private CheckpointInfo? ReadCheckpoint(string listedPath, string realPath, string runName)

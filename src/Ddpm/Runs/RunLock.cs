@@ -30,6 +30,11 @@ public sealed class RunLock : IDisposable
     public string Path { get; }
     /// <summary>The dead process whose stale lock this one replaced, or null.</summary>
     public Holder? TakenOverFrom { get; }
+    /// <summary>
+    /// Why <see cref="Dispose"/> could not delete the lock file (the folder became read-only, say), or null. The file then
+    /// names this process; once it has ended, the next <see cref="Acquire"/> finds the lock stale and takes it over.
+    /// </summary>
+    public string? LeftBehind { get; private set; }
 
     private RunLock(string path, string content, Holder? takenOverFrom)
     {
@@ -150,8 +155,10 @@ public sealed class RunLock : IDisposable
         {
             if (File.Exists(Path) && File.ReadAllText(Path) == _content) File.Delete(Path);
         }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            LeftBehind = e.Message;
+        }
     }
 }
 

@@ -104,6 +104,35 @@ public sealed class ServerHostileTests : IDisposable
     }
 
     [Fact]
+    public async Task Every_sample_the_runs_list_advertises_is_served_even_for_a_folder_name_with_a_line_break()
+    {
+        foreach (var name in new[] { "plain", "line\nbreak", "tab\tname" })
+        {
+            var run = Run(name);
+            File.Copy(TestPng(), Path.Combine(run, "preview.png"));
+        }
+        await using var app = InMemory();
+        using var client = app.GetTestClient();
+        using var runs = await Get(client, "api/runs");
+        var list = System.Text.Json.JsonDocument.Parse(await runs.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(3, list.GetArrayLength());
+        Assert.Equal("plain/preview.png", list.EnumerateArray().Single(r => r.GetProperty("name").GetString() == "plain").GetProperty("latestSample").GetString());
+        foreach (var run in list.EnumerateArray())
+            if (run.GetProperty("latestSample").GetString() is { } sample)
+            {
+                using var file = await Get(client, "files/" + string.Join('/', sample.Split('/').Select(Uri.EscapeDataString)));
+                Assert.True(file.StatusCode == HttpStatusCode.OK, $"{run.GetProperty("name")}: advertised {sample}, /files says {file.StatusCode}");
+            }
+    }
+
+    private string TestPng()
+    {
+        var path = Path.Combine(_root, ".test.png");
+        if (!File.Exists(path)) Data.TestImages.Solid(path, 4, 4, SkiaSharp.SKColors.White);
+        return path;
+    }
+
+    [Fact]
     public async Task A_corrupt_checkpoint_fails_its_generation_without_a_path_to_the_client_or_a_stack_trace_in_the_log()
     {
         var run = Run("corrupt");
