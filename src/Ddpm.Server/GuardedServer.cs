@@ -10,15 +10,17 @@ using Microsoft.Extensions.Logging;
 namespace Ddpm.Server;
 
 /// <summary>
-/// Kestrel, started so that a flood of connections cannot starve the process of file descriptors. Before it listens,
-/// a few requests go through the app in process (the page, the runs list, a 404, a refused generation), so the code
-/// and files they need are loaded while descriptors are free (a load that fails for lack of one fails for good: .NET caches
+/// Kestrel, started so that a flood of connections cannot starve the process of file descriptors. Before it listens, a
+/// few requests go through the app in process (the page, the runs list, a 404, a refused generation), so the code and
+/// files they need are loaded while descriptors are free (a load that fails for lack of one fails for good: .NET caches
 /// a failed type initializer). Then the connections it accepts at once are capped by what the open-file limit leaves
 /// (<see cref="ConnectionBudget"/>); a connection beyond the cap is closed as soon as it is accepted.
 /// </summary>
 internal sealed class GuardedServer(IServer kestrel, KestrelServerOptions options, int? maxConnections, ILogger logger) : IServer
 {
-    /// <summary>Descriptors kept free beyond those in use after the warm-up: models loading, files being read, logs.</summary>
+    /// <summary>
+    /// Descriptors kept free beyond those in use after the warm-up: models loading, files being read, logs.
+    /// </summary>
     public const int Reserve = 128;
     /// <summary>The fewest connections worth serving; a limit that leaves fewer is an error at start.</summary>
     public const int MinimumConnections = 16;
@@ -43,7 +45,8 @@ internal sealed class GuardedServer(IServer kestrel, KestrelServerOptions option
 
     /// <summary>
     /// Connections to accept at once: half of what <paramref name="limit"/> leaves beyond <paramref name="inUse"/> and
-    /// <see cref="Reserve"/> (a connection may hold a socket and a file being sent), at most <paramref name="requested"/>.
+    /// <see cref="Reserve"/> (a connection may hold a socket and a file being sent), at most
+    /// <paramref name="requested"/>.
     /// </summary>
     /// <exception cref="IOException">The limit leaves fewer than <see cref="MinimumConnections"/>.</exception>
     public static int ConnectionBudget(long? limit, int inUse, int? requested = null)
@@ -62,7 +65,9 @@ internal sealed class GuardedServer(IServer kestrel, KestrelServerOptions option
         ("GET", "/files/warm-up.png", null), ("POST", "/api/generate", "{}"),
     ];
 
-    /// <summary>One request through the app without a connection (as ASP.NET Core's test server does); the answer is dropped.</summary>
+    /// <summary>
+    /// One request through the app without a connection (as ASP.NET Core's test server does); the answer is dropped.
+    /// </summary>
     private static async Task Run<TContext>(IHttpApplication<TContext> application, string method, string path, string? body) where TContext : notnull
     {
         var bytes = Encoding.UTF8.GetBytes(body ?? "");

@@ -12,8 +12,8 @@ public sealed record LossChunk(long Offset, bool More, IReadOnlyList<long> Steps
 public sealed record CsvTable(IReadOnlyList<string> Columns, IReadOnlyList<double?[]> Rows);
 
 /// <summary>
-/// Reads what <c>ddpm train</c> and <c>ddpm eval</c> write into a run folder, tolerating files being appended meanwhile;
-/// a FIFO or device in place of a file is an <see cref="IOException"/>, never a read that waits forever.
+/// Reads what <c>ddpm train</c> and <c>ddpm eval</c> write into a run folder, tolerating files being appended
+/// meanwhile; a FIFO or device in place of a file is an <see cref="IOException"/>, never a read that waits forever.
 /// </summary>
 public static class RunFiles
 {

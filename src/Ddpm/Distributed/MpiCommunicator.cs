@@ -15,9 +15,13 @@ namespace Ddpm.Distributed;
 /// </summary>
 public sealed unsafe class MpiCommunicator : ICommunicator
 {
-    /// <summary>The deadline of one collective in seconds (<c>0</c>: none); <see cref="DefaultTimeout"/> when unset.</summary>
+    /// <summary>
+    /// The deadline of one collective in seconds (<c>0</c>: none); <see cref="DefaultTimeout"/> when unset.
+    /// </summary>
     public const string TimeoutVariable = "DDPM_MPI_TIMEOUT";
-    /// <summary>Long enough for rank 0 to fetch a data set or write a checkpoint and a preview while the others wait.</summary>
+    /// <summary>
+    /// Long enough for rank 0 to fetch a data set or write a checkpoint and a preview while the others wait.
+    /// </summary>
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromMinutes(10);
     /// <summary>How long a rank past its deadline waits for the others to say where they are.</summary>
     private static readonly TimeSpan AnswerWait = TimeSpan.FromSeconds(10);
@@ -31,7 +35,9 @@ public sealed unsafe class MpiCommunicator : ICommunicator
 
     public int Rank { get; }
     public int Size { get; }
-    /// <summary>How long a collective waits for the other ranks before this rank ends the job (null: forever).</summary>
+    /// <summary>
+    /// How long a collective waits for the other ranks before this rank ends the job (null: forever).
+    /// </summary>
     public TimeSpan? Timeout { get; }
     /// <summary>The launch the process was started with (local rank and size as mpirun placed it).</summary>
     public MpiLaunch Launch { get; }
@@ -212,9 +218,9 @@ public sealed unsafe class MpiCommunicator : ICommunicator
 
     /// <summary>
     /// Past the deadline in collective <paramref name="sequence"/>: asks every other rank where it is, waits
-    /// <see cref="AnswerWait"/> for the answers (answering questions meanwhile), then prints one line naming the ranks that
-    /// did not answer and ends the job. Ranks that answered wait in a collective; one that did not is stopped, hung, or
-    /// busy outside MPI for longer than the deadline.
+    /// <see cref="AnswerWait"/> for the answers (answering questions meanwhile), then prints one line naming the ranks
+    /// that did not answer and ends the job. Ranks that answered wait in a collective; one that did not is stopped,
+    /// hung, or busy outside MPI for longer than the deadline.
     /// </summary>
     private void EndWaiting(string call, long sequence, TimeSpan limit)
     {

@@ -14,7 +14,8 @@ namespace Ddpm.Distributed;
 public static class RankAgreement
 {
     /// <summary>Compares the three across <paramref name="ranks"/>; the same verdict on every rank.</summary>
-    /// <exception cref="DistributedException">They differ: the message names the ranks that differ from rank 0 and what each sees.</exception>
+    /// <exception cref="DistributedException">They differ: the message names the ranks that differ from rank 0 and what
+    /// each sees.</exception>
     public static void Check(ICommunicator ranks, ImageDataset data, DdpmConfig config)
     {
         ulong images = WeightChecksum.Of(data.Images), labels = data.Labels is null ? 0 : WeightChecksum.Of(data.Labels);

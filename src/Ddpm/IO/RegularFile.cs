@@ -5,9 +5,9 @@ namespace Ddpm.IO;
 
 /// <summary>
 /// Reads of files that must be regular files (checkpoints, logs, configs, images) that never block: opening a FIFO for
-/// reading waits for a writer forever, and a device may never answer. On Linux the kind is read with statx(2) before any
-/// open, and <see cref="OpenRead"/> opens with O_NONBLOCK and checks the open descriptor again, so a file swapped for a
-/// FIFO between the check and the open is refused too. Elsewhere both fall back to .NET's own checks.
+/// reading waits for a writer forever, and a device may never answer. On Linux the kind is read with statx(2) before
+/// any open, and <see cref="OpenRead"/> opens with O_NONBLOCK and checks the open descriptor again, so a file swapped
+/// for a FIFO between the check and the open is refused too. Elsewhere both fall back to .NET's own checks.
 /// </summary>
 public static partial class RegularFile
 {
@@ -18,8 +18,8 @@ public static partial class RegularFile
 
     /// <summary>
     /// What <paramref name="path"/> is when it exists but is not a regular file or a folder ("a FIFO", "a socket", "a
-    /// character device", "a block device"), following symbolic links; null for a regular file, a folder, a path that does
-    /// not exist, or where the kind cannot be read.
+    /// character device", "a block device"), following symbolic links; null for a regular file, a folder, a path that
+    /// does not exist, or where the kind cannot be read.
     /// </summary>
     public static string? SpecialKind(string path)
     {
@@ -28,12 +28,14 @@ public static partial class RegularFile
         return mode is { } m && (m & SIfMt) is not (SIfReg or SIfDir) ? Describe(m) : null;
     }
 
-    /// <summary>Whether <paramref name="path"/> exists and is a regular file (symbolic links followed), without opening it.</summary>
+    /// <summary>
+    /// Whether <paramref name="path"/> exists and is a regular file (symbolic links followed), without opening it.
+    /// </summary>
     public static bool Is(string path) => File.Exists(path) && SpecialKind(path) is null;
 
     /// <summary>
-    /// Opens <paramref name="path"/> for reading (shared with writers and deleters) if it is a regular file. A FIFO, socket
-    /// or device is an <see cref="IOException"/> naming what it is, and is never opened in a way that could block.
+    /// Opens <paramref name="path"/> for reading (shared with writers and deleters) if it is a regular file. A FIFO,
+    /// socket or device is an <see cref="IOException"/> naming what it is, never opened in a way that could block.
     /// </summary>
     /// <exception cref="FileNotFoundException">It does not exist.</exception>
     /// <exception cref="UnauthorizedAccessException">It cannot be read.</exception>

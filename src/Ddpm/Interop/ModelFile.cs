@@ -61,8 +61,8 @@ public static class ModelFile
 
     private static LoadedModel LoadUnchecked(string path, DdpmConfig? config, bool strict, bool useEma)
     {
-        // A checkpoint is read through the one descriptor opened here: its weights, EMA and manifest are of one file even
-        // when training replaces or prunes the path meanwhile.
+        // A checkpoint is read through the one descriptor opened here: its weights, EMA and manifest are of one file
+        // even when training replaces or prunes the path meanwhile.
         var file = StateDictIo.OpenChecked(path);
         WeightFormat format;
         try { format = StateDictIo.Detect(file, path); }

@@ -37,7 +37,10 @@ public static class StateDictIo
         }
     }
 
-    /// <summary><see cref="Detect(string)"/> of an open file (named <paramref name="path"/> in messages); leaves it at its start.</summary>
+    /// <summary>
+    /// <see cref="Detect(string)"/> of an open file (named <paramref name="path"/> in messages); leaves it at its
+    /// start.
+    /// </summary>
     internal static WeightFormat Detect(Stream file, string path)
     {
         Span<byte> head = stackalloc byte[9];

@@ -32,8 +32,9 @@ public sealed class CheckpointFolder
     }
 
     /// <summary>
-    /// Every checkpoint file in <paramref name="directory"/> (any regular file whose name ends in <see cref="Extension"/>;
-    /// a FIFO or device so named is left out, since opening it could block); none when it cannot be listed.
+    /// Every checkpoint file in <paramref name="directory"/> (any regular file whose name ends in
+    /// <see cref="Extension"/>; a FIFO or device so named is left out, since opening it could block); none when it
+    /// cannot be listed.
     /// </summary>
     public static IReadOnlyList<string> Files(string directory)
     {

@@ -53,7 +53,9 @@ public sealed class RunFolder
     public IEnumerable<string> TensorBoardFiles() =>
         Directory.Exists(Path) ? Directory.EnumerateFiles(Path, TensorBoardPattern) : [];
 
-    /// <summary>Whether <paramref name="directory"/> looks like a run: a marker or a checkpoint in it, each a regular file.</summary>
+    /// <summary>
+    /// Whether <paramref name="directory"/> looks like a run: a marker or a checkpoint in it, each a regular file.
+    /// </summary>
     public static bool LooksLikeRun(string directory) =>
         Markers.Any(m => RegularFile.Is(System.IO.Path.Combine(directory, m))) || CheckpointFolder.Files(directory).Any();
 

@@ -6,11 +6,12 @@ using Ddpm.Training;
 namespace Ddpm.Runs;
 
 /// <summary>
-/// The one owner of a folder: a lock file (a training run's <c>train.lock</c>, a sample's <see cref="SampleFolder.LockFile"/>)
-/// holding the owner's PID and start time, created exclusively (O_EXCL) and deleted on <see cref="Dispose"/>. A lock whose process no longer runs (a PID that is gone,
-/// or reused by a process started at another time) is stale: it is taken over, and <see cref="TakenOverFrom"/> says whose
-/// it was. Written by hand because .NET has no inter-process lock that also names its holder (a kernel flock dies with its
-/// process but cannot be read back; this file can, and the start time guards against PID reuse).
+/// The one owner of a folder: a lock file (a training run's <c>train.lock</c>, a sample's
+/// <see cref="SampleFolder.LockFile"/>) holding the owner's PID and start time, created exclusively (O_EXCL) and
+/// deleted on <see cref="Dispose"/>. A lock whose process no longer runs (a PID that is gone, or reused by a process
+/// started at another time) is stale: it is taken over, and <see cref="TakenOverFrom"/> says whose it was. Written by
+/// hand because .NET has no inter-process lock that also names its holder (a kernel flock dies with its process but
+/// cannot be read back; this file can, and the start time guards against PID reuse).
 /// </summary>
 public sealed class RunLock : IDisposable
 {
@@ -31,8 +32,8 @@ public sealed class RunLock : IDisposable
     /// <summary>The dead process whose stale lock this one replaced, or null.</summary>
     public Holder? TakenOverFrom { get; }
     /// <summary>
-    /// Why <see cref="Dispose"/> could not delete the lock file (the folder became read-only, say), or null. The file then
-    /// names this process; once it has ended, the next <see cref="Acquire"/> finds the lock stale and takes it over.
+    /// Why <see cref="Dispose"/> could not delete the lock file (the folder became read-only, say), or null. The file
+    /// then names this process; once that has ended, the next <see cref="Acquire"/> finds it stale and takes it over.
     /// </summary>
     public string? LeftBehind { get; private set; }
 
@@ -162,7 +163,10 @@ public sealed class RunLock : IDisposable
     }
 }
 
-/// <summary>A folder's lock is held by a running process (or by one that is creating it right now); <paramref name="what"/> names it.</summary>
+/// <summary>
+/// A folder's lock is held by a running process (or by one that is creating it right now); <paramref name="what"/>
+/// names it.
+/// </summary>
 public sealed class RunLockedException(string lockPath, RunLock.Holder? holder, string what = "training run")
     : TrainingException(holder is { } h
         ? $"{System.IO.Path.GetDirectoryName(lockPath)} is in use by another {what} ({h}; lock file {lockPath}); " +

@@ -6,17 +6,19 @@ using static TorchSharp.torch;
 namespace Ddpm.Runs;
 
 /// <summary>
-/// The output folder of one generation (<c>ddpm sample</c>, and the editing commands): the final grid, the reverse process
-/// as an animated PNG, and intermediate grids <c>x_NNNN.png</c> (NNNN the timestep), each file name defined here once.
-/// <see cref="Prepare"/> claims the folder (<see cref="LockFile"/>: a second generation into it is refused while this one
-/// runs), <see cref="Observe"/> sees the generation's steps (frames and intermediate grids show the first batch),
-/// <see cref="Finish"/> writes the grid and the animation, <see cref="Release"/> gives the folder up.
+/// The output folder of one generation (<c>ddpm sample</c>, and the editing commands): the final grid, the reverse
+/// process as an animated PNG, and intermediate grids <c>x_NNNN.png</c> (NNNN the timestep), each file name defined
+/// here once. <see cref="Prepare"/> claims the folder (<see cref="LockFile"/>: a second generation into it is refused
+/// while this one runs), <see cref="Observe"/> sees the generation's steps (frames and intermediate grids show the
+/// first batch), <see cref="Finish"/> writes the grid and the animation, <see cref="Release"/> gives the folder up.
 /// </summary>
 public sealed class SampleFolder
 {
     public const string GridFile = "samples.png";
     public const string AnimationFile = "reverse.png";
-    /// <summary>The lock of a generation writing into the folder (<see cref="RunLock"/>), there while it runs.</summary>
+    /// <summary>
+    /// The lock of a generation writing into the folder (<see cref="RunLock"/>), there while it runs.
+    /// </summary>
     public const string LockFile = "sample.lock";
     private const string IntermediatePrefix = "x_", PngExtension = ".png";
 
@@ -52,10 +54,11 @@ public sealed class SampleFolder
            && name.EndsWith(PngExtension, StringComparison.Ordinal) && name[2..6].All(char.IsAsciiDigit);
 
     /// <summary>
-    /// Creates the folder, claims it (its lock) and removes what an earlier generation left in it, so it never mixes two
-    /// runs (this run's intermediate grids beside an older final grid); returns the names removed, in order.
+    /// Creates the folder, claims it (its lock) and removes what an earlier generation left in it, so it never mixes
+    /// two runs (this run's intermediate grids beside an older final grid); returns the names removed, in order.
     /// </summary>
-    /// <exception cref="RunLockedException">Another generation, still running, writes into the folder (its files are kept).</exception>
+    /// <exception cref="RunLockedException">Another generation, still running, writes into the folder (its files are
+    /// kept).</exception>
     public IReadOnlyList<string> Prepare()
     {
         Directory.CreateDirectory(Path);
@@ -80,7 +83,9 @@ public sealed class SampleFolder
         _lock = null;
     }
 
-    /// <summary>What the folder holds of this generation, as a sentence ("'PATH' holds …") for a message after a stop.</summary>
+    /// <summary>
+    /// What the folder holds of this generation, as a sentence ("'PATH' holds …") for a message after a stop.
+    /// </summary>
     public string Holdings
     {
         get
@@ -106,8 +111,9 @@ public sealed class SampleFolder
         }
     }
 
-    /// <summary>Writes the final grid of <paramref name="images"/> and the animation (when it has frames); returns the grid's path.</summary>
-    /// <exception cref="IOException">A write failed (a full disk, say); the message says what the folder holds.</exception>
+    /// <summary>Writes the final grid of <paramref name="images"/> and the animation (when it has frames); returns the
+    /// grid's path.</summary> <exception cref="IOException">A write failed (a full disk, say); the message says what
+    /// the folder holds.</exception>
     public string Finish(Tensor images)
     {
         Write(GridFile, () => ImageGrid.SavePng(images, _perRow, GridPath));
@@ -117,7 +123,9 @@ public sealed class SampleFolder
         return GridPath;
     }
 
-    /// <summary>One atomic write (nothing half-written is left); a failure names the file and says what the folder holds.</summary>
+    /// <summary>
+    /// One atomic write (nothing half-written is left); a failure names the file and says what the folder holds.
+    /// </summary>
     private void Write(string name, Action write)
     {
         try { write(); }

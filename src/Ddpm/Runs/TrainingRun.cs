@@ -272,7 +272,7 @@ public sealed class TrainingRun : IDisposable
         }
         if (!_saved && !_request.Resume)
         {
-            // A folder that became read-only keeps what the run wrote: say so rather than fail with the deletion's error.
+            // A folder that became read-only keeps the run's files: say so, rather than fail with the deletion's error.
             string? kept = null;
             try { if (_claimed) Folder.RemoveRun(); }
             catch (Exception io) when (io is IOException or UnauthorizedAccessException) { kept = io.Message; }
@@ -331,7 +331,9 @@ public sealed class TrainingRun : IDisposable
         _lock = null;
     }
 
-    /// <summary>A failure's exception, telling (when so) that the lock could not be removed and why that is harmless.</summary>
+    /// <summary>
+    /// A failure's exception, telling (when so) that the lock could not be removed and why that is harmless.
+    /// </summary>
     private Exception WithLockNote(Exception e)
     {
         if (_lockLeftBehind is not { } why || e is not (TrainingException or CheckpointException or IOException or UnauthorizedAccessException)) return e;

@@ -2,8 +2,8 @@ namespace Ddpm.Runtime;
 
 /// <summary>
 /// Lets an object be disposed while other threads call it: each call runs inside <see cref="Enter"/> (which throws
-/// <see cref="ObjectDisposedException"/> once disposal began), and <see cref="Close"/> refuses new calls and waits for the
-/// running ones, so native memory is never freed under a call that still uses it.
+/// <see cref="ObjectDisposedException"/> once disposal began), and <see cref="Close"/> refuses new calls and waits for
+/// the running ones, so native memory is never freed under a call that still uses it.
 /// </summary>
 internal sealed class UseGuard
 {
@@ -11,7 +11,10 @@ internal sealed class UseGuard
     private readonly List<int> _threads = []; // one entry per call running, by managed thread id
     private bool _closed;
 
-    /// <summary>Begins a call on <paramref name="owner"/> (one nested in a running call goes on); dispose the result when it ends.</summary>
+    /// <summary>
+    /// Begins a call on <paramref name="owner"/> (one nested in a running call goes on); dispose the result when it
+    /// ends.
+    /// </summary>
     public Scope Enter(object owner)
     {
         lock (_gate)
@@ -23,8 +26,9 @@ internal sealed class UseGuard
         return new Scope(this);
     }
 
-    /// <summary>Refuses new calls and waits until none runs; false when already closed (dispose then has nothing to do).</summary>
-    /// <exception cref="InvalidOperationException">Called from inside a call (it would wait for itself).</exception>
+    /// <summary>Refuses new calls and waits until none runs; false when already closed (dispose then has nothing to
+    /// do).</summary> <exception cref="InvalidOperationException">Called from inside a call (it would wait for
+    /// itself).</exception>
     public bool Close()
     {
         lock (_gate)

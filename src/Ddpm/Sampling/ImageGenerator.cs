@@ -15,8 +15,8 @@ namespace Ddpm.Sampling;
 /// Generates images from a trained U-Net (diffusers' pipeline seam): the network's output (ε, x_0 or v) turned into ε,
 /// classifier-free guidance, x_T and step noise per image (<see cref="ImageNoise"/>), large requests in batches with a
 /// fresh sampler each, a per-step callback and cancellation. Every generation path (CLI sample, eval, bench, the
-/// examples) goes through <see cref="Generate"/>. One generation at a time per instance; <see cref="Dispose"/> from another
-/// thread waits for it to end, and calls after it throw <see cref="ObjectDisposedException"/>.
+/// examples) goes through <see cref="Generate"/>. One generation at a time per instance; <see cref="Dispose"/> from
+/// another thread waits for it to end, and calls after it throw <see cref="ObjectDisposedException"/>.
 /// </summary>
 public sealed class ImageGenerator : IDisposable
 {
@@ -214,8 +214,8 @@ public sealed class ImageGenerator : IDisposable
     }
 
     /// <summary>
-    /// Disposes the CUDA graphs, and the model when <see cref="Load"/> created it, once the generation running on another
-    /// thread (if any) has ended.
+    /// Disposes the CUDA graphs, and the model when <see cref="Load"/> created it, once the generation running on
+    /// another thread (if any) has ended.
     /// </summary>
     public void Dispose()
     {

@@ -7,10 +7,10 @@ using static TorchSharp.torch;
 namespace Ddpm.Training;
 
 /// <summary>
-/// One open <see cref="Checkpoint"/> archive. Opening reads and checks the manifest; the stored config is parsed once, when
-/// first asked for; each entry is read and verified against the manifest's SHA-256 when loaded. Everything comes through
-/// the one descriptor opened first: the weights, the EMA, the optimizer and RNG state are those of one file even when
-/// training replaces or prunes the path meanwhile. Every failure is a <see cref="CheckpointException"/> naming the file.
+/// One open <see cref="Checkpoint"/> archive. Opening reads and checks the manifest; the stored config is parsed once,
+/// when first asked for; each entry is read and verified against the manifest's SHA-256 when loaded. Everything comes
+/// through the one descriptor opened first: the weights, the EMA, the optimizer and RNG state are those of one file
+/// even when training replaces or prunes the path meanwhile. Every failure is a CheckpointException naming the file.
 /// </summary>
 public sealed class CheckpointReader : IDisposable
 {
@@ -29,7 +29,9 @@ public sealed class CheckpointReader : IDisposable
         Manifest = manifest;
     }
 
-    /// <summary>Opens <paramref name="path"/> (once: every later read goes through that descriptor) and reads its manifest.</summary>
+    /// <summary>
+    /// Opens <paramref name="path"/> (once: every later read goes through that descriptor) and reads its manifest.
+    /// </summary>
     public static CheckpointReader Open(string path)
     {
         if (IO.PathCheck.FileProblem(path) is { } problem) throw new CheckpointException(path, problem);
@@ -42,7 +44,10 @@ public sealed class CheckpointReader : IDisposable
         return Open(file, path);
     }
 
-    /// <summary>Reads the checkpoint in <paramref name="file"/> (named <paramref name="path"/> in messages); the reader owns the stream.</summary>
+    /// <summary>
+    /// Reads the checkpoint in <paramref name="file"/> (named <paramref name="path"/> in messages); the reader owns the
+    /// stream.
+    /// </summary>
     internal static CheckpointReader Open(Stream file, string path)
     {
         ZipArchive? zip = null;

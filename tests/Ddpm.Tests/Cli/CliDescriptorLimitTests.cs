@@ -3,7 +3,9 @@ using Ddpm.Tests.Reliability;
 
 namespace Ddpm.Tests.Cli;
 
-/// <summary>The CLI short of file descriptors (issue 25): below the limit it needs, any command says so in one line.</summary>
+/// <summary>
+/// The CLI short of file descriptors (issue 25): below the limit it needs, any command says so in one line.
+/// </summary>
 [Trait(TestCategory.Name, TestCategory.Process)]
 public sealed class CliDescriptorLimitTests : IDisposable
 {

@@ -17,7 +17,10 @@ public sealed class MpiFaultTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>A rank's working folder: <c>folder.yaml</c> (8×8 grayscale from <c>imgs/</c>) and <paramref name="count"/> images there.</summary>
+    /// <summary>
+    /// A rank's working folder: <c>folder.yaml</c> (8×8 grayscale from <c>imgs/</c>) and <paramref name="count"/>
+    /// images there.
+    /// </summary>
     private string RankFolder(string name, int count, int pattern)
     {
         var folder = Path.Combine(_dir, name);

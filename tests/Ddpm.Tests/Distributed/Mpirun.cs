@@ -35,8 +35,8 @@ internal static class Mpirun
     }
 
     /// <summary>
-    /// One rank per app, each in its own working folder with its own arguments (<c>mpirun -n 1 -wdir A dotnet cli ARGS :
-    /// -n 1 -wdir B …</c>), <paramref name="environment"/> set in every rank.
+    /// One rank per app, each in its own working folder with its own arguments (<c>mpirun -n 1 -wdir A dotnet cli ARGS
+    /// : -n 1 -wdir B …</c>), <paramref name="environment"/> set in every rank.
     /// </summary>
     public static ChildProcess.Running StartApps(string[] environment, params (string Folder, string[] Args)[] apps)
     {

@@ -4,7 +4,9 @@ using Ddpm.Tests.Reliability;
 
 namespace Ddpm.Tests.IO;
 
-/// <summary>Reads that must never block: a FIFO or device in place of a file is refused before it is opened (issue 25).</summary>
+/// <summary>
+/// Reads that must never block: a FIFO or device in place of a file is refused before it is opened (issue 25).
+/// </summary>
 public sealed class RegularFileTests : IDisposable
 {
     private readonly TempFolder _tmp = new();

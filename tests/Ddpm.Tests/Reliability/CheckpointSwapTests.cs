@@ -6,9 +6,9 @@ using static TorchSharp.torch;
 namespace Ddpm.Tests.Reliability;
 
 /// <summary>
-/// A checkpoint read while training replaces it (issue 25): the weights, the EMA and the manifest loaded must all come from
-/// one file. Two checkpoints whose every weight encodes their step are renamed over one path, back and forth, while it
-/// is loaded again and again.
+/// A checkpoint read while training replaces it (issue 25): the weights, the EMA and the manifest loaded must all come
+/// from one file. Two checkpoints whose every weight encodes their step are renamed over one path, back and forth,
+/// while it is loaded again and again.
 /// </summary>
 [Trait(TestCategory.Name, TestCategory.Slow)]
 public sealed class CheckpointSwapTests : IDisposable

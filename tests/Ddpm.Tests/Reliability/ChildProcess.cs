@@ -54,8 +54,8 @@ internal static class ChildProcess
     }
 
     /// <summary>
-    /// <see cref="Start(string, string[])"/> under an open-file limit of <paramref name="openFiles"/> (bash's <c>ulimit -n</c>
-    /// sets the soft and the hard limit, as an administrator's would).
+    /// <see cref="Start(string, string[])"/> under an open-file limit of <paramref name="openFiles"/> (bash's <c>ulimit
+    /// -n</c> sets the soft and the hard limit, as an administrator's would).
     /// </summary>
     public static Running StartLimited(int openFiles, string dll, params string[] args)
     {

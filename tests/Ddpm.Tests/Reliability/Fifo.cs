@@ -2,7 +2,9 @@ using System.Runtime.InteropServices;
 
 namespace Ddpm.Tests.Reliability;
 
-/// <summary>Named pipes for the tests of readers that must never open one (an open for reading waits for a writer).</summary>
+/// <summary>
+/// Named pipes for the tests of readers that must never open one (an open for reading waits for a writer).
+/// </summary>
 internal static class Fifo
 {
     /// <summary>Creates a FIFO at <paramref name="path"/> (replacing a file there) and returns the path.</summary>
@@ -13,7 +15,10 @@ internal static class Fifo
         return path;
     }
 
-    /// <summary>Lets a reader blocked in opening <paramref name="path"/> go on (a writer opens and closes it): cleanup after a failure.</summary>
+    /// <summary>
+    /// Lets a reader blocked in opening <paramref name="path"/> go on (a writer opens and closes it): cleanup after a
+    /// failure.
+    /// </summary>
     public static void Release(string path)
     {
         int fd = Open(path, 0x1 | 0x800); // O_WRONLY | O_NONBLOCK: succeeds only while a reader waits

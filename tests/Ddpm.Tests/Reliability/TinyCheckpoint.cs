@@ -12,8 +12,8 @@ internal static class TinyCheckpoint
 
     /// <summary>
     /// Writes a checkpoint at <paramref name="path"/>: at step <paramref name="step"/>, every weight equal to
-    /// <paramref name="fill"/> (initial weights when null), and an EMA of every weight <paramref name="emaFill"/> when given;
-    /// a schedule of <paramref name="timesteps"/> steps.
+    /// <paramref name="fill"/> (initial weights when null), and an EMA of every weight <paramref name="emaFill"/> when
+    /// given; a schedule of <paramref name="timesteps"/> steps.
     /// </summary>
     public static string Write(string path, long step = 0, float? fill = null, float? emaFill = null, int timesteps = 20)
     {

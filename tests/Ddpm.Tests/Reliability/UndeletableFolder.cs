@@ -4,13 +4,15 @@ namespace Ddpm.Tests.Reliability;
 
 /// <summary>
 /// Makes a folder's entries impossible to create or delete, as a folder that became read-only mid-run: <c>chmod a-w</c>
-/// for a normal user, <c>chattr +i</c> for root (whom permissions do not stop; ext4 and most disk file systems, not tmpfs).
+/// for a normal user, <c>chattr +i</c> for root, whom permissions do not stop (ext4 and other disk file systems).
 /// </summary>
 internal static class UndeletableFolder
 {
     private static bool IsRoot => Environment.UserName == "root";
 
-    /// <summary>Why this machine cannot do it (root on a file system without immutable folders, no chattr), or null.</summary>
+    /// <summary>
+    /// Why this machine cannot do it (root on a file system without immutable folders, no chattr), or null.
+    /// </summary>
     public static string? Unsupported { get; } = Probe();
 
     public static void Freeze(string folder) => Set(folder, frozen: true);
@@ -51,7 +53,9 @@ internal static class UndeletableFolder
     }
 }
 
-/// <summary>A test that needs <see cref="UndeletableFolder"/>: skipped, with the reason, where the machine cannot.</summary>
+/// <summary>
+/// A test that needs <see cref="UndeletableFolder"/>: skipped, with the reason, where the machine cannot.
+/// </summary>
 public sealed class UndeletableFolderFactAttribute : FactAttribute
 {
     public UndeletableFolderFactAttribute()

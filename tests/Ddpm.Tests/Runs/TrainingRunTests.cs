@@ -59,7 +59,7 @@ public sealed class TrainingRunTests : IDisposable
     public void A_stop_at_an_epoch_boundary_writes_no_empty_epoch_row()
     {
         // 512 images in batches of 64: 8 steps an epoch; the stop arrives while epoch 1 is being closed (as a SIGTERM
-        // during its checkpoint would), so the next epoch ends before its first step. Issue 25: a "2,8,NaN,0.00,0.00" row.
+        // during its checkpoint would), so the next epoch ends before its first step. Issue 25: a "2,8,NaN,…" row.
         var folder = new RunFolder(Path.Combine(_dir, "boundary"));
         var config = DdpmConfig.Parse(TinyCli.Yaml(batchSize: 64, numEpochs: 5));
         using var stop = new CancellationTokenSource();
@@ -103,7 +103,8 @@ public sealed class TrainingRunTests : IDisposable
             UndeletableFolder.Thaw(folder.Path);
             run.Dispose();
         }
-        // This process still runs, so its lock still holds; a lock of a process that has ended is taken over (RunLockTests).
+        // This process still runs, so its lock still holds; a lock of a process that has ended is taken over
+        // (RunLockTests).
         Assert.Equal(Environment.ProcessId, RunLock.Parse(File.ReadAllText(folder.LockPath))!.Value.Pid);
     }
 

@@ -13,8 +13,8 @@ using Microsoft.Extensions.Logging;
 namespace Ddpm.Tests.Server;
 
 /// <summary>
-/// Issue 25's faults against <c>ddpm serve</c>: FIFOs in the runs folder, errors a client must see without server paths,
-/// and conditions a client causes logged without stack traces. A runs folder of step-0 checkpoints (no training).
+/// Issue 25's faults against <c>ddpm serve</c>: FIFOs in the runs folder, errors a client must see without server
+/// paths, and conditions a client causes logged without stack traces. The runs hold untrained step-0 checkpoints.
 /// </summary>
 public sealed class ServerHostileTests : IDisposable
 {
@@ -56,7 +56,9 @@ public sealed class ServerHostileTests : IDisposable
         return app;
     }
 
-    /// <summary>A GET that fails the test when it does not answer in time (the in-memory server may block the caller's thread).</summary>
+    /// <summary>
+    /// A GET that fails the test when it does not answer in time (the in-memory server may block the caller's thread).
+    /// </summary>
     private static async Task<HttpResponseMessage> Get(HttpClient client, string url)
     {
         var get = Task.Run(() => client.GetAsync(url));
@@ -197,7 +199,7 @@ public sealed class ServerHostileTests : IDisposable
     [Fact]
     public void The_server_accepts_what_the_open_file_limit_leaves_room_for_and_refuses_to_start_below_a_floor()
     {
-        // Half of what remains beyond the descriptors in use and the reserve (a connection may hold a socket and a file).
+        // Half of what remains beyond the descriptors in use and the reserve (a connection: a socket and a file).
         Assert.Equal((1024 - 200 - GuardedServer.Reserve) / 2, GuardedServer.ConnectionBudget(1024, 200));
         Assert.Equal(50, GuardedServer.ConnectionBudget(1024, 200, requested: 50));
         Assert.Equal(int.MaxValue, GuardedServer.ConnectionBudget(null, 200));
