@@ -70,7 +70,7 @@ public static partial class DdpmServer
             try { await next(context); }
             catch (Exception e) when (IsClientCaused(e, context))
             {
-                // A client that sends too slowly or too much, or leaves: its problem, told in one line (debug level), no stack trace.
+                // A client that sends too slowly or too much, or leaves: its problem, one debug line, no stack trace.
                 context.RequestServices.GetRequiredService<ILogger<RunsCatalog>>().LogDebug("{Method} {Path}: {Message}",
                     context.Request.Method, context.Request.Path, ErrorText.OneLine(e.Message));
                 if (!context.Response.HasStarted && e is BadHttpRequestException bad) context.Response.StatusCode = bad.StatusCode;
@@ -109,8 +109,8 @@ public static partial class DdpmServer
         });
         app.MapGet("/files/{**path}", (string path, RunsFolder runs) =>
         {
-            // Only regular files of known types inside the runs folder; '..', hidden names, links that lead out, FIFOs and
-            // devices are 404. A hard link is the file itself: see docs/serve.md.
+            // Only regular files of known types inside the runs folder; '..', hidden names, links that lead out, FIFOs
+            // and devices are 404. A hard link is the file itself: see docs/serve.md.
             var real = runs.Resolve(path);
             if (real is null || !FileTypes.TryGetValue(Path.GetExtension(real), out var type) || Readable<FileStream>(real, p => RegularFile.OpenRead(p)) is not { } file)
                 return Results.NotFound();
@@ -137,7 +137,9 @@ public static partial class DdpmServer
         };
     }
 
-    /// <summary>What <paramref name="read"/> makes of the file, or null when there is none or it cannot be read (it went, or became a FIFO).</summary>
+    /// <summary>
+    /// What <paramref name="read"/> makes of the file; null when there is none or it cannot be read (gone, a FIFO).
+    /// </summary>
     private static T? Readable<T>(string? path, Func<string, T?> read) where T : class
     {
         if (path is null) return null;
@@ -145,11 +147,15 @@ public static partial class DdpmServer
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
-    /// <summary>Failures a client causes (a body sent too slowly or too large, a connection closed), not the server's.</summary>
+    /// <summary>
+    /// Failures a client causes (a body sent too slowly or too large, a connection closed), not the server's.
+    /// </summary>
     private static bool IsClientCaused(Exception e, HttpContext context) =>
         e is BadHttpRequestException || context.RequestAborted.IsCancellationRequested && e is OperationCanceledException or IOException;
 
-    /// <summary>Puts <see cref="GuardedServer"/> in front of Kestrel (an in-memory test server is left as it is).</summary>
+    /// <summary>
+    /// Puts <see cref="GuardedServer"/> in front of Kestrel (an in-memory test server is left as it is).
+    /// </summary>
     private static void GuardKestrel(IServiceCollection services, ServerOptions options)
     {
         var registered = services.LastOrDefault(d => d.ServiceType == typeof(IServer));
@@ -218,13 +224,12 @@ public static partial class DdpmServer
         {
             var logger = context.RequestServices.GetRequiredService<ILogger<GenerationService>>();
             var checkpoint = request.Checkpoint;
-            // A file that cannot be read or does not fit (corrupt, replaced, too large) is the runs folder's condition, told
-            // in one line; anything else is a fault of the server, logged with its stack trace.
-            if (e is Training.CheckpointException or Interop.WeightsException or IOException or UnauthorizedAccessException or InsufficientMemoryException)
-                logger.LogWarning("generation from {Run}/{Checkpoint} failed: {Message}", checkpoint.RunName, checkpoint.Name, ErrorText.OneLine(e.Message));
+            // A file that cannot be read or does not fit (corrupt, replaced, too large) is the runs folder's condition,
+            // told in one line; anything else is a fault of the server, logged with its stack trace.
+            if (ErrorText.Describe(e) is { } line) logger.LogWarning("generation from {Run}/{Checkpoint} failed: {Message}", checkpoint.RunName, checkpoint.Name, line);
             else logger.LogError(e, "generation failed");
-            var line = ForClient(e.Message, catalog.Folder, checkpoint);
-            await Send(context, "error", new { Message = "generation failed: " + (line.Length > 300 ? line[..300] + "…" : line) });
+            var text = ForClient(e.Message, catalog.Folder, checkpoint);
+            await Send(context, "error", new { Message = "generation failed: " + (text.Length > 300 ? text[..300] + "…" : text) });
         }
         finally
         {

@@ -46,17 +46,9 @@ internal static class ExportCommand
             PathCheck.EnsureWritableFile(to, "--to");
         }
         // An ONNX model is for generation: it carries the EMA weights when there are some, as sampling uses them.
-        bool forGeneration = ext == ".onnx" || web is not null;
-        bool hasEma = Checkpoint.HasEma(checkpointPath) && StateDictIo.Detect(checkpointPath) == WeightFormat.Checkpoint;
-        ema = ema || forGeneration && hasEma;
-        using var loaded = WeightOptions.Load(checkpointPath, configPath, strict: true, allowNonFinite, checkFinite: !ema);
-        if (ema)
-        {
-            if (loaded.Manifest is null || !Checkpoint.HasEma(checkpointPath))
-                throw new UsageException($"--ema: '{checkpointPath}' holds no EMA weights (train with train_params.ema_decay > 0)");
-            Checkpoint.LoadEmaInto(checkpointPath, loaded.Model);
-            WeightOptions.WarnNonFinite(checkpointPath, ModelFile.CheckFinite(loaded.Model, checkpointPath, allowNonFinite));
-        }
+        using var loaded = WeightOptions.Load(checkpointPath, configPath, strict: true, allowNonFinite, useEma: ema || ext == ".onnx" || web is not null);
+        if (ema && !loaded.UsesEma) throw new UsageException($"--ema: '{checkpointPath}' holds no EMA weights (train with train_params.ema_decay > 0)");
+        ema = loaded.UsesEma;
         var source = $"{Path.GetFileName(checkpointPath)}{(ema ? " (EMA)" : "")}";
         if (to is not null)
         {

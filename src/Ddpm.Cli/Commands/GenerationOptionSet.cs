@@ -122,19 +122,12 @@ internal sealed class GenerationOptionSet
         {
             if (!run.IsRoot) return exitCode;
             progress.Finish();
-            Console.Error.WriteLine($"error: sampling interrupted after step {lastStep} of {run.Plan.TotalSteps}: no {SampleFolder.GridFile} " +
-                $"was written; {run.Folder.Holdings}");
+            Console.Error.WriteLine($"error: {run.Interrupted(lastStep)}");
             return exitCode;
         }
         if (!run.IsRoot) return CliApp.Ok;
         progress.Finish();
-        var (t, g) = (result.Timings, run.Generator);
-        var origin = g.Source!.Manifest is { } m ? $"epoch {m.Epoch}, step {m.Step}" : $"{g.Source.Format} weights";
-        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{what} {run.Request.Count} images{(run.Processes > 1 ? $" over {run.Processes} processes" : "")} in {run.Plan.Timesteps.Count} steps " +
-            $"of {run.Request.Sampler.Describe(g.Diffusion.Schedule.T)}{(run.Plan.Batches > 1 ? $" × {run.Plan.Batches} batches" : "")}, " +
-            $"{(run.Processes > 1 ? clock.Elapsed.TotalSeconds : t.TotalSeconds):F1} s ({t.MillisecondsPerStep:F1} ms/step{(run.Processes > 1 ? " on rank 0" : "")}) " +
-            $"from {p.GetValue(_checkpoint)} ({origin}, {(g.UsesEma ? "EMA weights" : "model weights")}{(g.Precision == Precision.Bf16 ? ", bf16" : "")})"));
+        Console.Error.WriteLine(run.Summary(result, clock.Elapsed, what, p.GetValue(_checkpoint)!));
         Console.WriteLine(result.GridPath);
         return CliApp.Ok;
     }

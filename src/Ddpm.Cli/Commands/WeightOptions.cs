@@ -22,14 +22,13 @@ internal static class WeightOptions
     };
 
     /// <summary>
-    /// Loads any weight file; raw weights need <paramref name="configPath"/> (a usage error otherwise). NaN or infinite
-    /// weights are refused unless <paramref name="allowNonFinite"/> (then warned about); <paramref name="checkFinite"/> false
-    /// leaves that check to the caller (e.g. when other weights, an EMA, will replace these).
+    /// Loads any weight file (a checkpoint's EMA weights when <paramref name="useEma"/> and it has them); raw weights
+    /// need <paramref name="configPath"/> (a usage error otherwise). NaN or infinite weights are refused unless
+    /// <paramref name="allowNonFinite"/> (then warned about).
     /// </summary>
-    public static LoadedModel Load(string path, string? configPath, bool strict, bool allowNonFinite = false, bool checkFinite = true)
+    public static LoadedModel Load(string path, string? configPath, bool strict, bool allowNonFinite = false, bool useEma = false)
     {
-        var loaded = ModelFile.Load(path, ConfigFor(path, configPath), strict, allowNonFinite || !checkFinite);
-        if (!checkFinite) loaded = loaded with { NonFiniteTensors = [] };
+        var loaded = ModelFile.Load(path, ConfigFor(path, configPath), strict, allowNonFinite, useEma);
         WarnMissing(loaded.MissingKeys);
         WarnNonFinite(path, loaded.NonFiniteTensors);
         return loaded;

@@ -1,3 +1,5 @@
+using System.Globalization;
+using Ddpm.Configuration;
 using Ddpm.Distributed;
 using Ddpm.Sampling;
 
@@ -33,8 +35,9 @@ public sealed class SampleRun : IDisposable
     /// <summary>The ranks the images are split over (1 without a job).</summary>
     public int Processes => _ranks?.Size ?? 1;
 
-    /// <summary>Creates and claims the folder and removes an earlier generation's files (rank 0 only); returns their names.</summary>
-    /// <exception cref="RunLockedException">Another generation, still running, writes into the folder.</exception>
+    /// <summary>Creates and claims the folder and removes an earlier generation's files (rank 0 only); returns their
+    /// names.</summary> <exception cref="RunLockedException">Another generation, still running, writes into the
+    /// folder.</exception>
     public IReadOnlyList<string> Prepare() => IsRoot ? Folder.Prepare() : [];
 
     /// <summary>
@@ -61,6 +64,28 @@ public sealed class SampleRun : IDisposable
             Folder.Release();
         }
     }
+
+    /// <summary>
+    /// What <paramref name="result"/> did, in one line: "<paramref name="what"/> N images in S steps of the sampler,
+    /// the time (<paramref name="elapsed"/> over several processes) and ms/step, from <paramref name="source"/> (epoch
+    /// and step or format, EMA, bf16)".
+    /// </summary>
+    public string Summary(SampleRunResult result, TimeSpan elapsed, string what, string source)
+    {
+        var (t, g, several) = (result.Timings, Generator, Processes > 1);
+        var origin = g.Source?.Manifest is { } m ? $"epoch {m.Epoch}, step {m.Step}" : g.Source is { } s ? $"{s.Format} weights" : "a model in memory";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{what} {Request.Count} images{(several ? $" over {Processes} processes" : "")} in {Plan.Timesteps.Count} steps " +
+            $"of {Request.Sampler.Describe(g.Diffusion.Schedule.T)}{(Plan.Batches > 1 ? $" × {Plan.Batches} batches" : "")}, " +
+            $"{(several ? elapsed.TotalSeconds : t.TotalSeconds):F1} s ({t.MillisecondsPerStep:F1} ms/step{(several ? " on rank 0" : "")}) " +
+            $"from {source} ({origin}, {(g.UsesEma ? "EMA weights" : "model weights")}{(g.Precision == Precision.Bf16 ? ", bf16" : "")})");
+    }
+
+    /// <summary>
+    /// Why a run cancelled after step <paramref name="done"/> left no grid, and what its folder holds, in one line.
+    /// </summary>
+    public string Interrupted(long done) =>
+        $"sampling interrupted after step {done} of {Plan.TotalSteps}: no {SampleFolder.GridFile} was written; {Folder.Holdings}";
 
     /// <summary>Gives the folder up, if <see cref="Prepare"/> claimed it and <see cref="Run"/> did not.</summary>
     public void Dispose() => Folder.Release();

@@ -4,14 +4,16 @@ using System.Runtime.InteropServices;
 namespace Ddpm.Runtime;
 
 /// <summary>
-/// The process's open-file limit (RLIMIT_NOFILE) and how much of it is in use. .NET raises the soft limit to the hard one
-/// at start-up, so the hard limit (<c>ulimit -n</c>) is what a process gets. Every assembly and native library .NET loads
-/// holds descriptors (a ddpm command about 90, the server about 180), and a load that fails for lack of one fails for good
-/// (a type initializer's failure is cached), so hosts check the limit before the work starts rather than die midway.
+/// The process's open-file limit (RLIMIT_NOFILE) and how much of it is in use. .NET raises the soft limit to the hard
+/// one at start-up, so the hard limit (<c>ulimit -n</c>) is what a process gets. Every assembly and native library .NET
+/// loads holds descriptors (a ddpm command about 90, the server about 180), and a load that fails for lack of one fails
+/// for good (a type initializer's failure is cached): hosts check the limit first rather than die midway.
 /// </summary>
 public static partial class DescriptorLimit
 {
-    /// <summary>The soft limit, after raising it to the hard one where it was lower; null where it cannot be read.</summary>
+    /// <summary>
+    /// The soft limit, after raising it to the hard one where it was lower; null where it cannot be read.
+    /// </summary>
     public static long? Current()
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return null;
@@ -43,6 +45,19 @@ public static partial class DescriptorLimit
         if (Current() is not { } limit || limit >= needed) return null;
         return string.Create(CultureInfo.InvariantCulture,
             $"the open-file limit is {limit} (ulimit -n) and {who} needs at least {needed}: raise it, e.g. ulimit -n 4096");
+    }
+
+    /// <summary>
+    /// For a host's first line: when the limit is below <paramref name="needed"/>, writes <c>error: </c> and
+    /// <see cref="Shortfall"/> to stderr and returns true (the host exits). The line goes straight to descriptor 2:
+    /// Console would first load another assembly, which may be what cannot be opened.
+    /// </summary>
+    public static bool Refuse(long needed, string who)
+    {
+        if (Shortfall(needed, who) is not { } shortfall) return false;
+        using var stderr = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(2, ownsHandle: false), FileAccess.Write, 1);
+        stderr.Write(System.Text.Encoding.UTF8.GetBytes($"error: {shortfall}\n"));
+        return true;
     }
 
     [LibraryImport("libc", EntryPoint = "getrlimit")]
