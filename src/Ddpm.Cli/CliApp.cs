@@ -21,6 +21,9 @@ public static class CliApp
 {
     public const int Ok = 0, Failure = 1, Usage = 2;
 
+    /// <summary>The open-file limit below which ddpm refuses to start (loaded assemblies hold descriptors).</summary>
+    public const int MinimumDescriptors = 256;
+
     /// <summary>Print stack traces with errors (any command); also <c>DDPM_DEBUG=1</c>.</summary>
     private static readonly Option<bool> Verbose = new("--verbose")
     {
@@ -109,22 +112,9 @@ public static class CliApp
     {
         if (e is AggregateException { InnerExceptions.Count: 1 } single) e = single.InnerException!;
         if (e is System.Reflection.TargetInvocationException { InnerException: { } inner }) e = inner;
-        var (code, line) = e switch
-        {
-            UsageException or Runs.RunRequestException => (Usage, e.Message),
-            ConfigException or DataException or CheckpointException or TrainingException or WeightsException or DistributedException => (Failure, e.Message),
-            OperationCanceledException => (Failure, "cancelled"),
-            // The file system's own messages name the path ("Access to the path '/x' is denied.", "Too many levels of symbolic links : '/x'").
-            UnauthorizedAccessException => (Failure, $"permission denied: {e.Message}"),
-            PathTooLongException => (Failure, $"path too long: {e.Message}"),
-            IOException => (Failure, e.Message),
-            InsufficientMemoryException => (Failure, e.Message), // refused before allocating, with the estimate
-            TorchSharpNotPatchedException => (Failure, e.Message),
-            OutOfMemoryException or InsufficientExecutionStackException => (Failure, $"out of memory: {e.Message}"),
-            System.Runtime.InteropServices.ExternalException when Trainer.IsOutOfMemory(e) => (Failure, $"out of memory: {e.Message}"),
-            _ => (Failure, $"unexpected failure ({e.GetType().Name}): {e.Message}" +
-                (verbose ? "" : " (run with --verbose or DDPM_DEBUG=1 for the stack trace, and please report it)")),
-        };
+        int code = e is UsageException or Runs.RunRequestException ? Usage : Failure;
+        var line = e is UsageException ? e.Message : ErrorText.Describe(e) ?? $"unexpected failure ({e.GetType().Name}): {e.Message}" +
+            (verbose ? "" : " (run with --verbose or DDPM_DEBUG=1 for the stack trace, and please report it)");
         Console.Error.WriteLine($"{prefix}error: {OneLine(line)}");
         if (verbose) Console.Error.WriteLine(e.ToString());
         return code;

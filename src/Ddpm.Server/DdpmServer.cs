@@ -5,14 +5,20 @@ using Ddpm.Configuration;
 using Ddpm.Diffusion;
 using Ddpm.Runs;
 using Ddpm.Sampling;
+using Ddpm.IO;
+using Ddpm.Runtime;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.HostFiltering;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using BadHttpRequestException = Microsoft.AspNetCore.Http.BadHttpRequestException;
 
 namespace Ddpm.Server;
 
@@ -20,7 +26,7 @@ namespace Ddpm.Server;
 /// The web app of <c>ddpm serve</c>: the page (embedded), the runs API, file reads confined to the runs folder, and
 /// generation streamed as Server-Sent Events.
 /// </summary>
-public static class DdpmServer
+public static partial class DdpmServer
 {
     /// <summary>Extensions of run files the page may read (sample grids, logs, configs, evaluation results).</summary>
     private static readonly Dictionary<string, string> FileTypes = new(StringComparer.OrdinalIgnoreCase)
@@ -41,6 +47,10 @@ public static class DdpmServer
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        // One warning per connection refused beyond the cap would let a flood fill the log (GuardedServer).
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel.Connections", LogLevel.Error);
+        // A failed start is thrown to the host, which reports it; the host's own log of it would add a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.Critical);
         // A page bound to loopback answers only requests addressed to loopback names (no DNS rebinding from a web page).
         builder.Services.Configure<HostFilteringOptions>(o =>
             o.AllowedHosts = options.IsLoopback ? ["localhost", "127.0.0.1", "[::1]"] : ["*"]);
@@ -51,9 +61,21 @@ public static class DdpmServer
         builder.Services.AddSingleton(sp => new GenerationService(options.Device, options.Limits, options.FrameInterval,
             sp.GetRequiredService<ILogger<GenerationService>>()));
         configure?.Invoke(builder);
+        GuardKestrel(builder.Services, options);
 
         var app = builder.Build();
         app.UseHostFiltering();
+        app.Use(async (context, next) =>
+        {
+            try { await next(context); }
+            catch (Exception e) when (IsClientCaused(e, context))
+            {
+                // A client that sends too slowly or too much, or leaves: its problem, one debug line, no stack trace.
+                context.RequestServices.GetRequiredService<ILogger<RunsCatalog>>().LogDebug("{Method} {Path}: {Message}",
+                    context.Request.Method, context.Request.Path, ErrorText.OneLine(e.Message));
+                if (!context.Response.HasStarted && e is BadHttpRequestException bad) context.Response.StatusCode = bad.StatusCode;
+            }
+        });
         app.Use(async (context, next) =>
         {
             var headers = context.Response.Headers;
@@ -83,15 +105,16 @@ public static class DdpmServer
         {
             if (catalog.FindRun(id) is not { } run) return NotFound($"no run has the id '{id}'");
             var path = catalog.Folder.Contain(Path.Combine(run.FullPath, RunFolder.StepLogFile));
-            return path is not null && File.Exists(path) ? Results.Json(RunFiles.ReadLoss(path, offset ?? 0)) : Results.Json(new LossChunk(0, false, [], []));
+            return Readable(path, p => RunFiles.ReadLoss(p, offset ?? 0)) is { } chunk ? Results.Json(chunk) : Results.Json(new LossChunk(0, false, [], []));
         });
         app.MapGet("/files/{**path}", (string path, RunsFolder runs) =>
         {
-            // Only existing files of known types inside the runs folder; '..', hidden names and links that lead out are 404.
+            // Only regular files of known types inside the runs folder; '..', hidden names, links that lead out, FIFOs
+            // and devices are 404. A hard link is the file itself: see docs/serve.md.
             var real = runs.Resolve(path);
-            if (real is null || !File.Exists(real) || !FileTypes.TryGetValue(Path.GetExtension(real), out var type))
+            if (real is null || !FileTypes.TryGetValue(Path.GetExtension(real), out var type) || Readable<FileStream>(real, p => RegularFile.OpenRead(p)) is not { } file)
                 return Results.NotFound();
-            return Results.File(real, type);
+            return Results.Stream(file, type, lastModified: File.GetLastWriteTimeUtc(real), enableRangeProcessing: true);
         });
         app.MapPost("/api/generate", Generate);
         return app;
@@ -99,19 +122,48 @@ public static class DdpmServer
 
     private static object RunDetails(RunInfo run, RunsFolder folder)
     {
-        string? File(string name) => folder.Contain(Path.Combine(run.FullPath, name)) is { } p && System.IO.File.Exists(p) ? p : null;
+        string? File(string name) => folder.Contain(Path.Combine(run.FullPath, name)) is { } p && RegularFile.Is(p) ? p : null;
         var evaluation = Directory.EnumerateFiles(run.FullPath, RunFolder.EvaluationFile, new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 2 })
-            .Select(folder.Contain).OfType<string>()
+            .Select(folder.Contain).OfType<string>().Where(RegularFile.Is)
             .OrderByDescending(System.IO.File.GetLastWriteTimeUtc).FirstOrDefault();
         return new
         {
             Run = run,
-            Config = File(RunFolder.ConfigFile) is { } c ? RunFiles.ReadText(c) : run.Checkpoints.FirstOrDefault()?.Config.ToYaml(),
-            Epochs = File(RunFolder.EpochLogFile) is { } e ? RunFiles.ReadTable(e) : null,
+            Config = Readable(File(RunFolder.ConfigFile), RunFiles.ReadText) ?? run.Checkpoints.FirstOrDefault()?.Config.ToYaml(),
+            Epochs = Readable(File(RunFolder.EpochLogFile), RunFiles.ReadTable),
             HasLoss = File(RunFolder.StepLogFile) is not null,
-            Evaluation = evaluation is null ? null : RunFiles.ReadJson(evaluation),
+            Evaluation = Readable(evaluation, RunFiles.ReadJson),
             TensorBoard = new RunFolder(run.FullPath).TensorBoardFiles().Any(),
         };
+    }
+
+    /// <summary>
+    /// What <paramref name="read"/> makes of the file; null when there is none or it cannot be read (gone, a FIFO).
+    /// </summary>
+    private static T? Readable<T>(string? path, Func<string, T?> read) where T : class
+    {
+        if (path is null) return null;
+        try { return read(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>
+    /// Failures a client causes (a body sent too slowly or too large, a connection closed), not the server's.
+    /// </summary>
+    private static bool IsClientCaused(Exception e, HttpContext context) =>
+        e is BadHttpRequestException || context.RequestAborted.IsCancellationRequested && e is OperationCanceledException or IOException;
+
+    /// <summary>
+    /// Puts <see cref="GuardedServer"/> in front of Kestrel (an in-memory test server is left as it is).
+    /// </summary>
+    private static void GuardKestrel(IServiceCollection services, ServerOptions options)
+    {
+        var registered = services.LastOrDefault(d => d.ServiceType == typeof(IServer));
+        if (registered?.ImplementationType is not { } kestrel || kestrel.Assembly != typeof(KestrelServerOptions).Assembly) return;
+        services.Remove(registered);
+        services.AddSingleton(kestrel);
+        services.AddSingleton<IServer>(sp => new GuardedServer((IServer)sp.GetRequiredService(kestrel),
+            sp.GetRequiredService<IOptions<KestrelServerOptions>>().Value, options.MaxConnections, sp.GetRequiredService<ILogger<GuardedServer>>()));
     }
 
     /// <summary>
@@ -153,11 +205,9 @@ public static class DdpmServer
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            // The checkpoint could not be loaded (changed or damaged since the scan): one line, as an error event.
-            var log = context.RequestServices.GetRequiredService<ILogger<GenerationService>>();
-            log.LogError(e, "loading the checkpoint failed");
-            var failed = Results.Problem("generation failed: " + e.Message.Split('\n', 2)[0],
-                statusCode: StatusCodes.Status500InternalServerError, title: "Generation failed");
+            // The checkpoint could not be loaded (changed or damaged since the scan): a 500 with one line, no paths.
+            var failed = Results.Problem(Failed(context, e, request.Checkpoint), statusCode: StatusCodes.Status500InternalServerError,
+                title: "Generation failed");
             await failed.ExecuteAsync(context);
             return;
         }
@@ -191,10 +241,7 @@ public static class DdpmServer
         }
         catch (Exception e)
         {
-            context.RequestServices.GetRequiredService<ILogger<GenerationService>>().LogError(e, "generation failed");
-            // The first line only: libtorch appends its C++ stack to messages.
-            var line = e.Message.Split('\n', 2)[0];
-            await Send(context, "error", new { Message = "generation failed: " + (line.Length > 300 ? line[..300] + "…" : line) });
+            await Send(context, "error", new { Message = Failed(context, e, request.Checkpoint) });
         }
         finally
         {
@@ -202,6 +249,34 @@ public static class DdpmServer
             try { await work; } catch (Exception) { /* reported above, or the client left */ }
         }
     }
+
+    /// <summary>
+    /// A message as a client may see it: one line without server paths (the checkpoint named as run/file, anything else
+    /// absolute replaced by &lt;path&gt;), as the page promises.
+    /// </summary>
+    /// <summary>
+    /// Logs a failed generation and returns what the client is told. A file that cannot be read or does not fit (corrupt,
+    /// replaced, too large) is the runs folder's condition, logged as one warning line; anything else is a fault of the
+    /// server, logged with its stack trace. The client's line names the checkpoint by run and no other path.
+    /// </summary>
+    private static string Failed(HttpContext context, Exception e, CheckpointInfo checkpoint)
+    {
+        var logger = context.RequestServices.GetRequiredService<ILogger<GenerationService>>();
+        if (ErrorText.Describe(e) is { } line) logger.LogWarning("generation from {Run}/{Checkpoint} failed: {Message}", checkpoint.RunName, checkpoint.Name, line);
+        else logger.LogError(e, "generation failed");
+        var text = ForClient(e.Message, context.RequestServices.GetRequiredService<RunsCatalog>().Folder, checkpoint);
+        return "generation failed: " + (text.Length > 300 ? text[..300] + "…" : text);
+    }
+
+    internal static string ForClient(string message, RunsFolder folder, CheckpointInfo checkpoint)
+    {
+        var line = ErrorText.OneLine(message).Replace(checkpoint.FullPath, $"{checkpoint.RunName}/{checkpoint.Name}", StringComparison.Ordinal)
+            .Replace(folder.Root + "/", "", StringComparison.Ordinal);
+        return AbsolutePath().Replace(line, "<path>");
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"(?<![\w.:~/-])/[^\s'""`,;()]+")]
+    private static partial System.Text.RegularExpressions.Regex AbsolutePath();
 
     private static async Task<byte[]> ReadBody(HttpRequest request)
     {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using Ddpm.IO;
 
 namespace Ddpm.Server;
 
@@ -10,7 +11,10 @@ public sealed record LossChunk(long Offset, bool More, IReadOnlyList<long> Steps
 /// <summary>A CSV file as column names and numeric rows (non-numbers and non-finite values are null).</summary>
 public sealed record CsvTable(IReadOnlyList<string> Columns, IReadOnlyList<double?[]> Rows);
 
-/// <summary>Reads what <c>ddpm train</c> and <c>ddpm eval</c> write into a run folder, tolerating files being appended meanwhile.</summary>
+/// <summary>
+/// Reads what <c>ddpm train</c> and <c>ddpm eval</c> write into a run folder, tolerating files being appended
+/// meanwhile; a FIFO or device in place of a file is an <see cref="IOException"/>, never a read that waits forever.
+/// </summary>
 public static class RunFiles
 {
     public const int MaxChunkBytes = 1 << 20, MaxTextBytes = 1 << 20;
@@ -21,7 +25,7 @@ public static class RunFiles
     /// </summary>
     public static LossChunk ReadLoss(string path, long offset)
     {
-        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        using var f = RegularFile.OpenRead(path);
         if (offset < 0 || offset > f.Length) offset = 0;
         f.Seek(offset, SeekOrigin.Begin);
         var buffer = new byte[(int)Math.Min(MaxChunkBytes, f.Length - offset)];
@@ -52,7 +56,7 @@ public static class RunFiles
     /// <summary>A text file, or its first <see cref="MaxTextBytes"/> bytes.</summary>
     public static string ReadText(string path)
     {
-        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        using var f = RegularFile.OpenRead(path);
         var buffer = new byte[(int)Math.Min(MaxTextBytes, f.Length)];
         int read = f.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
         return Encoding.UTF8.GetString(buffer, 0, read);

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Serialization;
 using Ddpm.Configuration;
+using Ddpm.IO;
 using Ddpm.Runs;
 using Ddpm.Training;
 
@@ -96,11 +97,14 @@ public sealed class RunsCatalog(RunsFolder folder)
             .SelectMany(n => new[] { Path.Combine(dir, n), Path.Combine(dir, RunFolder.SamplesFolder, n) })
             .Select(p => Folder.Contain(p))
             .OfType<string>()
+            .Where(RegularFile.Is) // a FIFO or device would hang whoever reads it
             .Select(p => new FileInfo(p))
             .OrderByDescending(f => f.LastWriteTimeUtc)
             .FirstOrDefault();
-        return new RunInfo(IdOf(name), name, checkpoints, sample is null ? null : Folder.Relative(sample.FullName),
-            Directory.GetLastWriteTimeUtc(dir)) { FullPath = dir };
+        // Advertised only when /files serves it (a folder name with a line break or a leading dot is refused there).
+        var samplePath = sample is null ? null : Folder.Relative(sample.FullName);
+        if (samplePath is not null && Folder.Resolve(samplePath) is null) samplePath = null;
+        return new RunInfo(IdOf(name), name, checkpoints, samplePath, Directory.GetLastWriteTimeUtc(dir)) { FullPath = dir };
     }
 
     private CheckpointInfo? ReadCheckpoint(string listedPath, string realPath, string runName)
@@ -110,10 +114,10 @@ public sealed class RunsCatalog(RunsFolder folder)
         {
             try
             {
-                var manifest = Checkpoint.ReadManifest(realPath);
-                var config = DdpmConfig.Parse(manifest.ConfigYaml);
+                using var checkpoint = CheckpointReader.Open(realPath); // one open for the manifest, the config and the EMA flag
+                var (manifest, config) = (checkpoint.Manifest, checkpoint.Config);
                 var model = new ModelSummary(config.Diffusion.NumTimesteps, config.Model.ImSize, config.Model.ImChannels, config.Model.NumClasses,
-                    config.Train.LabelDropout, Checkpoint.HasEma(realPath), config.Train.NumSamples, config.Train.NumGridRows);
+                    config.Train.LabelDropout, checkpoint.HasEma, config.Train.NumSamples, config.Train.NumGridRows);
                 return new CheckpointInfo(IdOf(Folder.Relative(listedPath)), Path.GetFileName(listedPath), runName, manifest.Step, manifest.Epoch,
                     file.LastWriteTimeUtc, model)
                 { FullPath = realPath, Config = config };

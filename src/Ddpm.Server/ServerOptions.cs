@@ -18,6 +18,10 @@ public sealed record ServerOptions
     public TimeSpan FrameInterval { get; init; } = TimeSpan.FromMilliseconds(100);
     /// <summary>Frames held for a client that reads slower than the model samples; beyond it the oldest is dropped (a live view wants the newest).</summary>
     public int FrameQueue { get; init; } = 2;
+    /// <summary>
+    /// Most connections served at once; null: as many as the open-file limit leaves room for (docs/serve.md).
+    /// </summary>
+    public int? MaxConnections { get; init; }
 
     /// <summary>True when only this machine can connect.</summary>
     public bool IsLoopback => IPAddress.IsLoopback(Host);

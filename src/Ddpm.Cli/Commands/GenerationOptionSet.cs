@@ -107,6 +107,7 @@ internal sealed class GenerationOptionSet(SamplerKind defaultSampler = SamplerOp
     /// </summary>
     public int Run(ParseResult p, SampleRun run, string what)
     {
+        using var claim = run; // the folder is given up however this ends
         if (run.IsRoot && run.Prepare() is { Count: > 0 } earlier)
             Console.Error.WriteLine($"note: removed {earlier.Count} file(s) of an earlier sample from '{run.Folder.Path}': " +
                 string.Join(", ", earlier.Take(5)) + (earlier.Count > 5 ? ", …" : ""));
@@ -131,20 +132,12 @@ internal sealed class GenerationOptionSet(SamplerKind defaultSampler = SamplerOp
         {
             if (!run.IsRoot) return exitCode;
             progress.Finish();
-            int grids = run.Folder.IntermediateGrids;
-            Console.Error.WriteLine($"error: sampling interrupted after step {lastStep} of {run.Plan.TotalSteps}: no {SampleFolder.GridFile} was written; " +
-                (grids > 0 ? $"'{run.Folder.Path}' holds only this run's {grids} intermediate grid(s) x_*.png" : $"'{run.Folder.Path}' holds nothing of this run"));
+            Console.Error.WriteLine($"error: {run.Interrupted(lastStep)}");
             return exitCode;
         }
         if (!run.IsRoot) return CliApp.Ok;
         progress.Finish();
-        var (t, g) = (result.Timings, run.Generator);
-        var origin = g.Source!.Manifest is { } m ? $"epoch {m.Epoch}, step {m.Step}" : $"{g.Source.Format} weights";
-        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{what} {run.Request.Count} images{(run.Processes > 1 ? $" over {run.Processes} processes" : "")} in {run.Plan.Timesteps.Count} steps " +
-            $"of {run.Request.Sampler.Describe(g.Diffusion.Schedule.T)}{(run.Plan.Batches > 1 ? $" × {run.Plan.Batches} batches" : "")}, " +
-            $"{(run.Processes > 1 ? clock.Elapsed.TotalSeconds : t.TotalSeconds):F1} s ({t.MillisecondsPerStep:F1} ms/step{(run.Processes > 1 ? " on rank 0" : "")}) " +
-            $"from {p.GetValue(_checkpoint)} ({origin}, {(g.UsesEma ? "EMA weights" : "model weights")}{(g.Precision == Precision.Bf16 ? ", bf16" : "")})"));
+        Console.Error.WriteLine(run.Summary(result, clock.Elapsed, what, p.GetValue(_checkpoint)!));
         Console.WriteLine(result.GridPath);
         return CliApp.Ok;
     }

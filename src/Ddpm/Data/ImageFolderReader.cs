@@ -113,8 +113,12 @@ internal static class ImageFolderReader
     /// <summary>Decodes one file, converts, resizes and crops it into <paramref name="target"/> ([C, size, size] planes).</summary>
     private static void DecodeInto(string path, int channels, int size, Span<byte> target)
     {
+        // Skia's "Unimplemented" says nothing to a user: an empty file, or a FIFO (whose read would block), is named.
+        if (IO.PathCheck.FileProblem(path) is { } problem) throw new DataException(path, problem);
+        if (new FileInfo(path).Length == 0) throw new DataException(path, "is empty (0 bytes), not an image");
         using var codec = SKCodec.Create(path, out var result)
-            ?? throw new DataException(path, $"cannot be decoded as an image ({result})");
+            ?? throw new DataException(path, result == SKCodecResult.Unimplemented
+                ? "cannot be decoded as an image: not PNG, JPEG, BMP, GIF or WebP data" : $"cannot be decoded as an image ({result})");
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         if (info.Width < 1 || info.Height < 1) throw new DataException(path, $"has no pixels ({info.Width}×{info.Height})");
         // The header's size is checked before the RGBA buffer of that size is allocated (a corrupt or hostile file may

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace Ddpm.Distributed;
 
 /// <summary>
-/// A P/Invoke binding for the dozen Open MPI C functions ddpm calls, resolved from <c>libmpi.so.40</c> at run time.
+/// A P/Invoke binding for the two dozen Open MPI C functions ddpm calls, resolved from <c>libmpi.so.40</c> at run time.
 /// <para>
 /// Why not MPI.NET (NuGet <c>MPI.NET</c> 1.4.0): its package binds to Microsoft MPI (<c>msmpi.dll</c>) and its integer
 /// handle constants; against Debian's Open MPI 4.1.4 it fails at <c>MPI_Init</c> with DllNotFoundException (tried).
@@ -23,6 +23,8 @@ internal sealed unsafe class MpiLibrary
     public const string Variable = "DDPM_MPI_LIBRARY";
 
     public const int ThreadSerialized = 2; // MPI_THREAD_SERIALIZED in Open MPI's mpi.h
+    public const int AnySource = -1;       // MPI_ANY_SOURCE
+    public const int StatusBytes = 24;     // sizeof(MPI_Status): MPI_SOURCE, MPI_TAG, MPI_ERROR, _cancelled, size_t _ucount
     public static readonly IntPtr InPlace = 1; // MPI_IN_PLACE
 
     public IntPtr CommWorld { get; }
@@ -46,6 +48,17 @@ internal sealed unsafe class MpiLibrary
     public readonly delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int, IntPtr, IntPtr, int> Allgather;
     public readonly delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int*, int*, IntPtr, int, IntPtr, int> Gatherv;
     public readonly delegate* unmanaged<int, byte*, int*, int> ErrorString;
+    // Non-blocking collectives (MPI-3) and point-to-point calls: the waits with a deadline (MpiCommunicator).
+    public readonly delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, IntPtr*, int> Iallreduce;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, IntPtr, IntPtr*, int> Ibcast;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr*, int> Iallgather;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int*, int*, IntPtr, int, IntPtr, IntPtr*, int> Igatherv;
+    public readonly delegate* unmanaged<IntPtr*, int*, byte*, int> Test;
+    public readonly delegate* unmanaged<int, int, IntPtr, int*, byte*, int> Iprobe;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, byte*, int> Recv;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, int> Send;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, IntPtr*, int> Isend;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, IntPtr*, int> Irecv;
 
     private MpiLibrary(IntPtr handle)
     {
@@ -71,6 +84,16 @@ internal sealed unsafe class MpiLibrary
         Allgather = (delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int, IntPtr, IntPtr, int>)Export("MPI_Allgather");
         Gatherv = (delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int*, int*, IntPtr, int, IntPtr, int>)Export("MPI_Gatherv");
         ErrorString = (delegate* unmanaged<int, byte*, int*, int>)Export("MPI_Error_string");
+        Iallreduce = (delegate* unmanaged<IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr, IntPtr*, int>)Export("MPI_Iallreduce");
+        Ibcast = (delegate* unmanaged<IntPtr, int, IntPtr, int, IntPtr, IntPtr*, int>)Export("MPI_Ibcast");
+        Iallgather = (delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int, IntPtr, IntPtr, IntPtr*, int>)Export("MPI_Iallgather");
+        Igatherv = (delegate* unmanaged<IntPtr, int, IntPtr, IntPtr, int*, int*, IntPtr, int, IntPtr, IntPtr*, int>)Export("MPI_Igatherv");
+        Test = (delegate* unmanaged<IntPtr*, int*, byte*, int>)Export("MPI_Test");
+        Iprobe = (delegate* unmanaged<int, int, IntPtr, int*, byte*, int>)Export("MPI_Iprobe");
+        Recv = (delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, byte*, int>)Export("MPI_Recv");
+        Send = (delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, int>)Export("MPI_Send");
+        Isend = (delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, IntPtr*, int>)Export("MPI_Isend");
+        Irecv = (delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, IntPtr*, int>)Export("MPI_Irecv");
     }
 
     /// <summary>Opens Open MPI's library (see the class comment), or throws one clear error naming what was tried.</summary>

@@ -22,6 +22,7 @@ internal static class PathCheck
         if (IsLinkLoop(path)) return "is a symbolic link loop";
         if (Directory.Exists(path)) return "is a folder, not a file";
         if (!File.Exists(path)) return "does not exist";
+        if (RegularFile.SpecialKind(path) is { } kind) return $"is {kind}, not a regular file";
         return null;
     }
 

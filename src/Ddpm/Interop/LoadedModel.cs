@@ -16,5 +16,11 @@ public sealed record LoadedModel(UNet Model, DdpmConfig Config, WeightFormat For
     /// <summary>Tensors holding NaN or infinite values, each as "name (k of n values)"; only non-empty when loaded with allowNonFinite.</summary>
     public IReadOnlyList<string> NonFiniteTensors { get; init; } = [];
 
+    /// <summary>
+    /// Whether the model holds the checkpoint's EMA weights (loaded with <c>useEma</c> from a checkpoint that has
+    /// them).
+    /// </summary>
+    public bool UsesEma { get; init; }
+
     public void Dispose() => Model.Dispose();
 }

@@ -28,18 +28,10 @@ public static class ModelExport
     {
         var ext = to is null ? null : Path.GetExtension(to).ToLowerInvariant();
         if (ext is not null && !Extensions.Contains(ext)) throw new ArgumentException($"'{to}' must end in {string.Join(", ", Extensions)}", nameof(to));
-        bool isCheckpoint = StateDictIo.Detect(source) == WeightFormat.Checkpoint;
-        ema = ema || (ext == ".onnx" || webFolder is not null) && isCheckpoint && Checkpoint.HasEma(source);
-        using var loaded = ModelFile.Load(source, config, strict: true, allowNonFinite: allowNonFinite || ema);
-        var nonFinite = loaded.NonFiniteTensors;
-        if (ema)
-        {
-            if (loaded.Manifest is null || !Checkpoint.HasEma(source))
-                throw new WeightsException(source, "holds no EMA weights (train with train_params.ema_decay > 0)");
-            Checkpoint.LoadEmaInto(source, loaded.Model);
-            nonFinite = ModelFile.CheckFinite(loaded.Model, source, allowNonFinite);
-        }
-        var label = $"{Path.GetFileName(source)}{(ema ? " (EMA)" : "")}";
+        // One open of the file; a checkpoint's EMA weights when asked, and for ONNX and the page when it has them.
+        using var loaded = ModelFile.Load(source, config, strict: true, allowNonFinite, useEma: ema || ext == ".onnx" || webFolder is not null);
+        if (ema && !loaded.UsesEma) throw new WeightsException(source, "holds no EMA weights (train with train_params.ema_decay > 0)");
+        var label = $"{Path.GetFileName(source)}{(loaded.UsesEma ? " (EMA)" : "")}";
         if (to is not null)
         {
             // Interrupted (Ctrl+C, SIGTERM), no temporary stays beside the file; one killed outright is cleaned by the next write.
@@ -51,6 +43,7 @@ public static class ModelExport
             }
         }
         var web = webFolder is null ? null : OnnxWebExport.Write(loaded.Model, loaded.Config, webFolder, source: label);
-        return new ExportResult(loaded.Model.state_dict().Count, loaded.Model.ParameterCount(), ema, loaded.MissingKeys, nonFinite, web);
+        return new ExportResult(loaded.Model.state_dict().Count, loaded.Model.ParameterCount(), loaded.UsesEma, loaded.MissingKeys,
+            loaded.NonFiniteTensors, web);
     }
 }

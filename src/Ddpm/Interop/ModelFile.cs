@@ -13,7 +13,7 @@ namespace Ddpm.Interop;
 public static class ModelFile
 {
     /// <summary>
-    /// Loads by content (<see cref="StateDictIo.Detect"/>). A ddpm checkpoint carries its config and
+    /// Loads by content (<see cref="StateDictIo.Detect(string)"/>). A ddpm checkpoint carries its config and
     /// <paramref name="config"/> is not used; raw weights need <paramref name="config"/> for the architecture.
     /// </summary>
     /// <param name="strict">When false, keys missing from raw weights keep their initial values (listed in
@@ -22,11 +22,13 @@ public static class ModelFile
     /// <exception cref="WeightsException">Unreadable, unsafe or non-fitting raw weights (every bad key listed).</exception>
     /// <param name="allowNonFinite">When false (the default), weights holding NaN or infinite values are refused
     /// (<see cref="WeightsException"/> naming the tensors); when true they load and are listed in <see cref="LoadedModel.NonFiniteTensors"/>.</param>
+    /// <param name="useEma">Load a checkpoint's EMA weights instead of its raw ones when it has them
+    /// (<see cref="LoadedModel.UsesEma"/> says whether it did); the finite check is then of the EMA weights.</param>
     /// <exception cref="CheckpointException">A corrupt ddpm checkpoint.</exception>
-    public static LoadedModel Load(string path, DdpmConfig? config = null, bool strict = true, bool allowNonFinite = false)
+    public static LoadedModel Load(string path, DdpmConfig? config = null, bool strict = true, bool allowNonFinite = false, bool useEma = false)
     {
         TorchSharpPatch.EnsureApplied();
-        var loaded = LoadUnchecked(path, config, strict);
+        var loaded = LoadUnchecked(path, config, strict, useEma);
         try
         {
             return loaded with { NonFiniteTensors = CheckFinite(loaded.Model, path, allowNonFinite) };
@@ -59,14 +61,35 @@ public static class ModelFile
         return bad;
     }
 
-    private static LoadedModel LoadUnchecked(string path, DdpmConfig? config, bool strict)
+    private static LoadedModel LoadUnchecked(string path, DdpmConfig? config, bool strict, bool useEma)
     {
-        var format = StateDictIo.Detect(path);
+        // A checkpoint is read through the one descriptor opened here: its weights, EMA and manifest are of one file
+        // even when training replaces or prunes the path meanwhile.
+        var file = StateDictIo.OpenChecked(path);
+        WeightFormat format;
+        try { format = StateDictIo.Detect(file, path); }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
         if (format == WeightFormat.Checkpoint)
         {
-            var (model, stored, manifest) = Checkpoint.LoadModel(path);
-            return new LoadedModel(model, stored, format, manifest, []);
+            using var checkpoint = CheckpointReader.Open(file, path);
+            var model = checkpoint.LoadModel();
+            try
+            {
+                bool ema = useEma && checkpoint.HasEma;
+                if (ema) checkpoint.LoadEmaInto(model);
+                return new LoadedModel(model, checkpoint.Config, format, checkpoint.Manifest, []) { UsesEma = ema };
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
         }
+        file.Dispose();
         if (config is null)
             throw new ArgumentException($"'{path}' holds raw {format} weights without an architecture: a config is required", nameof(config));
         var stateDict = StateDictIo.Read(path);

@@ -23,22 +23,44 @@ public static class StateDictIo
     /// </summary>
     public static WeightFormat Detect(string path)
     {
+        using var file = OpenChecked(path);
+        return Detect(file, path);
+    }
+
+    /// <summary>Opens a weight file for reading, after <see cref="PathCheck.FileProblem"/>; failures name it.</summary>
+    internal static FileStream OpenChecked(string path)
+    {
         if (PathCheck.FileProblem(path) is { } problem) throw new WeightsException(path, problem);
+        try { return RegularFile.OpenRead(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new WeightsException(path, "cannot be read: " + e.Message, e);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Detect(string)"/> of an open file (named <paramref name="path"/> in messages); leaves it at its
+    /// start.
+    /// </summary>
+    internal static WeightFormat Detect(Stream file, string path)
+    {
         Span<byte> head = stackalloc byte[9];
-        int n;
-        using (var f = File.OpenRead(path)) n = f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        file.Position = 0;
+        int n = file.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        file.Position = 0;
         if (n >= 4 && head[0] == 0x50 && head[1] == 0x4b && head[2] == 0x03 && head[3] == 0x04)
         {
             try
             {
-                using var zip = ZipFile.OpenRead(path);
+                using var zip = new ZipArchive(file, ZipArchiveMode.Read, leaveOpen: true);
                 if (zip.GetEntry(ManifestEntry) is not null) return WeightFormat.Checkpoint;
                 if (zip.Entries.Any(e => IsDataPkl(e.FullName))) return WeightFormat.PyTorch;
             }
             catch (InvalidDataException e) { throw new WeightsException(path, "a corrupt zip archive: " + e.Message, e); }
+            finally { file.Position = 0; }
             throw new WeightsException(path, "a zip archive that is neither a ddpm checkpoint (no manifest.json) nor a PyTorch file (no <name>/data.pkl)");
         }
-        if (n == 9 && head[8] == (byte)'{' && BinaryPrimitives.ReadUInt64LittleEndian(head) < (ulong)new FileInfo(path).Length)
+        if (n == 9 && head[8] == (byte)'{' && BinaryPrimitives.ReadUInt64LittleEndian(head) < (ulong)file.Length)
             return WeightFormat.Safetensors;
         if (n >= 2 && head[0] == 0x80)
             throw new WeightsException(path, "a legacy (pre-1.6, non-zip) torch.save file; re-save it with a current PyTorch or as safetensors");

@@ -31,10 +31,14 @@ public sealed class CheckpointFolder
         Keep = keep;
     }
 
-    /// <summary>Every checkpoint file in <paramref name="directory"/> (any name ending in <see cref="Extension"/>); none when it cannot be listed.</summary>
+    /// <summary>
+    /// Every checkpoint file in <paramref name="directory"/> (any regular file whose name ends in
+    /// <see cref="Extension"/>; a FIFO or device so named is left out, since opening it could block); none when it
+    /// cannot be listed.
+    /// </summary>
     public static IReadOnlyList<string> Files(string directory)
     {
-        try { return System.IO.Directory.EnumerateFiles(directory, "*" + Extension).ToList(); }
+        try { return System.IO.Directory.EnumerateFiles(directory, "*" + Extension).Where(f => RegularFile.SpecialKind(f) is null).ToList(); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return []; }
     }
 

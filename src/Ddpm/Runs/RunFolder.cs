@@ -53,9 +53,11 @@ public sealed class RunFolder
     public IEnumerable<string> TensorBoardFiles() =>
         Directory.Exists(Path) ? Directory.EnumerateFiles(Path, TensorBoardPattern) : [];
 
-    /// <summary>Whether <paramref name="directory"/> looks like a run: a marker file or a checkpoint in it.</summary>
+    /// <summary>
+    /// Whether <paramref name="directory"/> looks like a run: a marker or a checkpoint in it, each a regular file.
+    /// </summary>
     public static bool LooksLikeRun(string directory) =>
-        Markers.Any(m => System.IO.File.Exists(System.IO.Path.Combine(directory, m))) || CheckpointFolder.Files(directory).Any();
+        Markers.Any(m => RegularFile.Is(System.IO.Path.Combine(directory, m))) || CheckpointFolder.Files(directory).Any();
 
     /// <summary>The files of a training run here (checkpoints, logs, preview, config, TensorBoard events), nothing else.</summary>
     public IEnumerable<string> RunFiles()

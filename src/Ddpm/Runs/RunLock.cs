@@ -6,11 +6,12 @@ using Ddpm.Training;
 namespace Ddpm.Runs;
 
 /// <summary>
-/// The one owner of a run folder: a lock file (<c>train.lock</c>) holding the owner's PID and start time, created
-/// exclusively (O_EXCL) and deleted on <see cref="Dispose"/>. A lock whose process no longer runs (a PID that is gone,
-/// or reused by a process started at another time) is stale: it is taken over, and <see cref="TakenOverFrom"/> says whose
-/// it was. Written by hand because .NET has no inter-process lock that also names its holder (a kernel flock dies with its
-/// process but cannot be read back; this file can, and the start time guards against PID reuse).
+/// The one owner of a folder: a lock file (a training run's <c>train.lock</c>, a sample's
+/// <see cref="SampleFolder.LockFile"/>) holding the owner's PID and start time, created exclusively (O_EXCL) and
+/// deleted on <see cref="Dispose"/>. A lock whose process no longer runs (a PID that is gone, or reused by a process
+/// started at another time) is stale: it is taken over, and <see cref="TakenOverFrom"/> says whose it was. Written by
+/// hand because .NET has no inter-process lock that also names its holder (a kernel flock dies with its process but
+/// cannot be read back; this file can, and the start time guards against PID reuse).
 /// </summary>
 public sealed class RunLock : IDisposable
 {
@@ -30,6 +31,11 @@ public sealed class RunLock : IDisposable
     public string Path { get; }
     /// <summary>The dead process whose stale lock this one replaced, or null.</summary>
     public Holder? TakenOverFrom { get; }
+    /// <summary>
+    /// Why <see cref="Dispose"/> could not delete the lock file (the folder became read-only, say), or null. The file
+    /// then names this process; once that has ended, the next <see cref="Acquire"/> finds it stale and takes it over.
+    /// </summary>
+    public string? LeftBehind { get; private set; }
 
     private RunLock(string path, string content, Holder? takenOverFrom)
     {
@@ -39,12 +45,13 @@ public sealed class RunLock : IDisposable
     }
 
     /// <summary>
-    /// Takes the lock of <paramref name="folder"/> (which must exist) for this process. Throws
+    /// Takes the lock of <paramref name="folder"/> (which must exist) for this process: the lock file
+    /// <paramref name="fileName"/>, for a <paramref name="what"/> (named in the refusal). Throws
     /// <see cref="RunLockedException"/> when a running process holds it; I/O errors (e.g. a read-only folder) propagate.
     /// </summary>
-    public static RunLock Acquire(string folder)
+    public static RunLock Acquire(string folder, string fileName = FileName, string what = "training run")
     {
-        var path = System.IO.Path.Combine(System.IO.Path.GetFullPath(folder), FileName);
+        var path = System.IO.Path.Combine(System.IO.Path.GetFullPath(folder), fileName);
         var me = Current();
         var content = Format(me);
         Holder? stale = null;
@@ -59,11 +66,11 @@ public sealed class RunLock : IDisposable
             {
                 // Empty or unreadable: its owner may be between creating and writing it; old ones are debris.
                 if (DateTime.UtcNow - File.GetLastWriteTimeUtc(path) < CreationGrace)
-                    throw new RunLockedException(path, null);
+                    throw new RunLockedException(path, null, what);
             }
             else if (IsRunning(holder.Value))
             {
-                throw new RunLockedException(path, holder);
+                throw new RunLockedException(path, holder, what);
             }
             // Stale: move it aside under a name of our own (only one process can), check it is what we judged, retry O_EXCL.
             var aside = path + AtomicFile.TempMarker + Environment.ProcessId;
@@ -80,7 +87,7 @@ public sealed class RunLock : IDisposable
             AtomicFile.TryDelete(aside);
             stale = holder;
         }
-        throw new RunLockedException(path, null);
+        throw new RunLockedException(path, null, what);
     }
 
     private static bool TryCreate(string path, string content)
@@ -149,17 +156,22 @@ public sealed class RunLock : IDisposable
         {
             if (File.Exists(Path) && File.ReadAllText(Path) == _content) File.Delete(Path);
         }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            LeftBehind = e.Message;
+        }
     }
 }
 
-/// <summary>A run folder's lock is held by a running process (or by one that is creating it right now).</summary>
-public sealed class RunLockedException(string lockPath, RunLock.Holder? holder)
+/// <summary>
+/// A folder's lock is held by a running process (or by one that is creating it right now); <paramref name="what"/>
+/// names it.
+/// </summary>
+public sealed class RunLockedException(string lockPath, RunLock.Holder? holder, string what = "training run")
     : TrainingException(holder is { } h
-        ? $"{System.IO.Path.GetDirectoryName(lockPath)} is in use by another training run ({h}; lock file {lockPath}); " +
+        ? $"{System.IO.Path.GetDirectoryName(lockPath)} is in use by another {what} ({h}; lock file {lockPath}); " +
           "wait for it to finish, or choose another --out"
-        : $"{System.IO.Path.GetDirectoryName(lockPath)} is being claimed by another training run right now (lock file {lockPath}); " +
+        : $"{System.IO.Path.GetDirectoryName(lockPath)} is being claimed by another {what} right now (lock file {lockPath}); " +
           "wait for it, or choose another --out")
 {
     public RunLock.Holder? Holder { get; } = holder;

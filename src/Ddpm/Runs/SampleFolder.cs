@@ -6,10 +6,11 @@ using static TorchSharp.torch;
 namespace Ddpm.Runs;
 
 /// <summary>
-/// The output folder of one generation (<c>ddpm sample</c>, and the editing commands): the final grid, the reverse process
-/// as an animated PNG, and intermediate grids <c>x_NNNN.png</c> (NNNN the timestep), each file name defined here once.
-/// <see cref="Observe"/> sees the generation's steps (frames and intermediate grids show the first batch);
-/// <see cref="Finish"/> writes the grid and the animation.
+/// The output folder of one generation (<c>ddpm sample</c>, and the editing commands): the final grid, the reverse
+/// process as an animated PNG, and intermediate grids <c>x_NNNN.png</c> (NNNN the timestep), each file name defined
+/// here once. <see cref="Prepare"/> claims the folder (<see cref="LockFile"/>: a second generation into it is refused
+/// while this one runs), <see cref="Observe"/> sees the generation's steps (frames and intermediate grids show the
+/// first batch), <see cref="Finish"/> writes the grid and the animation, <see cref="Release"/> gives the folder up.
 /// </summary>
 public sealed class SampleFolder
 {
@@ -17,10 +18,16 @@ public sealed class SampleFolder
     public const string AnimationFile = "reverse.png";
     /// <summary>An interpolation's frames as an animated PNG, there and back.</summary>
     public const string PathFile = "path.png";
+    /// <summary>
+    /// The lock of a generation writing into the folder (<see cref="RunLock"/>), there while it runs.
+    /// </summary>
+    public const string LockFile = "sample.lock";
     private const string IntermediatePrefix = "x_", PngExtension = ".png";
 
     private readonly int _perRow, _saveEvery, _frameEvery, _steps;
     private readonly List<byte[]> _frames = [];
+    private RunLock? _lock;
+    private bool _gridWritten, _animationWritten;
 
     /// <param name="path">The folder (created by <see cref="Prepare"/>).</param>
     /// <param name="perRow">Images per grid row.</param>
@@ -49,15 +56,47 @@ public sealed class SampleFolder
            && name.EndsWith(PngExtension, StringComparison.Ordinal) && name[2..6].All(char.IsAsciiDigit);
 
     /// <summary>
-    /// Creates the folder and removes what an earlier generation left in it, so it never mixes two runs (this run's
-    /// intermediate grids beside an older final grid); returns the names removed, in order.
+    /// Creates the folder, claims it (its lock) and removes what an earlier generation left in it, so it never mixes
+    /// two runs (this run's intermediate grids beside an older final grid); returns the names removed, in order.
     /// </summary>
+    /// <exception cref="RunLockedException">Another generation, still running, writes into the folder (its files are
+    /// kept).</exception>
     public IReadOnlyList<string> Prepare()
     {
         Directory.CreateDirectory(Path);
-        var earlier = Directory.EnumerateFiles(Path).Where(f => IsSampleOutput(System.IO.Path.GetFileName(f))).Order(StringComparer.Ordinal).ToList();
-        foreach (var f in earlier) File.Delete(f);
-        return earlier.Select(f => System.IO.Path.GetFileName(f)).ToList();
+        _lock ??= RunLock.Acquire(Path, LockFile, "sample");
+        try
+        {
+            var earlier = Directory.EnumerateFiles(Path).Where(f => IsSampleOutput(System.IO.Path.GetFileName(f))).Order(StringComparer.Ordinal).ToList();
+            foreach (var f in earlier) File.Delete(f);
+            return earlier.Select(f => System.IO.Path.GetFileName(f)).ToList();
+        }
+        catch
+        {
+            Release();
+            throw;
+        }
+    }
+
+    /// <summary>Gives the folder up (deletes its lock); nothing else is touched.</summary>
+    public void Release()
+    {
+        _lock?.Dispose();
+        _lock = null;
+    }
+
+    /// <summary>
+    /// What the folder holds of this generation, as a sentence ("'PATH' holds …") for a message after a stop.
+    /// </summary>
+    public string Holdings
+    {
+        get
+        {
+            var grids = IntermediateGrids > 0 ? $"{IntermediateGrids} intermediate grid(s) x_*.png" : null;
+            if (!_gridWritten) return grids is null ? $"'{Path}' holds nothing of this run" : $"'{Path}' holds only this run's {grids}";
+            var files = new[] { GridFile, _animationWritten ? AnimationFile : null, grids }.OfType<string>();
+            return $"'{Path}' holds this run's {string.Join(", ", files)}";
+        }
     }
 
     /// <summary>A step of the generation: an animation frame and an intermediate grid when due (first batch only).</summary>
@@ -68,7 +107,8 @@ public sealed class SampleFolder
         if (_frameEvery > 0 && (done % _frameEvery == 0 || done == _steps || done == 1)) _frames.Add(ImageGrid.ToPng(s.X, _perRow));
         if (_saveEvery > 0 && done % _saveEvery == 0 && done != _steps)
         {
-            ImageGrid.SavePng(s.X, _perRow, System.IO.Path.Combine(Path, IntermediateFile(s.Timestep)));
+            var name = IntermediateFile(s.Timestep);
+            Write(name, () => ImageGrid.SavePng(s.X, _perRow, System.IO.Path.Combine(Path, name)));
             IntermediateGrids++;
         }
     }
@@ -77,17 +117,32 @@ public sealed class SampleFolder
     /// Writes the final grid of <paramref name="images"/> and the animation (when it has frames); with
     /// <paramref name="path"/>, also the images in order, there and back, as <see cref="PathFile"/>. Returns the grid's path.
     /// </summary>
+    /// <exception cref="IOException">A write failed (a full disk, say); the message says what the folder holds.</exception>
     public string Finish(Tensor images, bool path = false)
     {
-        ImageGrid.SavePng(images, _perRow, GridPath);
-        if (_frames.Count > 0) AtomicFile.WriteAllBytes(System.IO.Path.Combine(Path, AnimationFile), AnimatedPng.Assemble(_frames));
+        Write(GridFile, () => ImageGrid.SavePng(images, _perRow, GridPath));
+        _gridWritten = true;
+        if (_frames.Count > 0) Write(AnimationFile, () => AtomicFile.WriteAllBytes(System.IO.Path.Combine(Path, AnimationFile), AnimatedPng.Assemble(_frames)));
+        _animationWritten = _frames.Count > 0;
         if (path)
         {
             int n = (int)images.shape[0];
             var order = Enumerable.Range(0, n).Concat(Enumerable.Range(1, Math.Max(0, n - 2)).Reverse()); // loops without a jump
             var frames = order.Select(k => ImageGrid.ToPng(images.narrow(0, k, 1), 1)).ToList();
-            AtomicFile.WriteAllBytes(System.IO.Path.Combine(Path, PathFile), AnimatedPng.Assemble(frames, frameMilliseconds: 150));
+            Write(PathFile, () => AtomicFile.WriteAllBytes(System.IO.Path.Combine(Path, PathFile), AnimatedPng.Assemble(frames, frameMilliseconds: 150)));
         }
         return GridPath;
+    }
+
+    /// <summary>
+    /// One atomic write (nothing half-written is left); a failure names the file and says what the folder holds.
+    /// </summary>
+    private void Write(string name, Action write)
+    {
+        try { write(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"writing {name} into '{Path}' failed ({e.Message}); {Holdings}", e);
+        }
     }
 }

@@ -1,3 +1,5 @@
+using System.Globalization;
+using Ddpm.Configuration;
 using Ddpm.Distributed;
 using Ddpm.Sampling;
 
@@ -6,9 +8,10 @@ namespace Ddpm.Runs;
 /// <summary>
 /// One generation written to a <see cref="SampleFolder"/> (<c>ddpm sample</c> and the editing commands): planned and checked
 /// before any work, split over the ranks of a job by image index when there is one (<see cref="ShardedGeneration"/>),
-/// with rank 0 alone preparing the folder, observing the steps and writing the grid and the animation.
+/// with rank 0 alone preparing (claiming) the folder, observing the steps and writing the grid and the animation. The
+/// folder is given up when <see cref="Run"/> ends, or on <see cref="Dispose"/>.
 /// </summary>
-public sealed class SampleRun
+public sealed class SampleRun : IDisposable
 {
     private readonly ICommunicator? _ranks;
 
@@ -32,7 +35,9 @@ public sealed class SampleRun
     /// <summary>The ranks the images are split over (1 without a job).</summary>
     public int Processes => _ranks?.Size ?? 1;
 
-    /// <summary>Creates the folder and removes an earlier generation's files (rank 0 only); returns their names.</summary>
+    /// <summary>Creates and claims the folder and removes an earlier generation's files (rank 0 only); returns their
+    /// names.</summary> <exception cref="RunLockedException">Another generation, still running, writes into the
+    /// folder.</exception>
     public IReadOnlyList<string> Prepare() => IsRoot ? Folder.Prepare() : [];
 
     /// <summary>
@@ -47,11 +52,43 @@ public sealed class SampleRun
             Folder.Observe(s);
             onStep?.Invoke(s);
         } : null;
-        using var result = _ranks is null
-            ? Generator.Generate(Request, observe, cancel)
-            : ShardedGeneration.Generate(Generator, Request, _ranks, observe, cancel);
-        return new SampleRunResult(IsRoot ? Folder.Finish(result.Images, path: Request.Interpolation is not null) : null, result.Timings);
+        try
+        {
+            using var result = _ranks is null
+                ? Generator.Generate(Request, observe, cancel)
+                : ShardedGeneration.Generate(Generator, Request, _ranks, observe, cancel);
+            return new SampleRunResult(IsRoot ? Folder.Finish(result.Images, path: Request.Interpolation is not null) : null, result.Timings);
+        }
+        finally
+        {
+            Folder.Release();
+        }
     }
+
+    /// <summary>
+    /// What <paramref name="result"/> did, in one line: "<paramref name="what"/> N images in S steps of the sampler,
+    /// the time (<paramref name="elapsed"/> over several processes) and ms/step, from <paramref name="source"/> (epoch
+    /// and step or format, EMA, bf16)".
+    /// </summary>
+    public string Summary(SampleRunResult result, TimeSpan elapsed, string what, string source)
+    {
+        var (t, g, several) = (result.Timings, Generator, Processes > 1);
+        var origin = g.Source?.Manifest is { } m ? $"epoch {m.Epoch}, step {m.Step}" : g.Source is { } s ? $"{s.Format} weights" : "a model in memory";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{what} {Request.Count} images{(several ? $" over {Processes} processes" : "")} in {Plan.Timesteps.Count} steps " +
+            $"of {Request.Sampler.Describe(g.Diffusion.Schedule.T)}{(Plan.Batches > 1 ? $" × {Plan.Batches} batches" : "")}, " +
+            $"{(several ? elapsed.TotalSeconds : t.TotalSeconds):F1} s ({t.MillisecondsPerStep:F1} ms/step{(several ? " on rank 0" : "")}) " +
+            $"from {source} ({origin}, {(g.UsesEma ? "EMA weights" : "model weights")}{(g.Precision == Precision.Bf16 ? ", bf16" : "")})");
+    }
+
+    /// <summary>
+    /// Why a run cancelled after step <paramref name="done"/> left no grid, and what its folder holds, in one line.
+    /// </summary>
+    public string Interrupted(long done) =>
+        $"sampling interrupted after step {done} of {Plan.TotalSteps}: no {SampleFolder.GridFile} was written; {Folder.Holdings}";
+
+    /// <summary>Gives the folder up, if <see cref="Prepare"/> claimed it and <see cref="Run"/> did not.</summary>
+    public void Dispose() => Folder.Release();
 }
 
 /// <summary>What a <see cref="SampleRun"/> wrote: the grid's path (rank 0; null elsewhere) and this rank's timings.</summary>

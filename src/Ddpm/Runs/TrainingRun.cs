@@ -25,6 +25,7 @@ public sealed class TrainingRun : IDisposable
     private RunLock? _lock;
     private CheckpointFolder _checkpoints;
     private bool _saved, _claimed;
+    private string? _lockLeftBehind;
 
     /// <summary>The run's folder.</summary>
     public RunFolder Folder { get; }
@@ -137,6 +138,7 @@ public sealed class TrainingRun : IDisposable
         if (communicator is not null && !IsRoot) communicator.Any(false); // rank 0 loads (and fetches) first
         using var data = DatasetFactory.Load(cfg.Dataset, cfg.Model, new MnistSource { Log = Note });
         if (communicator is not null && IsRoot) communicator.Any(false);
+        if (communicator is not null) Distributed.RankAgreement.Check(communicator, data, cfg); // same data and config everywhere
         Note(string.Create(CultureInfo.InvariantCulture,
             $"loaded {data.Count:N0} images from {data.Description} in {clock.Elapsed.TotalSeconds:F2} s, RSS {Environment.WorkingSet / 1048576.0:F0} MB"));
         if (IsRoot) AtomicFile.WriteAllText(Folder.ConfigPath, cfg.ToYaml());
@@ -168,11 +170,15 @@ public sealed class TrainingRun : IDisposable
                 _progress?.Report(new TrainingStepDone(s, cfg.Train.NumEpochs, done, total, eta));
             }, cancel);
             if (report is null) break;
+            // A stop that came at an epoch boundary ends the run before the next epoch's first step: that "epoch" is no
+            // row of the log (its mean loss would be NaN), and the checkpoint already saved is of this step.
+            if (report.Steps == 0 && (_saved || _request.Resume)) break;
             if (IsRoot) _checkpoints.Save(Trainer.Step, Trainer.Save);
             _saved = true;
+            stepLog.Flush();
+            if (report.Steps == 0) break;
             epochLog.WriteLine(RunFolder.EpochLogRow(report));
             epochLog.Flush();
-            stepLog.Flush();
             board?.Epoch(report);
             if (IsRoot && !cancel.IsCancellationRequested)
                 board!.Image("samples", TrainingPreview.Write(Trainer, Folder.PreviewPath), report.Step);
@@ -266,21 +272,25 @@ public sealed class TrainingRun : IDisposable
         }
         if (!_saved && !_request.Resume)
         {
-            if (_claimed) Folder.RemoveRun();
+            // A folder that became read-only keeps the run's files: say so, rather than fail with the deletion's error.
+            string? kept = null;
+            try { if (_claimed) Folder.RemoveRun(); }
+            catch (Exception io) when (io is IOException or UnauthorizedAccessException) { kept = io.Message; }
             Release();
-            RemoveCreated();
+            if (kept is null) RemoveCreated();
             if (e is TrainingException)
-                return new TrainingException($"{e.Message} No checkpoint was written (the run stopped before its first save); " +
-                    (_created.Count > 0 ? $"{Folder.Path} was removed." : $"the files it had written in {Folder.Path} were removed."));
-            return e;
+                e = new TrainingException($"{e.Message} No checkpoint was written (the run stopped before its first save); " +
+                    (kept is not null ? $"the files it had written in {Folder.Path} could not be removed ({kept})."
+                        : _created.Count > 0 ? $"{Folder.Path} was removed." : $"the files it had written in {Folder.Path} were removed."));
+            return WithLockNote(e);
         }
         Release();
         if (e is TrainingException && File.Exists(_checkpoints.LatestPath))
         {
             var kept = Checkpoint.ReadManifest(_checkpoints.LatestPath);
-            return new TrainingException($"{e.Message} The last checkpoint (step {kept.Step}, epoch {kept.Epoch}) was kept: {_checkpoints.LatestPath}");
+            e = new TrainingException($"{e.Message} The last checkpoint (step {kept.Step}, epoch {kept.Epoch}) was kept: {_checkpoints.LatestPath}");
         }
-        return e;
+        return WithLockNote(e);
     }
 
     /// <summary>Creates <paramref name="folder"/>; returns the folders that did not exist, deepest first.</summary>
@@ -317,7 +327,18 @@ public sealed class TrainingRun : IDisposable
     private void Release()
     {
         _lock?.Dispose();
+        _lockLeftBehind ??= _lock?.LeftBehind;
         _lock = null;
+    }
+
+    /// <summary>
+    /// A failure's exception, telling (when so) that the lock could not be removed and why that is harmless.
+    /// </summary>
+    private Exception WithLockNote(Exception e)
+    {
+        if (_lockLeftBehind is not { } why || e is not (TrainingException or CheckpointException or IOException or UnauthorizedAccessException)) return e;
+        return new TrainingException($"{Runtime.ErrorText.OneLine(e.Message)} Its lock {RunLock.FileName} could not be removed ({why}); it names " +
+            $"this process, so once the process has ended the next run in {Folder.Path} takes it over.");
     }
 
     /// <summary>Releases the folder's lock and the trainer.</summary>

@@ -4,6 +4,25 @@ namespace Ddpm.Runtime;
 public static class ErrorText
 {
     /// <summary>
+    /// The one line a user reads for a failure the library expects (bad input, a file-system error, too little memory,
+    /// a cancellation); null for anything else, which is a bug to report with its stack trace.
+    /// </summary>
+    public static string? Describe(Exception e) => e switch
+    {
+        Configuration.ConfigException or Data.DataException or Training.CheckpointException or Training.TrainingException
+            or Interop.WeightsException or Distributed.DistributedException or Runs.RunRequestException or TorchSharpNotPatchedException
+            => OneLine(e.Message),
+        OperationCanceledException => "cancelled",
+        // The file system's own messages name the path ("Access to the path '/x' is denied.").
+        UnauthorizedAccessException => OneLine($"permission denied: {e.Message}"),
+        PathTooLongException => OneLine($"path too long: {e.Message}"),
+        IOException or InsufficientMemoryException => OneLine(e.Message), // the latter refused before allocating, with the estimate
+        OutOfMemoryException or InsufficientExecutionStackException => OneLine($"out of memory: {e.Message}"),
+        System.Runtime.InteropServices.ExternalException when Training.Trainer.IsOutOfMemory(e) => OneLine($"out of memory: {e.Message}"),
+        _ => null,
+    };
+
+    /// <summary>
     /// A message as one line of reasonable length: libtorch's C++ backtrace ("Exception raised from … frame #0: …") and .NET
     /// stack frames are cut, line breaks become "; " and very long text (a 50 MB name echoed back) is shortened.
     /// </summary>

@@ -15,12 +15,14 @@ namespace Ddpm.Sampling;
 /// Generates images from a trained U-Net (diffusers' pipeline seam): the network's output (ε, x_0 or v) turned into ε,
 /// classifier-free guidance, x_T and step noise per image (<see cref="ImageNoise"/>), large requests in batches with a
 /// fresh sampler each, a per-step callback and cancellation. Every generation path (CLI sample, eval, bench, the
-/// examples) goes through <see cref="Generate"/>. One generation at a time per instance.
+/// examples) goes through <see cref="Generate"/>. One generation at a time per instance; <see cref="Dispose"/> from
+/// another thread waits for it to end, and calls after it throw <see cref="ObjectDisposedException"/>.
 /// </summary>
 public sealed class ImageGenerator : IDisposable
 {
     private readonly LoadedModel? _owned;
     private readonly GraphedForward _forward;
+    private readonly UseGuard _uses = new();
 
     /// <summary>
     /// Wraps a model in memory (not owned: the caller disposes it). The model is moved to <paramref name="device"/>
@@ -38,7 +40,11 @@ public sealed class ImageGenerator : IDisposable
         model.to(Device).eval();
         if (precision == Precision.Bf16) model.to(ScalarType.BFloat16);
         _forward = GraphedForward.Create(model);
-        EpsPredictor = diffusion.AsEpsPredictor((x, t) => _forward.Forward(x, t));
+        EpsPredictor = diffusion.AsEpsPredictor((x, t) =>
+        {
+            using var use = _uses.Enter(this);
+            return _forward.Forward(x, t);
+        });
     }
 
     /// <summary>The same with the diffusion process of <paramref name="config"/>'s <c>diffusion_params</c>.</summary>
@@ -64,14 +70,11 @@ public sealed class ImageGenerator : IDisposable
         DdpmConfig? config = null, bool strict = true, bool allowNonFinite = false)
     {
         TorchSharpPatch.EnsureApplied();
-        var loaded = ModelFile.Load(path, config, strict, allowNonFinite: true);
+        // One open of the file for everything; the weights that will sample (the EMA's when used) are the ones checked.
+        var loaded = ModelFile.Load(path, config, strict, allowNonFinite, useEma);
         try
         {
-            bool ema = useEma && loaded.Format == WeightFormat.Checkpoint && Checkpoint.HasEma(path);
-            if (ema) Checkpoint.LoadEmaInto(path, loaded.Model);
-            // The weights that will sample (the EMA's when used) are the ones checked.
-            loaded = loaded with { NonFiniteTensors = ModelFile.CheckFinite(loaded.Model, path, allowNonFinite) };
-            return new ImageGenerator(loaded, ema, device, precision);
+            return new ImageGenerator(loaded, loaded.UsesEma, device, precision);
         }
         catch
         {
@@ -104,6 +107,7 @@ public sealed class ImageGenerator : IDisposable
     /// exceed the memory available on the CPU.</exception>
     public GenerationPlan Plan(GenerationRequest request)
     {
+        using var use = _uses.Enter(this);
         request.Validate(Model.Options);
         var timesteps = EditChecks.Timesteps(request, Diffusion.Schedule, ImageShape, Model.IsConditional, CheckClass);
         // Images per forward pass per image: the two classes an interpolation mixes, and the unconditional half of guidance.
@@ -180,6 +184,7 @@ public sealed class ImageGenerator : IDisposable
     public GenerationResult Generate(GenerationRequest request, Action<GenerationStep>? onStep = null, CancellationToken cancel = default)
     {
         TorchSharpPatch.EnsureApplied();
+        using var use = _uses.Enter(this);
         var plan = Plan(request);
         var clock = Stopwatch.StartNew();
         var stepSeconds = new List<double>((int)Math.Min(plan.TotalSteps, 1 << 20));
@@ -236,9 +241,13 @@ public sealed class ImageGenerator : IDisposable
         return ClassifierFreeGuidance.Guided(_forward.Forward, Model.NullLabel, labels, request.Guidance, Diffusion.EpsFromOutput);
     }
 
-    /// <summary>Disposes the CUDA graphs, and the model when <see cref="Load"/> created it.</summary>
+    /// <summary>
+    /// Disposes the CUDA graphs, and the model when <see cref="Load"/> created it, once the generation running on
+    /// another thread (if any) has ended.
+    /// </summary>
     public void Dispose()
     {
+        if (!_uses.Close()) return;
         _forward.Dispose();
         _owned?.Dispose();
     }

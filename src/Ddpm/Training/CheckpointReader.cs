@@ -8,10 +8,10 @@ using static TorchSharp.torch;
 namespace Ddpm.Training;
 
 /// <summary>
-/// One open <see cref="Checkpoint"/> archive. Opening reads and checks the manifest; the stored config is parsed once, when
-/// first asked for; each entry is read and verified against the manifest's SHA-256 when loaded. Resuming training reads
-/// the weights, the optimizer and RNG state and the EMA through one reader, so the archive is opened once.
-/// Every failure is a <see cref="CheckpointException"/> naming the file.
+/// One open <see cref="Checkpoint"/> archive. Opening reads and checks the manifest; the stored config is parsed once,
+/// when first asked for; each entry is read and verified against the manifest's SHA-256 when loaded. Everything comes
+/// through the one descriptor opened first: the weights, the EMA, the optimizer and RNG state are those of one file
+/// even when training replaces or prunes the path meanwhile. Every failure is a CheckpointException naming the file.
 /// </summary>
 public sealed class CheckpointReader : IDisposable
 {
@@ -30,15 +30,32 @@ public sealed class CheckpointReader : IDisposable
         Manifest = manifest;
     }
 
-    /// <summary>Opens <paramref name="path"/> and reads its manifest.</summary>
+    /// <summary>
+    /// Opens <paramref name="path"/> (once: every later read goes through that descriptor) and reads its manifest.
+    /// </summary>
     public static CheckpointReader Open(string path)
     {
         TorchSharpPatch.EnsureApplied();
         if (IO.PathCheck.FileProblem(path) is { } problem) throw new CheckpointException(path, problem);
+        FileStream file;
+        try { file = IO.RegularFile.OpenRead(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CheckpointException(path, "cannot be read: " + e.Message, e);
+        }
+        return Open(file, path);
+    }
+
+    /// <summary>
+    /// Reads the checkpoint in <paramref name="file"/> (named <paramref name="path"/> in messages); the reader owns the
+    /// stream.
+    /// </summary>
+    internal static CheckpointReader Open(Stream file, string path)
+    {
         ZipArchive? zip = null;
         try
         {
-            zip = ZipFile.OpenRead(path);
+            zip = new ZipArchive(file, ZipArchiveMode.Read, leaveOpen: false);
             _ = zip.Entries.Count; // reads the whole central directory now, inside this handler
             return new CheckpointReader(path, zip, ReadManifest(path, zip));
         }
@@ -56,6 +73,10 @@ public sealed class CheckpointReader : IDisposable
         {
             zip?.Dispose();
             throw;
+        }
+        finally
+        {
+            if (zip is null) file.Dispose();
         }
     }
 

@@ -92,6 +92,26 @@ public sealed class ImageFolderReaderTests : IDisposable
     }
 
     [Fact]
+    public void An_empty_file_or_a_fifo_is_named_as_such_not_as_an_unimplemented_codec()
+    {
+        TestImages.Solid(_dir.File("0/good.png"), 4, 4, SKColors.Black);
+        File.WriteAllBytes(_dir.File("0/empty.png"), []);
+        var e = Assert.Throws<DataException>(() => ImageFolderReader.Read(_dir.Path, 1, 4));
+        Assert.Equal(_dir.File("0/empty.png"), e.Path);
+        Assert.Contains("is empty (0 bytes), not an image", e.Message);
+        Assert.DoesNotContain("Unimplemented", e.Message);
+
+        File.Delete(_dir.File("0/empty.png"));
+        File.WriteAllText(_dir.File("0/text.png"), "this is text, not PNG data");
+        Assert.Contains("not PNG, JPEG, BMP, GIF or WebP data", Assert.Throws<DataException>(() => ImageFolderReader.Read(_dir.Path, 1, 4)).Message);
+
+        File.Delete(_dir.File("0/text.png"));
+        var fifo = Reliability.Fifo.Make(_dir.File("0/pipe.png"));
+        try { Assert.Contains("is a FIFO (named pipe)", Assert.Throws<DataException>(() => ImageFolderReader.Read(_dir.Path, 1, 4)).Message); }
+        finally { Reliability.Fifo.Release(fifo); }
+    }
+
+    [Fact]
     public void A_truncated_PNG_is_named()
     {
         TestImages.Write(_dir.File("cut.png"), 64, 64, (x, y) => new SKColor((byte)(x * 4), (byte)(y * 4), (byte)(x ^ y)));

@@ -34,6 +34,29 @@ internal static class Mpirun
         return new ChildProcess.Running(ChildProcess.Launch(info));
     }
 
+    /// <summary>
+    /// One rank per app, each in its own working folder with its own arguments (<c>mpirun -n 1 -wdir A dotnet cli ARGS
+    /// : -n 1 -wdir B …</c>), <paramref name="environment"/> set in every rank.
+    /// </summary>
+    public static ChildProcess.Running StartApps(string[] environment, params (string Folder, string[] Args)[] apps)
+    {
+        var info = new ProcessStartInfo(Path ?? throw new InvalidOperationException("mpirun not found on PATH"))
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        var args = new List<string> { "--allow-run-as-root", "--oversubscribe" };
+        foreach (var (folder, appArgs) in apps)
+        {
+            if (args.Count > 2) args.Add(":");
+            args.AddRange(["-n", "1", "-wdir", folder, .. environment.SelectMany(e => new[] { "-x", e }), "dotnet", ChildProcess.CliDll, .. appArgs]);
+        }
+        foreach (var a in args) info.ArgumentList.Add(a);
+        info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        return new ChildProcess.Running(ChildProcess.Launch(info));
+    }
+
     /// <summary>Runs to the end (at most <paramref name="timeout"/>); fails the test with the output unless the exit code is 0.</summary>
     public static (string Stdout, string Stderr) Run(int ranks, TimeSpan timeout, params string[] args) => Run(ranks, [], timeout, args);
 

@@ -7,7 +7,7 @@ namespace Ddpm.Tests.Reliability;
 /// <summary>Starts the built CLI or the kill target as child processes and sends them POSIX signals.</summary>
 internal static class ChildProcess
 {
-    public const int Sigint = 2, Sigkill = 9, Sigterm = 15;
+    public const int Sigint = 2, Sigkill = 9, Sigterm = 15, Sigcont = 18, Sigstop = 19; // Linux x86-64 and arm64
 
     /// <summary>Whether the long variants run (<c>DDPM_LONG_TESTS=1</c>).</summary>
     public static bool LongTests => Environment.GetEnvironmentVariable("DDPM_LONG_TESTS") == "1";
@@ -48,6 +48,22 @@ internal static class ChildProcess
         foreach (var (name, value) in environment)
             if (value is null) info.Environment.Remove(name);
             else info.Environment[name] = value;
+        info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        info.Environment[Ddpm.Runtime.ParentWatch.Variable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return new Running(Launch(info));
+    }
+
+    /// <summary>
+    /// <see cref="Start(string, string[])"/> under an open-file limit of <paramref name="openFiles"/> (bash's <c>ulimit
+    /// -n</c> sets the soft and the hard limit, as an administrator's would).
+    /// </summary>
+    public static Running StartLimited(int openFiles, string dll, params string[] args)
+    {
+        var info = new ProcessStartInfo("bash")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
+        };
+        foreach (var a in new[] { "-c", $"ulimit -n {openFiles} && exec dotnet \"$0\" \"$@\"", dll }.Concat(args)) info.ArgumentList.Add(a);
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         info.Environment[Ddpm.Runtime.ParentWatch.Variable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return new Running(Launch(info));

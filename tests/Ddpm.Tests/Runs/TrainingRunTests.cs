@@ -1,5 +1,6 @@
 using Ddpm.Configuration;
 using Ddpm.Runs;
+using Ddpm.Tests.Reliability;
 using Ddpm.Training;
 using static TorchSharp.torch;
 
@@ -28,9 +29,13 @@ public sealed class TrainingRunTests : IDisposable
         return run.Run();
     }
 
-    private sealed class Collect(List<TrainingProgress> into) : IProgress<TrainingProgress>
+    private sealed class Collect(List<TrainingProgress> into, Action<TrainingProgress>? then = null) : IProgress<TrainingProgress>
     {
-        public void Report(TrainingProgress value) => into.Add(value);
+        public void Report(TrainingProgress value)
+        {
+            into.Add(value);
+            then?.Invoke(value);
+        }
     }
 
     [Fact]
@@ -48,6 +53,59 @@ public sealed class TrainingRunTests : IDisposable
         Assert.Equal([1L, 2L, 3L], seen.OfType<TrainingStepDone>().Select(s => s.Step.Step));
         Assert.Equal(3L, seen.OfType<TrainingEpochDone>().Single().Report.Step);
         Assert.Equal(["step,loss", "1", "2", "3"], File.ReadAllLines(folder.StepLogPath).Select(l => l.Split(',')[0] == "step" ? l : l.Split(',')[0]));
+    }
+
+    [Fact]
+    public void A_stop_at_an_epoch_boundary_writes_no_empty_epoch_row()
+    {
+        // 512 images in batches of 64: 8 steps an epoch; the stop arrives while epoch 1 is being closed (as a SIGTERM
+        // during its checkpoint would), so the next epoch ends before its first step. Issue 25: a "2,8,NaN,…" row.
+        var folder = new RunFolder(Path.Combine(_dir, "boundary"));
+        var config = DdpmConfig.Parse(TinyCli.Yaml(batchSize: 64, numEpochs: 5));
+        using var stop = new CancellationTokenSource();
+        var seen = new List<TrainingProgress>();
+        using var run = TrainingRun.Open(new TrainingRunRequest { Folder = folder.Path, Config = config }, CPU, progress: new Collect(seen, p =>
+        {
+            if (p is TrainingEpochDone) stop.Cancel();
+        }));
+        var result = run.Run(stop.Token);
+        Assert.Equal((true, 8L, 1), (result.Stopped, result.Step, result.Epoch));
+        var rows = File.ReadAllLines(folder.EpochLogPath);
+        Assert.Equal(2, rows.Length);
+        Assert.StartsWith("1,8,", rows[1]);
+        Assert.DoesNotContain("NaN", File.ReadAllText(folder.EpochLogPath));
+        Assert.Single(seen.OfType<TrainingEpochDone>());
+        Assert.Equal(8, Checkpoint.ReadManifest(folder.LatestCheckpointPath).Step);
+    }
+
+    [UndeletableFolderFact]
+    [Trait(TestCategory.Name, TestCategory.Process)]
+    public void A_folder_that_becomes_read_only_mid_run_fails_in_one_message_that_explains_the_lock_left_behind()
+    {
+        // Issue 25: the run failed and train.lock stayed, unexplained. It cannot be removed from such a folder; the
+        // message says so and why the next run is not stopped by it.
+        var folder = new RunFolder(Path.Combine(_dir, "frozen"));
+        var config = DdpmConfig.Parse(TinyCli.Yaml(batchSize: 64, numEpochs: 3));
+        var run = TrainingRun.Open(new TrainingRunRequest { Folder = folder.Path, Config = config }, CPU, progress: new Collect([], p =>
+        {
+            if (p is TrainingEpochDone) UndeletableFolder.Freeze(folder.Path);
+        }));
+        try
+        {
+            var e = Assert.Throws<TrainingException>(() => run.Run());
+            Assert.Contains($"Its lock train.lock could not be removed (", e.Message);
+            Assert.Contains($"the next run in {folder.Path} takes it over", e.Message);
+            Assert.DoesNotContain("\n", e.Message);
+            Assert.True(File.Exists(folder.LockPath));
+        }
+        finally
+        {
+            UndeletableFolder.Thaw(folder.Path);
+            run.Dispose();
+        }
+        // This process still runs, so its lock still holds; a lock of a process that has ended is taken over
+        // (RunLockTests).
+        Assert.Equal(Environment.ProcessId, RunLock.Parse(File.ReadAllText(folder.LockPath))!.Value.Pid);
     }
 
     [Fact]
