@@ -150,9 +150,12 @@ public sealed class Evaluator : IDisposable
             var generator = _generator!;
             var request = SamplingRequest(o, generator);
             var plan = generator.Plan(request);
-            var name = o.Sampler.Describe(generator.Diffusion.T);
+            var sampler = generator.Resolve(request).Sampler; // a distilled student's own grid
+            var name = sampler.Describe(generator.Diffusion.T);
+            if (generator.Distilled is { } d) name = $"{d.Method}-distilled student: {name}";
             if (o.Guidance is { } w) name += $", guidance w = {w.ToString(inv)}, classes i mod {generator.Model.Options.NumClasses}";
-            samplerSettings = new SamplerSettings(name, o.Sampler.Variance, o.Sampler.ClipX0, plan.Timesteps.Count, o.BatchSize);
+            samplerSettings = new SamplerSettings(name, sampler.Variance, sampler.ClipX0, plan.Timesteps.Count,
+                o.BatchSize);
             requested = request.Labels?.ToArray();
             Action<GenerationStep> onStep = s => progress?.Invoke(new EvaluationProgress("sampling", s.Done, s.Total,
                 $"sampling {s.BatchFirstIndex + s.BatchCount}/{o.Num} t={s.Timestep}"));
@@ -193,7 +196,13 @@ public sealed class Evaluator : IDisposable
 
             // The variational bound on the first MNIST test images.
             clock.Restart();
-            var (bpd, nllData) = _generator is null || o.Nll == NllMethod.None ? (null, null) : Bound(reference.Test, progress, cancel);
+            // A distilled student was trained at its grid's timesteps only: its ε elsewhere bounds nothing.
+            bool student = _generator?.Distilled is not null;
+            if (student && o.Nll != NllMethod.None)
+                log?.Invoke("a distilled student has no likelihood bound: bits/dim skipped");
+            var (bpd, nllData) = _generator is null || o.Nll == NllMethod.None || student
+                ? (null, null)
+                : Bound(reference.Test, progress, cancel);
             double nll = clock.Elapsed.TotalSeconds;
 
             var manifest = _generator?.Source!.Manifest;

@@ -76,7 +76,7 @@ public sealed class SampleRun : IDisposable
         var origin = g.Source?.Manifest is { } m ? $"epoch {m.Epoch}, step {m.Step}" : g.Source is { } s ? $"{s.Format} weights" : "a model in memory";
         return string.Create(CultureInfo.InvariantCulture,
             $"{what} {Request.Count} images{(several ? $" over {Processes} processes" : "")} in {Plan.Timesteps.Count} steps " +
-            $"of {Request.Sampler.Describe(g.Diffusion.Schedule.T)}{(Plan.Batches > 1 ? $" × {Plan.Batches} batches" : "")}, " +
+            $"of {g.Resolve(Request).Sampler.Describe(g.Diffusion.Schedule.T)}{(Plan.Batches > 1 ? $" × {Plan.Batches} batches" : "")}, " +
             $"{(several ? elapsed.TotalSeconds : t.TotalSeconds):F1} s ({t.MillisecondsPerStep:F1} ms/step{(several ? " on rank 0" : "")}) " +
             $"from {source} ({origin}, {(g.UsesEma ? "EMA weights" : "model weights")}{(g.Precision == Precision.Bf16 ? ", bf16" : "")})");
     }

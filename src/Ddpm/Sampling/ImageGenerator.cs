@@ -58,6 +58,7 @@ public sealed class ImageGenerator : IDisposable
     {
         _owned = loaded;
         UsesEma = usesEma;
+        Distilled = loaded.Manifest?.Distilled;
     }
 
     /// <summary>
@@ -91,6 +92,11 @@ public sealed class ImageGenerator : IDisposable
     public LoadedModel? Source => _owned;
     /// <summary>Whether <see cref="Load"/> put a checkpoint's EMA weights into the model.</summary>
     public bool UsesEma { get; }
+    /// <summary>
+    /// The grid and guidance a distilled student was trained for (its checkpoint's; set it for a student in memory), or
+    /// null. Such a model samples only that way: see <see cref="Resolve"/>.
+    /// </summary>
+    public Distillation.DistilledGrid? Distilled { get; init; }
     /// <summary>[C, H, W] of one image.</summary>
     public long[] ImageShape => [Model.Options.ImChannels, Model.Options.ImSize, Model.Options.ImSize];
     /// <summary>ε_θ(x_t, t) of the unconditional model whatever it predicts (<see cref="GaussianDiffusion.AsEpsPredictor"/>), e.g. for the variational bound.</summary>
@@ -108,10 +114,12 @@ public sealed class ImageGenerator : IDisposable
     public GenerationPlan Plan(GenerationRequest request)
     {
         using var use = _uses.Enter(this);
+        request = Resolve(request);
         request.Validate(Model.Options);
         var timesteps = EditChecks.Timesteps(request, Diffusion.Schedule, ImageShape, Model.IsConditional, CheckClass);
         // Images per forward pass per image: the two classes an interpolation mixes, and the unconditional half of guidance.
-        int forwards = (request.Interpolation is { FromClass: { } a, ToClass: { } b } && a != b ? 2 : 1) + (request.Guidance != 0 ? 1 : 0);
+        int forwards = (request.Interpolation is { FromClass: { } a, ToClass: { } b } && a != b ? 2 : 1)
+            + (IsGuided(request) ? 1 : 0);
         long? available = Device.type == DeviceType.CPU ? MemoryEstimate.AvailableCpuBytes() : null;
         int batch = Math.Min(request.MaxBatchSize ?? BatchSizeWithin(request.Count, DefaultMemoryBudget(available), forwards), request.Count);
         int batches = (request.Count + batch - 1) / batch;
@@ -119,6 +127,27 @@ public sealed class ImageGenerator : IDisposable
         EnsureFits(plan, request, available);
         return plan;
     }
+
+    /// <summary>
+    /// The request as this model runs it. A distilled student (<see cref="Distilled"/>) samples DDIM (η = 0) on its
+    /// own grid, x̂_0 clipped as during distillation, whatever sampler family the request names (a caller's default);
+    /// another number of steps, a spacing, η or another solver is refused, naming the grid. With classes its guidance
+    /// is built in: the request must ask for that weight (or for no class, its unconditional model). Other models: the
+    /// request as it is (<see cref="Distillation.DistilledGrid.SamplerFor"/>).
+    /// </summary>
+    /// <exception cref="ArgumentException">A request the distilled student was not trained for.</exception>
+    public GenerationRequest Resolve(GenerationRequest request)
+    {
+        if (Distilled is not { } d) return request;
+        bool classes = request.Labels is not null || request.Interpolation is { FromClass: not null };
+        return request with { Sampler = d.SamplerFor(request.Sampler, classes, request.Guidance) };
+    }
+
+    /// <summary>
+    /// Whether each step also runs the network on the unconditional half (guidance): not for a distilled student, whose
+    /// conditional output is already the guided teacher's.
+    /// </summary>
+    private bool IsGuided(GenerationRequest request) => request.Guidance != 0 && Distilled is null;
 
     /// <summary>The working set a batch may take when a request does not say: 4 GiB, or half the available CPU memory if less.</summary>
     public static long DefaultMemoryBudget(long? availableCpuBytes) => Math.Min((availableCpuBytes ?? 8L << 30) / 2, 4L << 30);
@@ -185,6 +214,7 @@ public sealed class ImageGenerator : IDisposable
     {
         TorchSharpPatch.EnsureApplied();
         using var use = _uses.Enter(this);
+        request = Resolve(request);
         var plan = Plan(request);
         var clock = Stopwatch.StartNew();
         var stepSeconds = new List<double>((int)Math.Min(plan.TotalSteps, 1 << 20));
@@ -225,20 +255,21 @@ public sealed class ImageGenerator : IDisposable
     /// </summary>
     private NoisePredictor PredictorFor(GenerationRequest request, int start, int n)
     {
+        double w = IsGuided(request) ? request.Guidance : 0; // a student's conditional output is already guided
         if (request.Interpolation is { FromClass: { } a, ToClass: { } b } path)
         {
             var from = full(n, (long)a, dtype: int64, device: Device);
             if (a == b)
-                return ClassifierFreeGuidance.Guided(_forward.Forward, Model.NullLabel, from, request.Guidance,
+                return ClassifierFreeGuidance.Guided(_forward.Forward, Model.NullLabel, from, w,
                     Diffusion.EpsFromOutput);
             var to = full(n, (long)b, dtype: int64, device: Device);
             var fractions = Enumerable.Range(0, n).Select(j => path.Fraction(request.FirstIndex + start + j)).ToArray();
-            return ClassifierFreeGuidance.Mixed(_forward.Forward, Model.NullLabel, from, to, fractions,
-                request.Guidance, Diffusion.EpsFromOutput);
+            return ClassifierFreeGuidance.Mixed(_forward.Forward, Model.NullLabel, from, to, fractions, w,
+                Diffusion.EpsFromOutput);
         }
         if (request.Labels is null) return EpsPredictor;
         var labels = tensor(request.Labels.Skip(start).Take(n).Select(y => (long)y).ToArray(), dtype: int64).to(Device);
-        return ClassifierFreeGuidance.Guided(_forward.Forward, Model.NullLabel, labels, request.Guidance, Diffusion.EpsFromOutput);
+        return ClassifierFreeGuidance.Guided(_forward.Forward, Model.NullLabel, labels, w, Diffusion.EpsFromOutput);
     }
 
     /// <summary>

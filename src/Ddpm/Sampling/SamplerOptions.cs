@@ -32,6 +32,12 @@ public sealed record SamplerOptions
     public bool ClipX0 { get; init; }
     /// <summary>Dynamic thresholding's percentile p ∈ (0, 1) for the DPM-Solver++ and UniPC samplers (Saharia et al. 2022), or null.</summary>
     public double? DynamicThreshold { get; init; }
+    /// <summary>
+    /// An explicit grid of model timesteps, noisiest first (e.g. a distilled checkpoint's,
+    /// <see cref="ImageGenerator.Resolve"/>), instead of <see cref="Steps"/> and <see cref="Spacing"/>; DDIM only.
+    /// Null: the grid comes from the steps and spacing.
+    /// </summary>
+    public IReadOnlyList<int>? Timesteps { get; init; }
 
     /// <summary>Steps a solver takes unless told otherwise: the few-step budget it was measured at (docs/measurements.md).</summary>
     public const int DefaultSolverSteps = 20;
@@ -60,11 +66,13 @@ public sealed record SamplerOptions
     public string Describe(int numTimesteps)
     {
         var inv = System.Globalization.CultureInfo.InvariantCulture;
-        int steps = Steps ?? DefaultSteps(Kind, numTimesteps);
+        int steps = Timesteps?.Count ?? Steps ?? DefaultSteps(Kind, numTimesteps);
         var spacing = Configuration.EnumNames.Name(Spacing ?? DefaultSpacing(Kind));
         var name = Kind switch
         {
             SamplerKind.Ddpm => steps < numTimesteps ? $"ddpm (respaced, {spacing})" : "ddpm",
+            SamplerKind.Ddim when Timesteps is { } ts =>
+                $"ddim (eta {Eta.ToString(inv)}, timesteps {string.Join('/', ts)})",
             SamplerKind.Ddim => $"ddim (eta {Eta.ToString(inv)}, {spacing})",
             _ => $"{Configuration.EnumNames.Name(Kind)} ({spacing})",
         };
@@ -114,6 +122,16 @@ public sealed record SamplerOptions
     /// <summary>Builds the sampler for <paramref name="schedule"/>; throws <see cref="ArgumentException"/> naming the bad setting.</summary>
     public ISampler Create(NoiseSchedule schedule)
     {
+        if (Timesteps is { } grid)
+        {
+            if (Kind != SamplerKind.Ddim)
+                throw new ArgumentException("an explicit timestep grid applies to the ddim sampler only");
+            if (Steps is { } s && s != grid.Count)
+                throw new ArgumentException($"steps {s} differs from the {grid.Count} timesteps of the grid");
+            if (Spacing is not null) throw new ArgumentException("an explicit timestep grid has no spacing");
+            if (!(Eta >= 0 && Eta <= 1)) throw new ArgumentException($"eta must lie in [0, 1], got {Eta}");
+            return new DdimSampler(schedule, grid, Eta, ClipX0);
+        }
         int steps = Steps ?? DefaultSteps(Kind, schedule.T);
         if (steps < 1 || steps > schedule.T)
             throw new ArgumentException($"steps must lie in 1..T = 1..{schedule.T}, got {steps}");

@@ -15,9 +15,15 @@ namespace Ddpm.Training;
 /// <summary>What a checkpoint says about itself (manifest.json inside the archive).</summary>
 public sealed record CheckpointManifest
 {
-    /// <summary>2: <see cref="ConfigSha256"/> covers the config. Format 1 (without it) still loads.</summary>
-    public const int CurrentFormat = 2;
-    public int Format { get; init; } = CurrentFormat;
+    /// <summary>
+    /// 2: <see cref="ConfigSha256"/> covers the config. Format 1 (without it) still loads. 3: a distilled student
+    /// (<see cref="Distilled"/>), written only for those, so older builds refuse it rather than sample it off its
+    /// grid.
+    /// </summary>
+    public const int CurrentFormat = 3;
+    /// <summary>The format of a checkpoint that is not a distilled student.</summary>
+    public const int PlainFormat = 2;
+    public int Format { get; init; } = PlainFormat;
     /// <summary>The full experiment config as YAML, so sampling and resuming need nothing else.</summary>
     public string ConfigYaml { get; init; } = "";
     /// <summary>SHA-256 of <see cref="ConfigYaml"/>'s UTF-8 bytes, verified on load (format 2; null in format 1).</summary>
@@ -34,6 +40,10 @@ public sealed record CheckpointManifest
     /// <summary>SHA-256 of every other entry, verified on load.</summary>
     public Dictionary<string, string> Sha256 { get; init; } = new();
     public DateTimeOffset SavedAt { get; init; }
+    /// <summary>A distilled student's grid and built-in guidance (format 3), or null for an ordinary model.</summary>
+    public Distillation.DistilledGrid? Distilled { get; init; }
+    /// <summary>Where the distillation run that wrote this checkpoint stood (to resume it), or null.</summary>
+    public Distillation.DistillationState? Distillation { get; init; }
 }
 
 /// <summary>
@@ -68,7 +78,8 @@ public static class Checkpoint
     /// and leaves the previous file at <paramref name="path"/> untouched.
     /// </summary>
     public static void Save(string path, UNet model, DdpmConfig config, int epoch, long step, long stepInEpoch = 0,
-        TrainingState? training = null, UNet? ema = null, int worldSize = 1)
+        TrainingState? training = null, UNet? ema = null, int worldSize = 1,
+        Distillation.DistilledGrid? distilled = null, Distillation.DistillationState? distillation = null)
     {
         TorchSharpPatch.EnsureApplied();
         var entries = new Dictionary<string, byte[]>
@@ -89,6 +100,7 @@ public static class Checkpoint
         var yaml = config.ToYaml();
         var manifest = new CheckpointManifest
         {
+            Format = distilled is null ? CheckpointManifest.PlainFormat : CheckpointManifest.CurrentFormat,
             ConfigYaml = yaml,
             ConfigSha256 = Sha256Hex(System.Text.Encoding.UTF8.GetBytes(yaml)),
             Epoch = epoch,
@@ -98,6 +110,8 @@ public static class Checkpoint
             WorldSize = worldSize,
             Sha256 = entries.ToDictionary(e => e.Key, e => Sha256Hex(e.Value)),
             SavedAt = DateTimeOffset.UtcNow,
+            Distilled = distilled,
+            Distillation = distillation,
         };
 
         try
