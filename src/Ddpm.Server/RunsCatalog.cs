@@ -10,8 +10,9 @@ using Ddpm.Training;
 namespace Ddpm.Server;
 
 /// <summary>What a client needs to know about a checkpoint's model to build a valid request.</summary>
+/// <param name="Distilled">A distilled student's grid and built-in guidance (it samples only those), or null.</param>
 public sealed record ModelSummary(int Timesteps, int ImageSize, int Channels, int NumClasses, double LabelDropout, bool HasEma,
-    int DefaultImages, int DefaultRows);
+    int DefaultImages, int DefaultRows, Distillation.DistilledGrid? Distilled = null);
 
 /// <summary>A checkpoint the server found; clients refer to it by <see cref="Id"/>, never by path.</summary>
 public sealed record CheckpointInfo(string Id, string Name, string RunName, long Step, int Epoch, DateTime ModifiedUtc, ModelSummary Model)
@@ -117,7 +118,8 @@ public sealed class RunsCatalog(RunsFolder folder)
                 using var checkpoint = CheckpointReader.Open(realPath); // one open for the manifest, the config and the EMA flag
                 var (manifest, config) = (checkpoint.Manifest, checkpoint.Config);
                 var model = new ModelSummary(config.Diffusion.NumTimesteps, config.Model.ImSize, config.Model.ImChannels, config.Model.NumClasses,
-                    config.Train.LabelDropout, checkpoint.HasEma, config.Train.NumSamples, config.Train.NumGridRows);
+                    config.Train.LabelDropout, checkpoint.HasEma, config.Train.NumSamples, config.Train.NumGridRows,
+                    manifest.Distilled);
                 return new CheckpointInfo(IdOf(Folder.Relative(listedPath)), Path.GetFileName(listedPath), runName, manifest.Step, manifest.Epoch,
                     file.LastWriteTimeUtc, model)
                 { FullPath = realPath, Config = config };

@@ -192,6 +192,18 @@ public static class ServeRequestParser
                 .Validate(checkpoint.Config.Model);
         }
         catch (ArgumentException e) { throw new BadRequestException(e.Message); }
+        if (model.Distilled is { } distilled)
+        {
+            // A distilled student samples its own grid (as ImageGenerator.Resolve runs it): refuse what it was not
+            // trained for.
+            try { options = distilled.SamplerFor(options, body.Class is not null, guidance); }
+            catch (ArgumentException e)
+            {
+                var field = e.Message.Contains("guidance") ? "guidance" : "sampler";
+                throw new BadRequestException($"{field}: {e.Message}");
+            }
+            steps = distilled.Steps;
+        }
         bool useEma = body.Ema ?? model.HasEma;
         if (useEma && !model.HasEma) throw new BadRequestException("ema: the checkpoint has no EMA weights");
 

@@ -63,14 +63,23 @@ function checkpointChanged(reset = true) {
   const m = c.model;
   $('checkpoint-info').textContent =
     `${m.imageSize}×${m.imageSize}×${m.channels}, T = ${m.timesteps}` +
-    (m.numClasses ? `, ${m.numClasses} classes` : '') + (m.hasEma ? ', EMA' : '') + `, epoch ${c.epoch}`;
+    (m.numClasses ? `, ${m.numClasses} classes` : '') + (m.hasEma ? ', EMA' : '') + `, epoch ${c.epoch}` +
+    (m.distilled
+      ? `, distilled: ${m.distilled.timesteps.length} DDIM step(s), guidance ${m.distilled.guidance} built in`
+      : '');
   $('steps').max = m.timesteps;
   $('ema').disabled = !m.hasEma;
   $('class-row').hidden = !m.numClasses;
   $('to-class-label').hidden = !m.numClasses;
   if (drawing.size !== m.imageSize || drawing.channels !== m.channels) resetDrawing(m.imageSize, m.channels);
   if (!reset) return;
-  $('steps').value = Math.min(m.timesteps, 100);
+  $('steps').value = m.distilled ? m.distilled.timesteps.length : Math.min(m.timesteps, 100);
+  if (m.distilled) {
+    $('sampler').value = 'ddim';
+    $('eta').value = 0;
+    $('eta-label').hidden = false;
+    $('guidance').value = m.distilled.guidance;
+  }
   $('ema').checked = m.hasEma;
   const cls = $('class');
   cls.replaceChildren(new Option('none (unconditional)', ''));
