@@ -54,6 +54,7 @@ public static class CliApp
         root.Add(ClassifierCommand.Create());
         root.Add(EvalCommand.Create());
         root.Add(ServeCommand.Create());
+        root.Add(DistillCommand.Create());
         root.Add(Verbose);
         AddRangeChecks(root);
         return root;
