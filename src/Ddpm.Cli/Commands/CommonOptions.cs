@@ -8,6 +8,14 @@ namespace Ddpm.Cli.Commands;
 /// <summary>Options several commands share, and their interpretation.</summary>
 internal static class CommonOptions
 {
+    /// <summary>An option with a description and a default.</summary>
+    public static Option<T> Opt<T>(string name, string description, T defaultValue) =>
+        new(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+
+    /// <summary>An option with a description, null when not given.</summary>
+    public static Option<T> Opt<T>(string name, string description, bool required = false) =>
+        new(name) { Description = description, Required = required };
+
     public static Option<Spelled<DeviceChoice>> DeviceOption() =>
         EnumOption("--device", "cpu or cuda (default: cuda when available, else cpu)", DeviceChoice.Auto, "device");
 
