@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Text.Json;
 using System.Threading.Channels;
 using Ddpm.Configuration;
@@ -16,6 +17,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.HostFiltering;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.FileProviders;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using BadHttpRequestException = Microsoft.AspNetCore.Http.BadHttpRequestException;
@@ -34,6 +36,27 @@ public static partial class DdpmServer
         [".png"] = "image/png", [".csv"] = "text/csv; charset=utf-8", [".yaml"] = "text/plain; charset=utf-8",
         [".yml"] = "text/plain; charset=utf-8", [".json"] = "application/json; charset=utf-8", [".txt"] = "text/plain; charset=utf-8",
     };
+
+    /// <summary>
+    /// Checks <paramref name="options"/>, builds the app and starts listening (<c>ddpm serve</c>); the caller waits for
+    /// shutdown and disposes it.
+    /// </summary>
+    /// <exception cref="RequestException">An option that does not fit, or an address that cannot be listened on.</exception>
+    public static WebApplication Start(ServerOptions options)
+    {
+        options.Validate();
+        var app = Build(options);
+        try
+        {
+            app.Start();
+            return app;
+        }
+        catch (IOException e) when (e.InnerException is SocketException || e.Message.Contains("address", StringComparison.OrdinalIgnoreCase))
+        {
+            ((IDisposable)app).Dispose();
+            throw new RequestException($"cannot listen on {options.Host}:{options.Port}: {e.Message}");
+        }
+    }
 
     /// <summary>
     /// Builds the app on Kestrel at <see cref="ServerOptions.Host"/>:<see cref="ServerOptions.Port"/>.

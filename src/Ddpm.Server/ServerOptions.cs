@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using static TorchSharp.torch;
 
 namespace Ddpm.Server;
@@ -25,6 +26,27 @@ public sealed record ServerOptions
 
     /// <summary>True when only this machine can connect.</summary>
     public bool IsLoopback => IPAddress.IsLoopback(Host);
+
+    /// <summary>The page's address as a browser takes it (<c>localhost</c> for "every interface").</summary>
+    public string Url => $"http://{(Host.Equals(IPAddress.Any) || Host.Equals(IPAddress.IPv6Any) ? "localhost"
+        : Host.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{Host}]" : Host.ToString())}:{Port}/";
+
+    /// <summary>The address a user names: <c>localhost</c> or an IP address.</summary>
+    /// <exception cref="RequestException">Anything else.</exception>
+    public static IPAddress ParseHost(string host) => host == "localhost" ? IPAddress.Loopback
+        : IPAddress.TryParse(host, out var parsed) ? parsed
+        : throw new RequestException($"--host: '{host}' is not an IP address (e.g. 127.0.0.1, ::1, 0.0.0.0)");
+
+    /// <summary>Checks what a user gives: a runs folder that exists, a port in 1..65535, limits of at least 1.</summary>
+    /// <exception cref="RequestException">The first problem, naming the option.</exception>
+    public void Validate()
+    {
+        if (!Directory.Exists(RunsDirectory))
+            throw new RequestException($"--runs: no folder '{RunsDirectory}' (train a model first: ddpm train --config FILE)");
+        if (Port is < 1 or > 65535) throw new RequestException($"--port must lie in 1..65535, got {Port}");
+        if (Limits.MaxImages < 1) throw new RequestException($"--max-images must be >= 1, got {Limits.MaxImages}");
+        if (Limits.MaxImageSteps < 1) throw new RequestException($"--max-image-steps must be >= 1, got {Limits.MaxImageSteps}");
+    }
 }
 
 /// <summary>Bounds on one generation request.</summary>

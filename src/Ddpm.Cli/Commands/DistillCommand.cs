@@ -1,8 +1,5 @@
-using System.CommandLine;
 using System.CommandLine.Parsing;
-using System.Globalization;
 using Ddpm.Distillation;
-using static Ddpm.Cli.Commands.CommonOptions;
 
 namespace Ddpm.Cli.Commands;
 
@@ -38,17 +35,13 @@ internal static class DistillCommand
         var device = DeviceOption();
         var resume = Opt<bool>("--resume", "continue the run in --out from its checkpoint.ckpt (with its stored settings)");
         var overwrite = Opt<bool>("--overwrite", "replace the run already in --out");
-        var cmd = new Command("distill", "Distil a checkpoint into a few-step student (progressive distillation: 16 → 8 → 4 → 2 → 1 DDIM steps)")
-        {
-            teacher, toSteps, method, output, fromSteps, spacing, prediction, guidance, noClip, perRound, batch, lr, warmup, ema, dropout, seed,
-            saveEvery, dataDir, noEma, device, resume, overwrite,
-        };
-        cmd.SetAction(p =>
+        return Cmd("distill", "Distil a checkpoint into a few-step student (progressive distillation: 16 → 8 → 4 → 2 → 1 DDIM steps)",
+            [teacher, toSteps, method, output, fromSteps, spacing, prediction, guidance, noClip, perRound, batch, lr, warmup, ema, dropout, seed,
+             saveEvery, dataDir, noEma, device, resume, overwrite], p =>
         {
             bool isResume = p.GetValue(resume);
-            if (isResume && p.GetValue(overwrite)) throw new UsageException("--resume continues the run in --out and --overwrite replaces it: give one of them");
             if (p.GetValue(teacher) is null && !isResume) throw new UsageException("--teacher is required (only --resume may leave it out)");
-            Option[] allowedOnResume = [output, resume, device];
+            Option[] allowedOnResume = [output, resume, device, overwrite]; // --overwrite: refused by the run itself
             if (isResume && p.CommandResult.Children.OfType<OptionResult>().Any(r => !r.Implicit && !allowedOnResume.Contains(r.Option) && r.Option.Name != "--verbose"))
                 throw new UsageException("--resume continues with the settings stored in the run's checkpoint: give only --out (and --device)");
             var options = new DistillationOptions
@@ -61,7 +54,6 @@ internal static class DistillCommand
             };
             return Run(new DistillationRequest(options, p.GetValue(output)!, isResume, p.GetValue(overwrite)), ResolveDevice(p.GetValue(device)));
         });
-        return cmd;
     }
 
     private static int Run(DistillationRequest request, TorchSharp.torch.Device device)

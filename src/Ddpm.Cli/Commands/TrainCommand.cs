@@ -1,7 +1,3 @@
-using System.CommandLine;
-using System.Globalization;
-using System.Runtime.InteropServices;
-using Ddpm.Configuration;
 using Ddpm.Distributed;
 using Ddpm.Runs;
 using Ddpm.Training;
@@ -15,29 +11,21 @@ namespace Ddpm.Cli.Commands;
 /// </summary>
 internal static class TrainCommand
 {
-    public const int InterruptedBySigint = 130, InterruptedBySigterm = 143;
-
     public static Command Create()
     {
-        var config = new Option<string?>("--config") { Description = "YAML config (the reference's schema); with --resume optional (the checkpoint holds it) and, when given, checked against the checkpoint's" };
-        var device = CommonOptions.DeviceOption();
-        var epochs = new Option<int?>("--epochs") { Description = "override train_params.num_epochs" };
-        var maxSteps = new Option<long?>("--max-steps") { Description = "override train_params.max_steps (0 = no limit)" };
-        var batch = new Option<int?>("--batch-size") { Description = "override train_params.batch_size" };
-        var lr = new Option<double?>("--lr") { Description = "override train_params.lr" };
-        var seed = new Option<long?>("--seed") { Description = "override train_params.seed" };
-        var output = new Option<string?>("--out") { Description = "output directory (default: runs/<task_name>)" };
-        var resume = new Option<bool>("--resume") { Description = $"continue the run in --out from its {CheckpointFolder.LatestName}, with the checkpoint's config (only run-length keys may change)" };
-        var overwrite = new Option<bool>("--overwrite") { Description = "replace the run already in --out (its checkpoints, logs and config.yaml)" };
-        var cmd = new Command("train", "Train the U-Net on the config's dataset (Algorithm 1)")
-        {
-            config, device, epochs, maxSteps, batch, lr, seed, output, resume, overwrite,
-        };
-        cmd.SetAction(p =>
+        var config = Opt<string?>("--config", "YAML config (the reference's schema); with --resume optional (the checkpoint holds it) and, when given, checked against the checkpoint's");
+        var device = DeviceOption();
+        var epochs = Opt<int?>("--epochs", "override train_params.num_epochs");
+        var maxSteps = Opt<long?>("--max-steps", "override train_params.max_steps (0 = no limit)");
+        var batch = Opt<int?>("--batch-size", "override train_params.batch_size");
+        var lr = Opt<double?>("--lr", "override train_params.lr");
+        var seed = Opt<long?>("--seed", "override train_params.seed");
+        var output = Opt<string?>("--out", "output directory (default: runs/<task_name>)");
+        var resume = Opt<bool>("--resume", $"continue the run in --out from its {CheckpointFolder.LatestName}, with the checkpoint's config (only run-length keys may change)");
+        var overwrite = Opt<bool>("--overwrite", "replace the run already in --out (its checkpoints, logs and config.yaml)");
+        return Cmd("train", "Train the U-Net on the config's dataset (Algorithm 1)", [config, device, epochs, maxSteps, batch, lr, seed, output, resume, overwrite], p =>
         {
             bool isResume = p.GetValue(resume), isOverwrite = p.GetValue(overwrite);
-            if (isResume && isOverwrite)
-                throw new UsageException("--resume continues the run in --out and --overwrite replaces it: give one of them");
             var configPath = p.GetValue(config);
             if (configPath is null && !isResume)
                 throw new UsageException("--config is required (only --resume may leave it out: the checkpoint holds the config)");
@@ -47,26 +35,14 @@ internal static class TrainCommand
                 : throw new UsageException("--resume without --config needs --out (the run folder)"));
             var request = new TrainingRunRequest { Folder = outDir, Config = given, Resume = isResume, Overwrite = isOverwrite, Adjust = o.Apply };
             var deviceGiven = p.GetResult(device) is { Implicit: false } ? p.GetValue(device).ToString() : null;
-            return Run(request, CommonOptions.ResolveDevice(p.GetValue(device)), ResumeCommand(configPath, outDir, o, deviceGiven));
+            return Run(request, ResolveDevice(p.GetValue(device)), ResumeCommand(configPath, outDir, o, deviceGiven));
         });
-        return cmd;
     }
 
     /// <summary>The command that continues this run exactly: the same config file and every override given.</summary>
-    private static string ResumeCommand(string? configPath, string outDir, TrainOverrides o, string? device)
-    {
-        var parts = new List<string> { "ddpm", "train" };
-        if (configPath is not null) parts.AddRange(["--config", Quote(configPath)]);
-        parts.AddRange(["--out", Quote(outDir), "--resume"]);
-        var inv = CultureInfo.InvariantCulture;
-        if (o.Epochs is { } e) parts.AddRange(["--epochs", e.ToString(inv)]);
-        if (o.MaxSteps is { } m) parts.AddRange(["--max-steps", m.ToString(inv)]);
-        if (o.BatchSize is { } b) parts.AddRange(["--batch-size", b.ToString(inv)]);
-        if (o.Lr is { } l) parts.AddRange(["--lr", l.ToString("R", inv)]);
-        if (o.Seed is { } s) parts.AddRange(["--seed", s.ToString(inv)]);
-        if (device is not null) parts.AddRange(["--device", Quote(device)]);
-        return string.Join(' ', parts);
-    }
+    private static string ResumeCommand(string? configPath, string outDir, TrainOverrides o, string? device) =>
+        $"ddpm train{(configPath is null ? "" : $" --config {Quote(configPath)}")} --out {Quote(outDir)} --resume" +
+        string.Concat(o.Arguments().Select(a => " " + a)) + (device is null ? "" : $" --device {Quote(device)}");
 
     /// <summary>A word as a POSIX shell reads it back (single-quoted when it holds anything but safe characters).</summary>
     private static string Quote(string word) =>
@@ -95,27 +71,16 @@ internal static class TrainCommand
             }
         });
         using var run = TrainingRun.Open(request, device, new TrainerOptions { Parallel = parallel }, progress);
-        using var cancel = new CancellationTokenSource();
-        int interruptCode = 0;
         // Both signals only request a stop: the current step finishes, a checkpoint is written, then the exit code says which.
-        void OnSignal(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            Interlocked.CompareExchange(ref interruptCode, context.Signal == PosixSignal.SIGTERM ? InterruptedBySigterm : InterruptedBySigint, 0);
-            cancel.Cancel();
-        }
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        var result = run.Run(cancel.Token);
+        using var stop = new StopSignals();
+        var result = run.Run(stop.Token);
         bar.Finish();
         if (result.Stopped)
         {
-            // Data parallel, a rank may stop because another one was signalled.
-            var signal = interruptCode switch { InterruptedBySigterm => "SIGTERM", InterruptedBySigint => "SIGINT", _ => "a signal to another rank" };
-            if (run.IsRoot)
-                Console.Error.WriteLine($"interrupted by {signal} at step {result.Step}; checkpoint saved to {result.Checkpoint}. " +
-                    $"Resume with: {(parallel is null ? "" : $"mpirun -n {parallel.Size} ")}{resumeCommand}");
-            return interruptCode == 0 ? InterruptedBySigterm : interruptCode;
+            if (run.IsRoot) // data parallel, a rank may stop because another one was signalled
+                Console.Error.WriteLine($"interrupted by {stop.Name ?? "a signal to another rank"} at step {result.Step}; checkpoint saved to " +
+                    $"{result.Checkpoint}. Resume with: {(parallel is null ? "" : $"mpirun -n {parallel.Size} ")}{resumeCommand}");
+            return stop.ExitCode();
         }
         if (run.IsRoot) Console.WriteLine(result.Checkpoint);
         return CliApp.Ok;

@@ -26,6 +26,14 @@ public sealed record BenchmarkOptions
     public bool SampleFull { get; init; }
     /// <summary>Where CUDA graphs are on, also compare them with eager runs (<see cref="GraphChecks"/>).</summary>
     public bool VerifyGraphs { get; init; }
+
+    /// <summary>
+    /// The defaults for <paramref name="device"/>: on CUDA batches of 64 and 256, 10 steps per repeat after 40 untimed ones
+    /// (past tier-0 code and cuDNN's autotuning); on the CPU one batch of 16, 3 steps after 2.
+    /// </summary>
+    public static BenchmarkOptions For(TorchSharp.torch.Device device) => device.type == TorchSharp.DeviceType.CUDA
+        ? new() { BatchSizes = [64, 256], Steps = 10, Warmup = 40 }
+        : new() { BatchSizes = [16], Steps = 3, Warmup = 2 };
 }
 
 public sealed record TrainResult(string Config, long Parameters, int Batch, double MedianImagesPerSecond, double[] ImagesPerSecond,

@@ -51,6 +51,7 @@ public static class DistillationRun
     public static DistillationOutcome Run(DistillationRequest request, Device device, Action<string>? log = null,
         Action<StepReport>? onStep = null, CancellationToken cancel = default)
     {
+        if (request.Resume && request.Overwrite) throw new RunRequestException(RunRequestException.ResumeOrOverwrite);
         var folder = new RunFolder(request.OutDir);
         var latest = folder.LatestCheckpointPath;
         if (request.Resume && !File.Exists(latest))

@@ -21,8 +21,8 @@ public sealed class ClassifierStore(string directory)
     /// <summary>Whether both the weights and their info file are present.</summary>
     public bool IsTrained => File.Exists(WeightsPath) && File.Exists(InfoPath);
 
-    /// <summary>Loads the cached classifier (eval mode, CPU) and its info; throws <see cref="DataException"/> when missing or unreadable.</summary>
-    public (MnistClassifier Model, ClassifierInfo Info) Load()
+    /// <summary>The cached classifier's info (accuracy, training); throws <see cref="DataException"/> when missing, unreadable or stale.</summary>
+    public ClassifierInfo ReadInfo()
     {
         if (!IsTrained) throw new DataException(Directory, "no trained classifier here (run 'ddpm classifier train')");
         ClassifierInfo info;
@@ -35,6 +35,13 @@ public sealed class ClassifierStore(string directory)
         if (info.Format != ClassifierInfo.CurrentFormat || info.FeatureDim != MnistClassifier.FeatureDim)
             throw new DataException(InfoPath, $"describes format {info.Format} / {info.FeatureDim} features; this build needs format " +
                 $"{ClassifierInfo.CurrentFormat} / {MnistClassifier.FeatureDim}: delete it and retrain");
+        return info;
+    }
+
+    /// <summary>Loads the cached classifier (eval mode, CPU) and its info; throws <see cref="DataException"/> when missing or unreadable.</summary>
+    public (MnistClassifier Model, ClassifierInfo Info) Load()
+    {
+        var info = ReadInfo();
         var model = new MnistClassifier();
         try
         {

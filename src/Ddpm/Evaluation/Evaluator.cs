@@ -5,6 +5,7 @@ using Ddpm.Diffusion;
 using Ddpm.Distributed;
 using Ddpm.Imaging;
 using Ddpm.Interop;
+using Ddpm.IO;
 using Ddpm.Runtime;
 using Ddpm.Sampling;
 using Ddpm.Training;
@@ -87,6 +88,33 @@ public sealed class Evaluator : IDisposable
             images?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The whole of <c>ddpm eval</c>: checks (before any work), loads, runs and writes the result's files into
+    /// <paramref name="folder"/> (<see cref="EvaluationResult.SaveTo"/>). With several <paramref name="ranks"/> (mpirun)
+    /// the samples split by index: rank 0 gathers, measures and writes, the others sample their part and return null.
+    /// </summary>
+    /// <exception cref="RequestException">A setting out of range or not fitting the checkpoint.</exception>
+    public static EvaluationReport? Evaluate(EvaluationOptions options, string folder, ICommunicator? ranks = null, Action<string>? log = null,
+        Action<EvaluationProgress>? progress = null, CancellationToken cancel = default)
+    {
+        try { options.Validate(); }
+        catch (ArgumentException e) { throw new RequestException(e.Message); }
+        PathCheck.EnsureWritableFolder(folder, "--out"); // before the classifier, the sampling and the likelihood
+        ranks = ranks is { Size: > 1 } ? ranks : null;
+        if (ranks is { Rank: > 0 } && options.Images is not null) return null; // nothing to sample: rank 0 measures the set
+        Evaluator evaluator;
+        try { evaluator = Open(options, ranks); }
+        catch (ArgumentException e) { throw new RequestException(e.Message); }
+        using var _ = evaluator;
+        if (ranks is { Rank: > 0 })
+        {
+            evaluator.SamplePart(cancel);
+            return null;
+        }
+        using var result = evaluator.Run(log, progress, cancel);
+        return result.SaveTo(folder);
     }
 
     /// <summary>The samples asked for: Num images of the seed; with guidance, image i as class i mod num_classes.</summary>

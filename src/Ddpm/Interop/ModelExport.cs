@@ -18,6 +18,22 @@ public static class ModelExport
 {
     public static readonly IReadOnlyList<string> Extensions = [".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".onnx"];
 
+    /// <summary>
+    /// Checks an export before any work (<see cref="Write"/> assumes it): something to write, a known extension, an output
+    /// that is not the input, a writable file, and EMA weights where they are asked for.
+    /// </summary>
+    /// <exception cref="RequestException">The first problem, naming the option (<c>--to</c>, <c>--ema</c>).</exception>
+    public static void Check(string source, string? to, string? webFolder, bool ema)
+    {
+        if (to is null && webFolder is null) throw new RequestException("give --to FILE (.pth, .pt, .bin, .safetensors, .ckpt or .onnx) or --web FOLDER");
+        if (to is not null && !Extensions.Contains(Path.GetExtension(to).ToLowerInvariant()))
+            throw new RequestException($"--to: '{to}' must end in .pth, .pt, .bin (PyTorch), .safetensors, .ckpt (weights only) or .onnx (ONNX)");
+        if (to is not null && FileIdentity.SameFile(source, to)) throw new RequestException($"--to '{to}' is the same file as --checkpoint; give a new file name");
+        if (to is not null) PathCheck.EnsureWritableFile(to, "--to");
+        if (ema && !(StateDictIo.Detect(source) == WeightFormat.Checkpoint && Checkpoint.HasEma(source)))
+            throw new RequestException($"--ema: '{source}' holds no EMA weights (train with train_params.ema_decay > 0)");
+    }
+
     /// <param name="source">The weights (a checkpoint, or raw weights with <paramref name="config"/>).</param>
     /// <param name="to">The file to write, its format by extension (one of <see cref="Extensions"/>), or null.</param>
     /// <param name="webFolder">A folder for the web page, or null.</param>

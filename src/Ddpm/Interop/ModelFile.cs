@@ -1,4 +1,5 @@
 using Ddpm.Configuration;
+using Ddpm.IO;
 using Ddpm.Models;
 using Ddpm.Runtime;
 using Ddpm.Training;
@@ -113,13 +114,39 @@ public static class ModelFile
         }
     }
 
+    /// <summary>
+    /// The config the weights at <paramref name="path"/> need: null for a ddpm checkpoint, which carries its own (a given
+    /// <paramref name="configPath"/> is then ignored, with a <paramref name="warn"/>ing), else the config at <paramref name="configPath"/>.
+    /// </summary>
+    /// <exception cref="RequestException">Raw weights without <paramref name="configPath"/>.</exception>
+    public static DdpmConfig? ConfigFor(string path, string? configPath, Action<string>? warn = null)
+    {
+        var format = StateDictIo.Detect(path);
+        if (format == WeightFormat.Checkpoint)
+        {
+            if (configPath is not null) warn?.Invoke($"--config ignored: '{path}' is a ddpm checkpoint and carries its own config");
+            return null;
+        }
+        return configPath is null
+            ? throw new RequestException($"'{path}' holds raw {format} weights with no architecture: pass --config CONFIG.yaml (the model_params they were trained with)")
+            : DdpmConfig.Load(configPath);
+    }
+
     /// <summary>Converts raw weights (<c>.pth</c> or <c>.safetensors</c>) plus a config into a ddpm checkpoint (step 0).</summary>
     /// <returns>The keys left at their initial values (only with <c>strict: false</c>) and the tensors holding NaN or ±∞
     /// (only with <paramref name="allowNonFinite"/>).</returns>
+    /// <param name="configPath">The file <paramref name="config"/> came from, when it did (checked not to be the output).</param>
     public static (IReadOnlyList<string> MissingKeys, IReadOnlyList<string> NonFiniteTensors) Import(string weightsPath, DdpmConfig config,
-        string checkpointPath, bool strict = true, bool allowNonFinite = false)
+        string checkpointPath, bool strict = true, bool allowNonFinite = false, string? configPath = null)
     {
         TorchSharpPatch.EnsureApplied();
+        // The output must never replace the input: not by the same path, a symbolic link or a hard link to it.
+        foreach (var (input, option) in new[] { (weightsPath, "--weights"), (configPath, "--config") })
+            if (input is not null && FileIdentity.SameFile(input, checkpointPath))
+                throw new RequestException($"--out '{checkpointPath}' is the same file as the {option} input; give a new checkpoint path");
+        PathCheck.EnsureWritableFile(checkpointPath, "--out");
+        if (StateDictIo.Detect(weightsPath) == WeightFormat.Checkpoint)
+            throw new RequestException($"'{weightsPath}' is already a ddpm checkpoint; nothing to import");
         using var loaded = Load(weightsPath, config, strict, allowNonFinite);
         if (loaded.Format == WeightFormat.Checkpoint)
             throw new WeightsException(weightsPath, "is already a ddpm checkpoint; nothing to import");

@@ -26,6 +26,8 @@ public sealed class SampleRun : IDisposable
         Folder = new SampleFolder(folder, perRow, Plan.Timesteps.Count, frames, saveEvery);
     }
 
+    private long _done; // steps rank 0 has seen
+
     public ImageGenerator Generator { get; }
     public GenerationRequest Request { get; }
     public GenerationPlan Plan { get; }
@@ -35,10 +37,14 @@ public sealed class SampleRun : IDisposable
     /// <summary>The ranks the images are split over (1 without a job).</summary>
     public int Processes => _ranks?.Size ?? 1;
 
-    /// <summary>Creates and claims the folder and removes an earlier generation's files (rank 0 only); returns their
-    /// names.</summary> <exception cref="RunLockedException">Another generation, still running, writes into the
-    /// folder.</exception>
-    public IReadOnlyList<string> Prepare() => IsRoot ? Folder.Prepare() : [];
+    /// <summary>
+    /// Creates and claims the folder and removes an earlier generation's files (rank 0 only); returns a note naming them,
+    /// or null when there were none.
+    /// </summary>
+    /// <exception cref="RunLockedException">Another generation, still running, writes into the folder.</exception>
+    public string? Prepare() => (IsRoot ? Folder.Prepare() : []) is { Count: > 0 } earlier
+        ? $"removed {earlier.Count} file(s) of an earlier sample from '{Folder.Path}': {string.Join(", ", earlier.Take(5))}{(earlier.Count > 5 ? ", …" : "")}"
+        : null;
 
     /// <summary>
     /// Generates (collective under a job) and, on rank 0, writes the grid and the animation. <paramref name="onStep"/> (rank
@@ -50,6 +56,7 @@ public sealed class SampleRun : IDisposable
         Action<GenerationStep>? observe = IsRoot ? s =>
         {
             Folder.Observe(s);
+            _done = s.Done;
             onStep?.Invoke(s);
         } : null;
         try
@@ -81,11 +88,9 @@ public sealed class SampleRun : IDisposable
             $"from {source} ({origin}, {(g.UsesEma ? "EMA weights" : "model weights")}{(g.Precision == Precision.Bf16 ? ", bf16" : "")})");
     }
 
-    /// <summary>
-    /// Why a run cancelled after step <paramref name="done"/> left no grid, and what its folder holds, in one line.
-    /// </summary>
-    public string Interrupted(long done) =>
-        $"sampling interrupted after step {done} of {Plan.TotalSteps}: no {SampleFolder.GridFile} was written; {Folder.Holdings}";
+    /// <summary>Why a cancelled run left no grid, and what its folder holds, in one line.</summary>
+    public string Interrupted() =>
+        $"sampling interrupted after step {_done} of {Plan.TotalSteps}: no {SampleFolder.GridFile} was written; {Folder.Holdings}";
 
     /// <summary>Gives the folder up, if <see cref="Prepare"/> claimed it and <see cref="Run"/> did not.</summary>
     public void Dispose() => Folder.Release();

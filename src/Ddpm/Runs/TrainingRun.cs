@@ -86,6 +86,7 @@ public sealed class TrainingRun : IDisposable
     public static TrainingRun Open(TrainingRunRequest request, Device device, TrainerOptions? options = null,
         IProgress<TrainingProgress>? progress = null)
     {
+        if (request.Resume && request.Overwrite) throw new RunRequestException(RunRequestException.ResumeOrOverwrite);
         if (!request.Resume && request.Config is null) throw new ArgumentException("a fresh run needs a config", nameof(request));
         options ??= new TrainerOptions();
         if (!request.Resume) MemoryEstimate.EnsureFits(request.Config!, device);

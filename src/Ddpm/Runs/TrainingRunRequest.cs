@@ -36,4 +36,8 @@ public sealed record TrainingStepDone(Training.StepReport Step, int Epochs, long
 public sealed record TrainingEpochDone(Training.EpochReport Report, string Checkpoint) : TrainingProgress;
 
 /// <summary>A request that does not fit the run folder or the model (the CLI's usage error, exit code 2).</summary>
-public sealed class RunRequestException(string message) : Exception(message);
+public sealed class RunRequestException(string message) : RequestException(message)
+{
+    /// <summary>The refusal of a request that both resumes and overwrites a run.</summary>
+    public const string ResumeOrOverwrite = "--resume continues the run in --out and --overwrite replaces it: give one of them";
+}

@@ -58,6 +58,22 @@ public static class DevicePolicy
         if (CudnnBenchmarkRequested) LibTorchSwitches.CudnnBenchmark = true;
     }
 
+    /// <summary>
+    /// The device a host asks for, set up with <see cref="Apply"/>: CUDA when <paramref name="cuda"/> is true, or null and a
+    /// device is available; else the CPU.
+    /// </summary>
+    /// <exception cref="RequestException">CUDA asked for where none is available, or a DDPM_* variable not 0 or 1.</exception>
+    public static Device Choose(bool? cuda)
+    {
+        var device = cuda ?? torch.cuda.is_available() ? CUDA : CPU;
+        if (cuda == true && !torch.cuda.is_available())
+            throw new RequestException("--device cuda: no CUDA device is available (set DDPM_LIBTORCH to PyTorch's torch/lib folder, " +
+                "with a build made with -p:DdpmCpuLibTorch=false, e.g. scripts/bundle.sh)");
+        try { Apply(device); }
+        catch (ArgumentException e) { throw new RequestException(e.Message); }
+        return device;
+    }
+
     /// <summary>Whether the host has applied the policy in this process.</summary>
     public static bool Applied => _cpuConvolutions is not null;
 

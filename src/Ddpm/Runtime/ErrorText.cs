@@ -10,9 +10,10 @@ public static class ErrorText
     public static string? Describe(Exception e) => e switch
     {
         Configuration.ConfigException or Data.DataException or Training.CheckpointException or Training.TrainingException
-            or Interop.WeightsException or Distributed.DistributedException or Runs.RunRequestException or TorchSharpNotPatchedException
+            or Interop.WeightsException or Distributed.DistributedException or RequestException or TorchSharpNotPatchedException
             => OneLine(e.Message),
         OperationCanceledException => "cancelled",
+        DllNotFoundException or BadImageFormatException => OneLine(e.Message), // a libtorch that is not there or not for this machine
         // The file system's own messages name the path ("Access to the path '/x' is denied.").
         UnauthorizedAccessException => OneLine($"permission denied: {e.Message}"),
         PathTooLongException => OneLine($"path too long: {e.Message}"),

@@ -345,7 +345,7 @@ public sealed class HostileInputTests : IDisposable
         var (_, verbose) = Capture(() => CliApp.Report(boom, verbose: true));
         Assert.Contains("   at ", verbose);
         Assert.Equal(1, Capture(() => CliApp.Report(new UnauthorizedAccessException("Access to the path '/x' is denied."))).Code);
-        Assert.Equal("shape mismatch", CliApp.OneLine("shape mismatch\nException raised from x at y.cpp:1\nframe #0: c10::Error"));
+        Assert.Equal("shape mismatch", Ddpm.Runtime.ErrorText.OneLine("shape mismatch\nException raised from x at y.cpp:1\nframe #0: c10::Error"));
     }
 
     private static (int Code, string Stderr) Capture(Func<int> action)
