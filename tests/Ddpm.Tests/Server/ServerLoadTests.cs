@@ -8,7 +8,6 @@ namespace Ddpm.Tests.Server;
 
 /// <summary>The load test runs alone (it measures the process's resident memory), after the parallel tests.</summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
-[Trait(TestCategory.Name, TestCategory.Slow)]
 public sealed class ServerLoadCollection
 {
     public const string Name = "ddpm serve under load";
@@ -20,6 +19,7 @@ public sealed class ServerLoadCollection
 /// grid, a 429 or a cancellation the client made; the process's RSS must not keep growing; the server must still work.
 /// </summary>
 [Collection(ServerLoadCollection.Name)]
+[Trait(TestCategory.Name, TestCategory.Slow)] // a trait on the collection definition would not reach the test
 public sealed class ServerLoadTests(ITestOutputHelper output)
 {
     private const int Clients = 20;
