@@ -1,7 +1,7 @@
-// Prints EditingBenchmark's table (docs/editing.md) for an MNIST checkpoint: inpainting half-masked test digits by plain
-// replacement and RePaint, SDEdit from salt-and-pepper and blurred ones; label agreement, FD and time per image.
+// Prints EditingBenchmark's table (docs/editing.md) for an MNIST checkpoint: inpainting half-masked test digits by
+// plain replacement and RePaint, SDEdit from salt-and-pepper and blurred ones; label agreement, FD and time per image.
 // Usage: dotnet benchmarks/EditingBench/bin/Release/net10.0/EditingBench.dll CHECKPOINT [DATA_DIR] [NUM] [OUT.md]
-//        (DATA_DIR: MNIST and the cached classifier, default data/mnist; NUM: test digits, default 500)
+// (DATA_DIR: MNIST and the cached classifier, default data/mnist; NUM: test digits, default 500)
 using Ddpm.Evaluation;
 using Ddpm.Runtime;
 using Ddpm.Sampling;

@@ -1,6 +1,6 @@
-// The library in a few lines, using only the Ddpm package: sample the model that ships with the repository, then train a
-// tiny model on synthetic images through the run layer and sample it too.
-// Usage: dotnet run --project examples/Quickstart -- [OUTPUT_DIR] [MODEL]   (MODEL: models/mnist-quick.ckpt by default)
+// The library in a few lines, using only the Ddpm package: sample the model that ships with the repository, then train
+// a tiny model on synthetic images through the run layer and sample it too. Usage: dotnet run --project
+// examples/Quickstart -- [OUTPUT_DIR] [MODEL] (MODEL: models/mnist-quick.ckpt by default)
 using System.Diagnostics;
 using Ddpm.Configuration;
 using Ddpm.Imaging;
@@ -48,7 +48,8 @@ using (var run = TrainingRun.Open(new TrainingRunRequest { Folder = Path.Combine
     trained = run.Run();
 Console.WriteLine($"trained {trained.Step} steps into {trained.Checkpoint}");
 
-// Reload it (the checkpoint carries its config; EMA weights are used when it has them) and run Algorithm 2 for a 2×2 grid.
+// Reload it (the checkpoint carries its config; EMA weights are used when it has them) and run Algorithm 2 for a 2×2
+// grid.
 using var generator = ImageGenerator.Load(trained.Checkpoint);
 using var result = generator.Generate(new GenerationRequest { Count = 4, Seed = 0, Sampler = new SamplerOptions() });
 var grid = Path.Combine(outDir, "samples.png");

@@ -41,7 +41,8 @@ public static partial class DdpmServer
     /// Checks <paramref name="options"/>, builds the app and starts listening (<c>ddpm serve</c>); the caller waits for
     /// shutdown and disposes it.
     /// </summary>
-    /// <exception cref="RequestException">An option that does not fit, or an address that cannot be listened on.</exception>
+    /// <exception cref="RequestException">An option that does not fit, or an address that cannot be listened
+    /// on.</exception>
     public static WebApplication Start(ServerOptions options)
     {
         options.Validate();
@@ -74,7 +75,8 @@ public static partial class DdpmServer
         builder.Logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel.Connections", LogLevel.Error);
         // A failed start is thrown to the host, which reports it; the host's own log of it would add a stack trace.
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.Critical);
-        // A page bound to loopback answers only requests addressed to loopback names (no DNS rebinding from a web page).
+        // A page bound to loopback answers only requests addressed to loopback names (no DNS rebinding from a web
+        // page).
         builder.Services.Configure<HostFilteringOptions>(o =>
             o.AllowedHosts = options.IsLoopback ? ["localhost", "127.0.0.1", "[::1]"] : ["*"]);
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.CamelCase);
@@ -278,9 +280,10 @@ public static partial class DdpmServer
     /// absolute replaced by &lt;path&gt;), as the page promises.
     /// </summary>
     /// <summary>
-    /// Logs a failed generation and returns what the client is told. A file that cannot be read or does not fit (corrupt,
-    /// replaced, too large) is the runs folder's condition, logged as one warning line; anything else is a fault of the
-    /// server, logged with its stack trace. The client's line names the checkpoint by run and no other path.
+    /// Logs a failed generation and returns what the client is told. A file that cannot be read or does not fit
+    /// (corrupt, replaced, too large) is the runs folder's condition, logged as one warning line; anything else is a
+    /// fault of the server, logged with its stack trace. The client's line names the checkpoint by run and no other
+    /// path.
     /// </summary>
     private static string Failed(HttpContext context, Exception e, CheckpointInfo checkpoint)
     {

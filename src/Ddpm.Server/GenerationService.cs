@@ -7,7 +7,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Server;
 
-/// <summary>One streamed picture of the reverse process: x_t after a step and the x_0 predicted at that step, as PNG grids.</summary>
+/// <summary>One streamed picture of the reverse process: x_t after a step and the x_0 predicted at that step, as PNG
+/// grids.</summary>
 public sealed record GenerationFrame(int Step, int Steps, int Timestep, byte[] XtPng, byte[] X0Png);
 
 /// <summary>The final grid and what it cost.</summary>
@@ -15,14 +16,16 @@ public sealed record GeneratedGrid(byte[] GridPng, int Steps, IReadOnlyList<int>
 
 public enum GenerationOutcome { Completed, Cancelled, Failed }
 
-/// <summary>What one generation did, for the log (and the tests): steps run, and the step at which a cancellation arrived.</summary>
+/// <summary>What one generation did, for the log (and the tests): steps run, and the step at which a cancellation
+/// arrived.</summary>
 public sealed record GenerationRecord(string CheckpointId, GenerationOutcome Outcome, int StepsRun, int StepsTotal, int? StepsAtCancel, double Seconds);
 
 /// <summary>
 /// Every generation the server runs goes through here (the one seam to the library): one at a time per checkpoint
-/// (<see cref="TryBegin"/> refuses a second with a retry estimate), an <see cref="ImageGenerator"/> cached per checkpoint,
-/// frames (x_t and x̂_0 of the library's step callback) at most every <c>frameInterval</c>, cancellation before every step.
-/// <c>ddpm sample</c> runs the same <see cref="ImageGenerator.Generate"/>, so a seed gives the CLI's images.
+/// (<see cref="TryBegin"/> refuses a second with a retry estimate), an <see cref="ImageGenerator"/> cached per
+/// checkpoint, frames (x_t and x̂_0 of the library's step callback) at most every <c>frameInterval</c>, cancellation
+/// before every step. <c>ddpm sample</c> runs the same <see cref="ImageGenerator.Generate"/>, so a seed gives the CLI's
+/// images.
 /// </summary>
 public sealed class GenerationService(Device device, GenerationLimits limits, TimeSpan frameInterval, ILogger<GenerationService>? logger = null)
     : IDisposable
@@ -55,9 +58,10 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
     }
 
     /// <summary>
-    /// Runs <paramref name="request"/> under <paramref name="lease"/> on the calling thread (blocking), reporting frames to
-    /// <paramref name="onFrame"/>. Throws <see cref="OperationCanceledException"/> within one step of <paramref name="cancel"/>.
-    /// The lease is released when the sampling stops, before <see cref="Finished"/> is raised.
+    /// Runs <paramref name="request"/> under <paramref name="lease"/> on the calling thread (blocking), reporting
+    /// frames to <paramref name="onFrame"/>. Throws <see cref="OperationCanceledException"/> within one step of
+    /// <paramref name="cancel"/>. The lease is released when the sampling stops, before <see cref="Finished"/> is
+    /// raised.
     /// </summary>
     public GeneratedGrid Run(GenerationLease lease, ServeRequest request, Action<GenerationFrame>? onFrame, CancellationToken cancel)
     {
@@ -84,7 +88,8 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         }
         finally
         {
-            // The sampling has stopped: free the checkpoint first, so whoever hears Finished can generate from it at once.
+            // The sampling has stopped: free the checkpoint first, so whoever hears Finished can generate from it at
+            // once.
             int atCancel = Volatile.Read(ref stepsAtCancel);
             var record = new GenerationRecord(request.Checkpoint.Id, outcome, lease.Done, lease.Total, atCancel < 0 ? null : atCancel, clock.Elapsed.TotalSeconds);
             lease.Dispose();
@@ -128,7 +133,8 @@ public sealed class GenerationService(Device device, GenerationLimits limits, Ti
         return generator.Plan(request.ToGenerationRequest());
     }
 
-    /// <summary>The slot's generator for this request, loaded (or reloaded when the file changed) while the caller holds the slot.</summary>
+    /// <summary>The slot's generator for this request, loaded (or reloaded when the file changed) while the caller
+    /// holds the slot.</summary>
     private ImageGenerator Generator(Slot slot, ServeRequest request)
     {
         var file = new FileInfo(request.Checkpoint.FullPath);

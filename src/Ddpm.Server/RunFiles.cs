@@ -5,7 +5,8 @@ using Ddpm.IO;
 
 namespace Ddpm.Server;
 
-/// <summary>New lines of a run's <c>loss.csv</c> from a byte offset: the steps and losses, and where to continue.</summary>
+/// <summary>New lines of a run's <c>loss.csv</c> from a byte offset: the steps and losses, and where to
+/// continue.</summary>
 public sealed record LossChunk(long Offset, bool More, IReadOnlyList<long> Steps, IReadOnlyList<double?> Losses);
 
 /// <summary>A CSV file as column names and numeric rows (non-numbers and non-finite values are null).</summary>
@@ -44,7 +45,8 @@ public static class RunFiles
         return new LossChunk(next, next < f.Length, steps, losses);
     }
 
-    /// <summary>A CSV with a header line, e.g. <c>train_log.csv</c>, read whole (at most <see cref="MaxTextBytes"/>).</summary>
+    /// <summary>A CSV with a header line, e.g. <c>train_log.csv</c>, read whole (at most
+    /// <see cref="MaxTextBytes"/>).</summary>
     public static CsvTable ReadTable(string path)
     {
         var lines = ReadText(path).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);

@@ -21,7 +21,8 @@ public sealed record CheckpointInfo(string Id, string Name, string RunName, long
     [JsonIgnore] public DdpmConfig Config { get; init; } = null!;
 }
 
-/// <summary>A run folder: its checkpoints and the newest sample grid in it (a path relative to the runs folder).</summary>
+/// <summary>A run folder: its checkpoints and the newest sample grid in it (a path relative to the runs
+/// folder).</summary>
 public sealed record RunInfo(string Id, string Name, IReadOnlyList<CheckpointInfo> Checkpoints, string? LatestSample, DateTime ModifiedUtc)
 {
     [JsonIgnore] public string FullPath { get; init; } = "";

@@ -32,7 +32,8 @@ public sealed class RunsFolder
         return Contain(Path.Combine([Root, .. segments]));
     }
 
-    /// <summary>The real path of <paramref name="path"/> when it exists and lies inside the folder; otherwise null.</summary>
+    /// <summary>The real path of <paramref name="path"/> when it exists and lies inside the folder; otherwise
+    /// null.</summary>
     public string? Contain(string path)
     {
         var real = RealPath(path);
@@ -46,7 +47,8 @@ public sealed class RunsFolder
     /// <summary>'/'-separated path of <paramref name="realPath"/> relative to the folder.</summary>
     public string Relative(string realPath) => Path.GetRelativePath(Root, realPath).Replace(Path.DirectorySeparatorChar, '/');
 
-    /// <summary>The canonical absolute path with every symbolic link resolved, or null when it does not exist.</summary>
+    /// <summary>The canonical absolute path with every symbolic link resolved, or null when it does not
+    /// exist.</summary>
     internal static string? RealPath(string path)
     {
         if (OperatingSystem.IsWindows())

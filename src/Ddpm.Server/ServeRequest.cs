@@ -126,7 +126,8 @@ public sealed record ServeRequestBody
 /// <summary>A request the server refuses, with one message naming the field and the problem (HTTP 400).</summary>
 public sealed class BadRequestException(string message) : Exception(message);
 
-/// <summary>Turns a request body into a <see cref="ServeRequest"/>, checking it as <c>ddpm sample</c> checks its options.</summary>
+/// <summary>Turns a request body into a <see cref="ServeRequest"/>, checking it as <c>ddpm sample</c> checks its
+/// options.</summary>
 public static class ServeRequestParser
 {
     /// <summary>Most bytes a request body may have (room for two drawn PNGs as data URLs).</summary>

@@ -17,7 +17,8 @@ public sealed record ServerOptions
     public GenerationLimits Limits { get; init; } = new();
     /// <summary>Least time between two streamed frames of the reverse process (a rate a browser can show).</summary>
     public TimeSpan FrameInterval { get; init; } = TimeSpan.FromMilliseconds(100);
-    /// <summary>Frames held for a client that reads slower than the model samples; beyond it the oldest is dropped (a live view wants the newest).</summary>
+    /// <summary>Frames held for a client that reads slower than the model samples; beyond it the oldest is dropped (a
+    /// live view wants the newest).</summary>
     public int FrameQueue { get; init; } = 2;
     /// <summary>
     /// Most connections served at once; null: as many as the open-file limit leaves room for (docs/serve.md).
@@ -37,7 +38,8 @@ public sealed record ServerOptions
         : IPAddress.TryParse(host, out var parsed) ? parsed
         : throw new RequestException($"--host: '{host}' is not an IP address (e.g. 127.0.0.1, ::1, 0.0.0.0)");
 
-    /// <summary>Checks what a user gives: a runs folder that exists, a port in 1..65535, limits of at least 1.</summary>
+    /// <summary>Checks what a user gives: a runs folder that exists, a port in 1..65535, limits of at least
+    /// 1.</summary>
     /// <exception cref="RequestException">The first problem, naming the option.</exception>
     public void Validate()
     {
@@ -54,7 +56,8 @@ public sealed record GenerationLimits
 {
     /// <summary>Most images in one request.</summary>
     public int MaxImages { get; init; } = 64;
-    /// <summary>Most network evaluations in one request: images × steps (× 2 with guidance, which doubles the batch).</summary>
+    /// <summary>Most network evaluations in one request: images × steps (× 2 with guidance, which doubles the
+    /// batch).</summary>
     public long MaxImageSteps { get; init; } = 64_000;
     /// <summary>Most classifier-free guidance weight accepted.</summary>
     public double MaxGuidance { get; init; } = 50;

@@ -1,9 +1,9 @@
-// Usage: Ddpm.KillTarget <out-dir> <keep>
-// Resumes from <out-dir>/checkpoint.ckpt when present, else starts a tiny 8×8 model; then forever: one training epoch of one step,
-// four checkpoints of it (rotated as the CLI does). Prints "ready <step>" after its first checkpoint so the test knows the
-// process is inside its save loop before it picks a random moment to SIGKILL it. <out-dir>/kill-phase (one byte, mapped
-// shared) is 1 while a save runs and 0 otherwise: the test waits for a save before its kill and reads, after the kill,
-// whether the process died inside one (the page outlives the process).
+// Usage: Ddpm.KillTarget <out-dir> <keep> Resumes from <out-dir>/checkpoint.ckpt when present, else starts a tiny 8×8
+// model; then forever: one training epoch of one step, four checkpoints of it (rotated as the CLI does). Prints "ready
+// <step>" after its first checkpoint so the test knows the process is inside its save loop before it picks a random
+// moment to SIGKILL it. <out-dir>/kill-phase (one byte, mapped shared) is 1 while a save runs and 0 otherwise: the test
+// waits for a save before its kill and reads, after the kill, whether the process died inside one (the page outlives
+// the process).
 using Ddpm.Configuration;
 using Ddpm.Data;
 using Ddpm.Runs;
@@ -80,7 +80,8 @@ bool announced = false;
 while (true)
 {
     trainer.TrainEpoch(data, s => { }, default);
-    // Several saves per step (the same step rewritten and republished) so most of the time is spent writing checkpoints.
+    // Several saves per step (the same step rewritten and republished) so most of the time is spent writing
+    // checkpoints.
     for (int i = 0; i < 4; i++)
     {
         phase.Write(0, (byte)1);

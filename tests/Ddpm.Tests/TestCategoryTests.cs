@@ -7,8 +7,9 @@ public partial class TestCategoryTests
     private static readonly System.Text.RegularExpressions.Regex StartsProcess = StartsProcessRegex();
 
     /// <summary>
-    /// The fast subset's guard holds only if every process a test starts goes through <see cref="Reliability.ChildProcess"/>
-    /// (whose launcher refuses in the fast run): no other test file may start one itself.
+    /// The fast subset's guard holds only if every process a test starts goes through
+    /// <see cref="Reliability.ChildProcess"/> (whose launcher refuses in the fast run): no other test file may start
+    /// one itself.
     /// </summary>
     [Fact]
     public void Only_the_child_process_launcher_starts_processes()

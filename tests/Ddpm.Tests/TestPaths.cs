@@ -14,7 +14,8 @@ public static class TestPaths
         }
     }
 
-    /// <summary><c>tests/fixtures/pytorch</c>: made by <c>tests/fixtures/make_pytorch_fixtures.py</c> (see its README.md).</summary>
+    /// <summary><c>tests/fixtures/pytorch</c>: made by <c>tests/fixtures/make_pytorch_fixtures.py</c> (see its
+    /// README.md).</summary>
     public static string FixturesDir => Path.Combine(RepoRoot, "tests", "fixtures", "pytorch");
 
     /// <summary>The path of a fixture file; throws (failing the test, never skipping it) when it is absent.</summary>

@@ -21,7 +21,8 @@ internal static class TestSetup
     [ModuleInitializer]
     internal static void SingleThreadedTorch() => TorchSharp.torch.set_num_threads(1);
 
-    /// <summary>The test host applies the library's device policy, as every host must before building a model.</summary>
+    /// <summary>The test host applies the library's device policy, as every host must before building a
+    /// model.</summary>
     [ModuleInitializer]
     internal static void DevicePolicyApplied() => Ddpm.Runtime.DevicePolicy.Apply(TorchSharp.torch.CPU);
 }

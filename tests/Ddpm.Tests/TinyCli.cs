@@ -5,7 +5,8 @@ namespace Ddpm.Tests;
 /// <summary>What the in-process CLI tests share: a tiny synthetic-data config and a silenced runner.</summary>
 internal static class TinyCli
 {
-    /// <summary>The tiny U-Net on the synthetic bars (512 images, T = 20 unless <paramref name="timesteps"/>) as a YAML file for the CLI.</summary>
+    /// <summary>The tiny U-Net on the synthetic bars (512 images, T = 20 unless <paramref name="timesteps"/>) as a YAML
+    /// file for the CLI.</summary>
     public static string Yaml(int imSize = 8, int batchSize = 8, int numEpochs = 1000, string extraTrain = "", string taskName = "tiny", int timesteps = 20) => $"""
         dataset_params:
           name: synthetic
@@ -32,7 +33,8 @@ internal static class TinyCli
         {extraTrain}
         """;
 
-    /// <summary>Runs <c>ddpm ARGS</c> in-process with stdout silenced; returns the exit code and what it wrote to stderr.</summary>
+    /// <summary>Runs <c>ddpm ARGS</c> in-process with stdout silenced; returns the exit code and what it wrote to
+    /// stderr.</summary>
     public static (int Code, string Stderr) RunCapturingStderr(params string[] args)
     {
         var (stdout, stderr) = (Console.Out, Console.Error);

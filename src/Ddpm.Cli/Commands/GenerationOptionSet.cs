@@ -36,7 +36,8 @@ internal sealed class GenerationOptionSet(SamplerKind defaultSampler = SamplerOp
     public IEnumerable<Option> All =>
         [_checkpoint, _config, _strict, _num, _rows, _seed, _out, _saveEvery, _frames, _device, _label, _guidance, _noEma, _precision, _batch, _allowNonFinite, .. _sampler.All];
 
-    /// <summary>Loads the checkpoint's generator (EMA weights unless --no-ema), warning about missing keys and non-finite weights.</summary>
+    /// <summary>Loads the checkpoint's generator (EMA weights unless --no-ema), warning about missing keys and
+    /// non-finite weights.</summary>
     public ImageGenerator Load(ParseResult p)
     {
         string path = p.GetValue(_checkpoint)!;
@@ -48,8 +49,8 @@ internal sealed class GenerationOptionSet(SamplerKind defaultSampler = SamplerOp
     }
 
     /// <summary>
-    /// The request the options ask of <paramref name="generator"/>: --num images of --class, or with --guidance alone (and
-    /// <paramref name="cycleClasses"/>) image i of class i mod num_classes (one digit per grid column).
+    /// The request the options ask of <paramref name="generator"/>: --num images of --class, or with --guidance alone
+    /// (and <paramref name="cycleClasses"/>) image i of class i mod num_classes (one digit per grid column).
     /// </summary>
     public GenerationRequest Request(ParseResult p, ImageGenerator generator, int? defaultCount = null, bool cycleClasses = true)
     {
@@ -67,7 +68,8 @@ internal sealed class GenerationOptionSet(SamplerKind defaultSampler = SamplerOp
         };
     }
 
-    /// <summary>An image option's file or folder at the model's size (<see cref="EditImages"/>); a problem is a usage error naming it.</summary>
+    /// <summary>An image option's file or folder at the model's size (<see cref="EditImages"/>); a problem is a usage
+    /// error naming it.</summary>
     public static TorchSharp.torch.Tensor Images(string option, string path, ImageGenerator generator, bool masks = false)
     {
         var (channels, size) = ((int)generator.ImageShape[0], (int)generator.ImageShape[1]);
@@ -76,9 +78,10 @@ internal sealed class GenerationOptionSet(SamplerKind defaultSampler = SamplerOp
     }
 
     /// <summary>
-    /// Generates <paramref name="request"/> into --out (a request the model cannot take is a usage error) with a progress
-    /// bar; Ctrl+C or SIGTERM stops between steps with a message saying what the folder holds (exit 130 / 143; a second
-    /// Ctrl+C ends the process at once). Rank 0 reports (<paramref name="what"/>, e.g. "sampled") and prints the grid's path.
+    /// Generates <paramref name="request"/> into --out (a request the model cannot take is a usage error) with a
+    /// progress bar; Ctrl+C or SIGTERM stops between steps with a message saying what the folder holds (exit 130 / 143;
+    /// a second Ctrl+C ends the process at once). Rank 0 reports (<paramref name="what"/>, e.g. "sampled") and prints
+    /// the grid's path.
     /// </summary>
     public int Run(ParseResult p, ImageGenerator generator, GenerationRequest request, string what, int? defaultRows = null)
     {

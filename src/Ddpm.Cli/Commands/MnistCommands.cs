@@ -3,10 +3,12 @@ using Ddpm.Evaluation;
 
 namespace Ddpm.Cli.Commands;
 
-/// <summary>The commands that fetch MNIST and train the classifier that <c>ddpm eval</c> measures with, both in one folder.</summary>
+/// <summary>The commands that fetch MNIST and train the classifier that <c>ddpm eval</c> measures with, both in one
+/// folder.</summary>
 internal static class MnistCommands
 {
-    /// <summary><c>ddpm data mnist [--dir DIR]</c>: fetch (or find) MNIST and print where it is and its checksums.</summary>
+    /// <summary><c>ddpm data mnist [--dir DIR]</c>: fetch (or find) MNIST and print where it is and its
+    /// checksums.</summary>
     public static Command Data()
     {
         var dir = Opt("--dir", "folder for the four IDX files", "data/mnist");
@@ -21,8 +23,8 @@ internal static class MnistCommands
     }
 
     /// <summary>
-    /// <c>ddpm classifier train|test [--dir data/mnist]</c>: the MNIST classifier the evaluation metrics use, cached in --dir
-    /// beside the MNIST files (trained once; <c>train --force</c> retrains).
+    /// <c>ddpm classifier train|test [--dir data/mnist]</c>: the MNIST classifier the evaluation metrics use, cached in
+    /// --dir beside the MNIST files (trained once; <c>train --force</c> retrains).
     /// </summary>
     public static Command Classifier()
     {

@@ -25,7 +25,8 @@ internal static class ModelCommands
         });
     }
 
-    /// <summary><c>ddpm import</c>: a PyTorch state_dict (.pth or .safetensors) plus a config → a ddpm checkpoint.</summary>
+    /// <summary><c>ddpm import</c>: a PyTorch state_dict (.pth or .safetensors) plus a config → a ddpm
+    /// checkpoint.</summary>
     public static Command Import()
     {
         var weights = Opt<string>("--weights", "torch.save(model.state_dict()) file (.pth, zip format) or .safetensors from the PyTorch reference", required: true);
@@ -46,8 +47,8 @@ internal static class ModelCommands
     }
 
     /// <summary>
-    /// <c>ddpm export</c>: runs <see cref="ModelExport.Write"/> (PyTorch weights, a weights-only checkpoint, ONNX, a web
-    /// page that generates in the browser) and says what it wrote.
+    /// <c>ddpm export</c>: runs <see cref="ModelExport.Write"/> (PyTorch weights, a weights-only checkpoint, ONNX, a
+    /// web page that generates in the browser) and says what it wrote.
     /// </summary>
     public static Command Export()
     {

@@ -11,13 +11,14 @@ using static TorchSharp.torch;
 namespace Ddpm.Benchmarks;
 
 /// <summary>
-/// Training images/s and sampling ms/step for configs on a device, warm-up excluded, median of repeats: what
-/// <c>ddpm train</c> and <c>ddpm sample</c> run (the <see cref="Trainer"/>'s steps, <see cref="ImageGenerator.Generate"/>),
-/// on one fixed random batch. Speed targets live here, not in timed tests.
+/// Training images/s and sampling ms/step for configs on a device, warm-up excluded, median of repeats: what <c>ddpm
+/// train</c> and <c>ddpm sample</c> run (the <see cref="Trainer"/>'s steps, <see cref="ImageGenerator.Generate"/>), on
+/// one fixed random batch. Speed targets live here, not in timed tests.
 /// </summary>
 public static class Benchmark
 {
-    /// <summary>Measures every config in <paramref name="configs"/> (name, config); <paramref name="log"/> hears each result.</summary>
+    /// <summary>Measures every config in <paramref name="configs"/> (name, config); <paramref name="log"/> hears each
+    /// result.</summary>
     public static BenchmarkReport Run(IReadOnlyList<(string Name, DdpmConfig Config)> configs, BenchmarkOptions o, Device device,
         Action<string>? log = null)
     {
@@ -60,7 +61,8 @@ public static class Benchmark
             GpuInfo.Memory(device), DateTimeOffset.UtcNow);
     }
 
-    /// <summary>Steps of the real <see cref="Trainer"/> (<see cref="Trainer.TrainBatch"/>) on one fixed random batch: img/s per repeat.</summary>
+    /// <summary>Steps of the real <see cref="Trainer"/> (<see cref="Trainer.TrainBatch"/>) on one fixed random batch:
+    /// img/s per repeat.</summary>
     private static (long Parameters, double[] Rates) MeasureTraining(DdpmConfig config, Device device, BenchmarkOptions o)
     {
         int batch = config.Train.BatchSize;
@@ -87,7 +89,8 @@ public static class Benchmark
         }
     }
 
-    /// <summary>x_0 uniform in [-1, 1] and labels (for a class-conditional model) from a seeded CPU generator.</summary>
+    /// <summary>x_0 uniform in [-1, 1] and labels (for a class-conditional model) from a seeded CPU
+    /// generator.</summary>
     internal static (Tensor X0, Tensor? Labels) RandomBatch(DdpmConfig config, Device device, long seed)
     {
         using var generator = new Generator((ulong)seed, new Device("cpu"));
@@ -100,9 +103,10 @@ public static class Benchmark
     }
 
     /// <summary>
-    /// Sampling ms/step of <see cref="ImageGenerator"/> (Algorithm 2): <c>o.Warmup</c> untimed steps, then <c>o.Repeats</c>
-    /// timed runs of <c>o.Steps</c> steps (the device synchronised at each boundary), stopping the generation by cancellation
-    /// when enough steps are measured; a measurement longer than T steps continues in a new generation.
+    /// Sampling ms/step of <see cref="ImageGenerator"/> (Algorithm 2): <c>o.Warmup</c> untimed steps, then
+    /// <c>o.Repeats</c> timed runs of <c>o.Steps</c> steps (the device synchronised at each boundary), stopping the
+    /// generation by cancellation when enough steps are measured; a measurement longer than T steps continues in a new
+    /// generation.
     /// </summary>
     private static double[] MeasureSampling(ImageGenerator generator, BenchmarkOptions o)
     {
@@ -135,7 +139,8 @@ public static class Benchmark
         return ms;
     }
 
-    /// <summary>One whole generation of <paramref name="batch"/> images (x_T to x_0, all T steps of Algorithm 2), in seconds.</summary>
+    /// <summary>One whole generation of <paramref name="batch"/> images (x_T to x_0, all T steps of Algorithm 2), in
+    /// seconds.</summary>
     private static double MeasureFullSampling(ImageGenerator generator, int batch)
     {
         using var result = generator.Generate(new GenerationRequest { Count = batch, MaxBatchSize = batch, Seed = 1 });

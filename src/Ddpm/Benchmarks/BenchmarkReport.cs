@@ -28,8 +28,8 @@ public sealed record BenchmarkOptions
     public bool VerifyGraphs { get; init; }
 
     /// <summary>
-    /// The defaults for <paramref name="device"/>: on CUDA batches of 64 and 256, 10 steps per repeat after 40 untimed ones
-    /// (past tier-0 code and cuDNN's autotuning); on the CPU one batch of 16, 3 steps after 2.
+    /// The defaults for <paramref name="device"/>: on CUDA batches of 64 and 256, 10 steps per repeat after 40 untimed
+    /// ones (past tier-0 code and cuDNN's autotuning); on the CPU one batch of 16, 3 steps after 2.
     /// </summary>
     public static BenchmarkOptions For(TorchSharp.torch.Device device) => device.type == TorchSharp.DeviceType.CUDA
         ? new() { BatchSizes = [64, 256], Steps = 10, Warmup = 40 }
@@ -42,7 +42,8 @@ public sealed record TrainResult(string Config, long Parameters, int Batch, doub
 public sealed record SampleResult(string Config, int Batch, double MedianMsPerStep, double[] MsPerStep, int? FullSteps, double? FullSeconds);
 
 /// <param name="Optimizer">Always <c>flat</c> (<see cref="FlatAdam"/>), so reports compare with older ones.</param>
-/// <param name="CudaGraphs">"on (sampling forwards)" when sampling forwards replay CUDA graphs, else "off (why)".</param>
+/// <param name="CudaGraphs">"on (sampling forwards)" when sampling forwards replay CUDA graphs, else "off
+/// (why)".</param>
 public sealed record BenchmarkSettings(string Optimizer, int SyncEvery, string Precision, bool CudnnBenchmark, string CudaGraphs);
 
 /// <summary>A benchmark's results, as <c>ddpm bench</c> writes them to JSON and prints them as tables.</summary>
@@ -50,7 +51,8 @@ public sealed record BenchmarkReport(string Device, string Machine, int Threads,
     IReadOnlyList<TrainResult> Training, IReadOnlyList<SampleResult> Sampling, IReadOnlyList<string> GraphChecks, double PeakRssMb,
     string? PeakGpuMemory, DateTimeOffset When)
 {
-    /// <summary>The report as Markdown: the settings line, a training table, a sampling table, the graph checks, peak memory.</summary>
+    /// <summary>The report as Markdown: the settings line, a training table, a sampling table, the graph checks, peak
+    /// memory.</summary>
     public IEnumerable<string> ToMarkdown()
     {
         var inv = CultureInfo.InvariantCulture;

@@ -3,7 +3,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Benchmarks;
 
-/// <summary>The card's name and memory as nvidia-smi reports them (TorchSharp exposes no allocator statistics).</summary>
+/// <summary>The card's name and memory as nvidia-smi reports them (TorchSharp exposes no allocator
+/// statistics).</summary>
 internal static class GpuInfo
 {
     /// <summary>The CUDA card's name, or null on other devices.</summary>
@@ -11,8 +12,8 @@ internal static class GpuInfo
         : NvidiaSmi("--query-gpu=name --format=csv,noheader") is { Length: > 0 } name ? name.Split('\n')[0] : "GPU name not reported";
 
     /// <summary>
-    /// Device memory in use by this process (the caching allocator's reserve plus the CUDA context), else the whole card's
-    /// used memory, marked as such; null on other devices.
+    /// Device memory in use by this process (the caching allocator's reserve plus the CUDA context), else the whole
+    /// card's used memory, marked as such; null on other devices.
     /// </summary>
     public static string? Memory(Device device)
     {

@@ -8,12 +8,13 @@ using static TorchSharp.torch;
 namespace Ddpm.Benchmarks;
 
 /// <summary>
-/// CUDA graphs against eager runs, for a device check (<c>ddpm bench --verify-graphs</c>): the sampling forward, and the
-/// graphed training step (<see cref="GraphedTrainingStep"/>, which <c>ddpm train</c> does not run).
+/// CUDA graphs against eager runs, for a device check (<c>ddpm bench --verify-graphs</c>): the sampling forward, and
+/// the graphed training step (<see cref="GraphedTrainingStep"/>, which <c>ddpm train</c> does not run).
 /// </summary>
 internal static class GraphChecks
 {
-    /// <summary>The sampling forward at t = 500 on one batch of noise, replayed from a CUDA graph and eagerly: the largest difference.</summary>
+    /// <summary>The sampling forward at t = 500 on one batch of noise, replayed from a CUDA graph and eagerly: the
+    /// largest difference.</summary>
     public static string Sampling(ImageGenerator generator, int batch)
     {
         using var scope = NewDisposeScope();
@@ -29,8 +30,8 @@ internal static class GraphChecks
     }
 
     /// <summary>
-    /// <paramref name="steps"/> training steps from the same start and batch, eagerly (the trainer) and replayed from a CUDA
-    /// graph: the largest weight difference afterwards, and the Adam step counts.
+    /// <paramref name="steps"/> training steps from the same start and batch, eagerly (the trainer) and replayed from a
+    /// CUDA graph: the largest weight difference afterwards, and the Adam step counts.
     /// </summary>
     public static string Training(DdpmConfig config, Device device, int steps)
     {

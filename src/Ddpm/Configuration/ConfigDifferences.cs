@@ -1,6 +1,7 @@
 namespace Ddpm.Configuration;
 
-/// <summary>Key-by-key comparison of two configs through <see cref="ConfigSchema"/> (what <c>train --resume</c> refuses on).</summary>
+/// <summary>Key-by-key comparison of two configs through <see cref="ConfigSchema"/> (what <c>train --resume</c> refuses
+/// on).</summary>
 public static class ConfigDifferences
 {
     /// <summary>The run-length keys a resumed run may change: how long it goes on, not what it trains.</summary>
@@ -10,8 +11,8 @@ public static class ConfigDifferences
     };
 
     /// <summary>
-    /// Every schema key whose value differs between <paramref name="stored"/> and <paramref name="given"/>, except those in
-    /// <paramref name="ignore"/>, as <c>section.key: stored → given</c>.
+    /// Every schema key whose value differs between <paramref name="stored"/> and <paramref name="given"/>, except
+    /// those in <paramref name="ignore"/>, as <c>section.key: stored → given</c>.
     /// </summary>
     public static IReadOnlyList<string> Between(DdpmConfig stored, DdpmConfig given, IReadOnlySet<string>? ignore = null)
     {

@@ -28,17 +28,20 @@ public sealed class ConfigKey
     public string Name { get; }
     /// <summary>Section and name, as errors name the key (<c>train_params.batch_size</c>).</summary>
     public string Path => Section + "." + Name;
-    /// <summary>The value's type in words (<c>integer</c>, <c>list of integers</c>, <c>one of: linear, cosine</c>).</summary>
+    /// <summary>The value's type in words (<c>integer</c>, <c>list of integers</c>, <c>one of: linear,
+    /// cosine</c>).</summary>
     public string Type { get; }
     /// <summary>One line on what the key means.</summary>
     public string Doc { get; }
 
-    /// <summary>The key's value in <paramref name="config"/> as YAML text, or null when it is left out (an unset optional key).</summary>
+    /// <summary>The key's value in <paramref name="config"/> as YAML text, or null when it is left out (an unset
+    /// optional key).</summary>
     public string? Format(DdpmConfig config) => _format(config);
 
     /// <summary>
-    /// <paramref name="config"/> with this key set from <paramref name="node"/>; throws <see cref="ConfigException"/> naming
-    /// the key when the node is not of the key's type (range checks come with <see cref="DdpmConfig.Validate"/>).
+    /// <paramref name="config"/> with this key set from <paramref name="node"/>; throws <see cref="ConfigException"/>
+    /// naming the key when the node is not of the key's type (range checks come with
+    /// <see cref="DdpmConfig.Validate"/>).
     /// </summary>
     internal DdpmConfig Read(DdpmConfig config, YamlNode node) => _read(config, node);
 }

@@ -6,10 +6,10 @@ namespace Ddpm.Configuration;
 /// <summary>
 /// The config schema, declared once: every key of every section with its YAML name, type, record property, doc line and
 /// check. <see cref="DdpmConfig.Parse"/> reads through it (rejecting unknown keys with the list of known ones),
-/// <see cref="DdpmConfig.Validate"/> checks through it (errors name the key), <see cref="DdpmConfig.ToYaml"/> writes through
-/// it, <c>ddpm info --keys</c> prints it (<see cref="Describe"/>, kept as <c>docs/config.md</c>), and the tests run over
-/// every key it lists. A key's default is the initial value of its record property, so <c>new TrainOptions()</c> and a
-/// config without the key agree by construction.
+/// <see cref="DdpmConfig.Validate"/> checks through it (errors name the key), <see cref="DdpmConfig.ToYaml"/> writes
+/// through it, <c>ddpm info --keys</c> prints it (<see cref="Describe"/>, kept as <c>docs/config.md</c>), and the tests
+/// run over every key it lists. A key's default is the initial value of its record property, so <c>new
+/// TrainOptions()</c> and a config without the key agree by construction.
 /// <para>
 /// <b>Adding a key</b> (e.g. <c>train_params.min_snr_gamma</c>):
 /// <list type="number">
@@ -17,15 +17,15 @@ namespace Ddpm.Configuration;
 /// <code>public double MinSnrGamma { get; init; } = 0;</code></item>
 /// <item>declare it here, in its section, where it should appear in written YAML:
 /// <code>.Key("min_snr_gamma", ConfigType.Number, o => o.MinSnrGamma, (o, v) => o with { MinSnrGamma = v },
-///     "Min-SNR-γ loss weighting (Hang et al. 2023; 0 = off)", AtLeast(0.0))</code>
-/// A key whose value is an enum uses <c>ConfigType.Enum&lt;T&gt;("what it is")</c>; its spellings come from
-/// <see cref="EnumNames"/> (kebab-case member names, <see cref="AlsoSpelledAttribute"/> for aliases). A check of several
-/// keys together is a <c>.Rule("key", o =&gt; problem or null)</c> after the keys.</item>
-/// <item>give the key a non-default example in <c>ConfigSchemaTests.Examples</c> (the test fails until every key has one)
-/// and regenerate the reference: <c>ddpm info --keys &gt; docs/config.md</c>.</item>
+/// "Min-SNR-γ loss weighting (Hang et al. 2023; 0 = off)", AtLeast(0.0))</code> A key whose value is an enum uses
+/// <c>ConfigType.Enum&lt;T&gt;("what it is")</c>; its spellings come from <see cref="EnumNames"/> (kebab-case member
+/// names, <see cref="AlsoSpelledAttribute"/> for aliases). A check of several keys together is a <c>.Rule("key", o
+/// =&gt; problem or null)</c> after the keys.</item>
+/// <item>give the key a non-default example in <c>ConfigSchemaTests.Examples</c> (the test fails until every key has
+/// one) and regenerate the reference: <c>ddpm info --keys &gt; docs/config.md</c>.</item>
 /// </list>
-/// A new section is a record, a property on <see cref="DdpmConfig"/>, a <see cref="ConfigSection{TOptions}"/> here and an
-/// entry in <see cref="Sections"/>.
+/// A new section is a record, a property on <see cref="DdpmConfig"/>, a <see cref="ConfigSection{TOptions}"/> here and
+/// an entry in <see cref="Sections"/>.
 /// </para>
 /// </summary>
 public static class ConfigSchema
@@ -163,7 +163,8 @@ public static class ConfigSchema
     /// <summary>Every key of every section, in written order.</summary>
     public static IEnumerable<ConfigKey> Keys => Sections.SelectMany(s => s.Keys);
 
-    /// <summary>The schema as a Markdown reference: one table row per key with its type, default and doc line.</summary>
+    /// <summary>The schema as a Markdown reference: one table row per key with its type, default and doc
+    /// line.</summary>
     public static string Describe()
     {
         var defaults = new DdpmConfig();
@@ -180,11 +181,13 @@ public static class ConfigSchema
         return md.ToString();
     }
 
-    /// <summary>Upper bounds on sizes: far beyond any real model, low enough that a typo cannot ask for terabytes.</summary>
+    /// <summary>Upper bounds on sizes: far beyond any real model, low enough that a typo cannot ask for
+    /// terabytes.</summary>
     public const int MaxTimesteps = 100_000, MaxImageSize = 4096, MaxChannels = 65_536, MaxLayers = 64;
 
     private static Func<T, string?> AtLeast<T>(T min) where T : INumber<T> => v => v >= min ? null : $"must be >= {min}, got {v}";
-    /// <summary>A task name is one folder name inside runs/: no separators, not . or .., no control characters.</summary>
+    /// <summary>A task name is one folder name inside runs/: no separators, not . or .., no control
+    /// characters.</summary>
     private static string? TaskName(string v) =>
         v.Length == 0 ? "must not be empty"
         : v.Length > 100 ? $"must be a folder name of at most 100 characters, got {v.Length}"

@@ -3,7 +3,8 @@ using YamlDotNet.RepresentationModel;
 
 namespace Ddpm.Configuration;
 
-/// <summary>One section of the config schema (<c>train_params</c>): its keys, read and written in declaration order.</summary>
+/// <summary>One section of the config schema (<c>train_params</c>): its keys, read and written in declaration
+/// order.</summary>
 public abstract class ConfigSection
 {
     private protected ConfigSection(string name) => Name = name;
@@ -13,12 +14,13 @@ public abstract class ConfigSection
     /// <summary>The section's keys, in the order <see cref="DdpmConfig.ToYaml"/> writes them.</summary>
     public abstract IReadOnlyList<ConfigKey> Keys { get; }
 
-    /// <summary>Throws <see cref="ConfigException"/> naming the first key of this section whose value is invalid.</summary>
+    /// <summary>Throws <see cref="ConfigException"/> naming the first key of this section whose value is
+    /// invalid.</summary>
     public abstract void Validate(DdpmConfig config);
 
     /// <summary>
-    /// <paramref name="config"/> with every key given in <paramref name="node"/> (a mapping, or empty) read into it. Unknown
-    /// keys are rejected before any value is read, so a typo is reported as the typo.
+    /// <paramref name="config"/> with every key given in <paramref name="node"/> (a mapping, or empty) read into it.
+    /// Unknown keys are rejected before any value is read, so a typo is reported as the typo.
     /// </summary>
     internal DdpmConfig Read(DdpmConfig config, YamlNode node)
     {
@@ -37,7 +39,8 @@ public abstract class ConfigSection
         return config;
     }
 
-    /// <summary>Appends the section and every key that is not left out, as <see cref="DdpmConfig.ToYaml"/> writes them.</summary>
+    /// <summary>Appends the section and every key that is not left out, as <see cref="DdpmConfig.ToYaml"/> writes
+    /// them.</summary>
     internal void Write(DdpmConfig config, StringBuilder yaml)
     {
         yaml.Append(Name).Append(":\n");
@@ -48,8 +51,9 @@ public abstract class ConfigSection
 }
 
 /// <summary>
-/// A section whose values live in the options record <typeparamref name="TOptions"/>: built by <see cref="ConfigSchema"/>
-/// with one <see cref="Key{TValue}"/> call per key and one <see cref="Rule"/> per relation between keys.
+/// A section whose values live in the options record <typeparamref name="TOptions"/>: built by
+/// <see cref="ConfigSchema"/> with one <see cref="Key{TValue}"/> call per key and one <see cref="Rule"/> per relation
+/// between keys.
 /// </summary>
 public sealed class ConfigSection<TOptions> : ConfigSection where TOptions : class
 {
@@ -67,8 +71,8 @@ public sealed class ConfigSection<TOptions> : ConfigSection where TOptions : cla
     public override IReadOnlyList<ConfigKey> Keys => _keys;
 
     /// <summary>
-    /// Declares a key: its YAML <paramref name="name"/> and <paramref name="type"/>, the record property it is read into
-    /// (<paramref name="get"/>, <paramref name="set"/>), a one-line <paramref name="doc"/>, and optionally a
+    /// Declares a key: its YAML <paramref name="name"/> and <paramref name="type"/>, the record property it is read
+    /// into (<paramref name="get"/>, <paramref name="set"/>), a one-line <paramref name="doc"/>, and optionally a
     /// <paramref name="check"/> of its value alone that returns the problem (null = fine).
     /// </summary>
     internal ConfigSection<TOptions> Key<TValue>(string name, ConfigType<TValue> type, Func<TOptions, TValue> get,
@@ -86,7 +90,8 @@ public sealed class ConfigSection<TOptions> : ConfigSection where TOptions : cla
         return this;
     }
 
-    /// <summary>Declares a relation between keys, reported against <paramref name="key"/>: <paramref name="problem"/> returns what is wrong, or null.</summary>
+    /// <summary>Declares a relation between keys, reported against <paramref name="key"/>: <paramref name="problem"/>
+    /// returns what is wrong, or null.</summary>
     internal ConfigSection<TOptions> Rule(string key, Func<TOptions, string?> problem)
     {
         if (_keys.All(k => k.Name != key)) throw new ArgumentException($"{Name} declares no key '{key}'", nameof(key));
@@ -98,7 +103,8 @@ public sealed class ConfigSection<TOptions> : ConfigSection where TOptions : cla
         return this;
     }
 
-    /// <summary>Checks every key's value, then every rule, in declaration order; throws <see cref="ConfigException"/> at the first problem.</summary>
+    /// <summary>Checks every key's value, then every rule, in declaration order; throws <see cref="ConfigException"/>
+    /// at the first problem.</summary>
     public void Validate(TOptions options)
     {
         foreach (var check in _checks) check(options);

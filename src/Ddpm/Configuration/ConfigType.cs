@@ -5,10 +5,11 @@ using YamlDotNet.RepresentationModel;
 namespace Ddpm.Configuration;
 
 /// <summary>
-/// What a config value is: how a YAML node becomes one (throwing <see cref="ConfigException"/> naming the key) and how it is
-/// written back (null = the key is left out). The instances are on <see cref="ConfigType"/>.
+/// What a config value is: how a YAML node becomes one (throwing <see cref="ConfigException"/> naming the key) and how
+/// it is written back (null = the key is left out). The instances are on <see cref="ConfigType"/>.
 /// </summary>
-/// <param name="Description">The type in words, for docs: <c>integer</c>, <c>list of integers</c>, <c>one of: linear, cosine</c>.</param>
+/// <param name="Description">The type in words, for docs: <c>integer</c>, <c>list of integers</c>, <c>one of: linear,
+/// cosine</c>.</param>
 /// <param name="Read">Reads a node; the string is the key's path (<c>train_params.lr</c>) for error messages.</param>
 /// <param name="Write">The value as YAML, or null to leave the key out.</param>
 internal sealed record ConfigType<T>(string Description, Func<YamlNode, string, T> Read, Func<T, string?> Write);
@@ -49,7 +50,8 @@ internal static class ConfigType
     public static readonly ConfigType<IReadOnlyList<bool>?> OptionalBoolList = new("list of true/false (optional)",
         (node, key) => BoolList.Read(node, key), v => v is null ? null : BoolList.Write(v));
 
-    /// <summary>A member of <typeparamref name="T"/> in its <see cref="EnumNames"/> spelling; <paramref name="what"/> names it in errors.</summary>
+    /// <summary>A member of <typeparamref name="T"/> in its <see cref="EnumNames"/> spelling; <paramref name="what"/>
+    /// names it in errors.</summary>
     public static ConfigType<T> Enum<T>(string what) where T : struct, System.Enum => new(
         "one of: " + string.Join(", ", EnumNames.Names<T>()),
         (node, key) =>
@@ -83,7 +85,8 @@ internal static class ConfigType
         return seq.Children.Select(c => (c as YamlScalarNode)?.Value ?? throw new ConfigException(key, "list items must be single values")).ToList();
     }
 
-    /// <summary>A single-quoted YAML scalar; text with control characters (a newline, a tab) double-quoted with escapes, so it reads back as written.</summary>
+    /// <summary>A single-quoted YAML scalar; text with control characters (a newline, a tab) double-quoted with
+    /// escapes, so it reads back as written.</summary>
     private static string Quote(string s) =>
         s.Any(char.IsControl) ? JsonSerializer.Serialize(s) : "'" + s.Replace("'", "''") + "'";
 }

@@ -6,7 +6,8 @@ namespace Ddpm.Configuration;
 /// </summary>
 public sealed record DatasetOptions
 {
-    /// <summary>A <see cref="DatasetKind"/> spelling (<see cref="EnumNames"/>): <c>mnist</c>, <c>idx</c>, <c>folder</c>, <c>cifar10</c> or <c>synthetic</c>; null reads an image folder at <see cref="ImPath"/>.</summary>
+    /// <summary>A <see cref="DatasetKind"/> spelling (<see cref="EnumNames"/>): <c>mnist</c>, <c>idx</c>,
+    /// <c>folder</c>, <c>cifar10</c> or <c>synthetic</c>; null reads an image folder at <see cref="ImPath"/>.</summary>
     public string? Name { get; init; }
     /// <summary>The image folder for <see cref="DatasetKind.Folder"/>.</summary>
     public string ImPath { get; init; } = "data/train/images";
@@ -21,11 +22,13 @@ public sealed record DatasetOptions
     /// <summary>Flip each training image left-right with probability 1/2, drawn per batch.</summary>
     public bool RandomFlip { get; init; }
 
-    /// <summary><see cref="Name"/> as a <see cref="DatasetKind"/> (absent = <see cref="DatasetKind.Folder"/>).</summary>
+    /// <summary><see cref="Name"/> as a <see cref="DatasetKind"/> (absent =
+    /// <see cref="DatasetKind.Folder"/>).</summary>
     public DatasetKind Kind => Name is null ? DatasetKind.Folder
         : EnumNames.TryParse<DatasetKind>(Name, out var kind) ? kind
         : throw new ConfigException("dataset_params.name", EnumNames.Unknown<DatasetKind>(Name, "dataset"));
 
-    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key (<see cref="ConfigSchema.Dataset"/>).</summary>
+    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key
+    /// (<see cref="ConfigSchema.Dataset"/>).</summary>
     public void Validate() => ConfigSchema.Dataset.Validate(this);
 }

@@ -8,11 +8,11 @@ namespace Ddpm.Configuration;
 
 /// <summary>
 /// A whole experiment in the reference's YAML schema (<c>dataset_params</c>, <c>diffusion_params</c>,
-/// <c>model_params</c>, <c>train_params</c>), so the reference's <c>config/default.yaml</c> loads unchanged.
-/// Missing keys take the reference's defaults; unknown keys are errors (a typo must not be silently ignored).
-/// Every key is declared once, in <see cref="ConfigSchema"/>. Untrusted text (a downloaded config, a checkpoint's manifest)
-/// is bounded before it is parsed: at most <see cref="MaxYamlBytes"/> and <see cref="MaxYamlDepth"/> levels of nesting,
-/// so a crafted file gets a clear error, never a stack overflow.
+/// <c>model_params</c>, <c>train_params</c>), so the reference's <c>config/default.yaml</c> loads unchanged. Missing
+/// keys take the reference's defaults; unknown keys are errors (a typo must not be silently ignored). Every key is
+/// declared once, in <see cref="ConfigSchema"/>. Untrusted text (a downloaded config, a checkpoint's manifest) is
+/// bounded before it is parsed: at most <see cref="MaxYamlBytes"/> and <see cref="MaxYamlDepth"/> levels of nesting, so
+/// a crafted file gets a clear error, never a stack overflow.
 /// </summary>
 public sealed record DdpmConfig
 {
@@ -80,8 +80,8 @@ public sealed record DdpmConfig
     }
 
     /// <summary>
-    /// Walks the YAML's events (YamlDotNet's parser is iterative) and refuses nesting deeper than <see cref="MaxYamlDepth"/>
-    /// before the representation model, which recurses once per level, is built.
+    /// Walks the YAML's events (YamlDotNet's parser is iterative) and refuses nesting deeper than
+    /// <see cref="MaxYamlDepth"/> before the representation model, which recurses once per level, is built.
     /// </summary>
     private static void CheckDepth(string yaml)
     {

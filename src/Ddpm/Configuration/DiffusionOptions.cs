@@ -9,7 +9,8 @@ public enum ScheduleKind
     Cosine,
 }
 
-/// <summary>What the network is trained to output (the conversions live in <see cref="Ddpm.Diffusion.GaussianDiffusion"/>).</summary>
+/// <summary>What the network is trained to output (the conversions live in
+/// <see cref="Ddpm.Diffusion.GaussianDiffusion"/>).</summary>
 public enum PredictionTarget
 {
     /// <summary>The noise ε (Ho et al. 2020; the seed).</summary>
@@ -29,6 +30,7 @@ public sealed record DiffusionOptions
     public ScheduleKind Schedule { get; init; } = ScheduleKind.Linear;
     public PredictionTarget Prediction { get; init; } = PredictionTarget.Epsilon;
 
-    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key (<see cref="ConfigSchema.Diffusion"/>).</summary>
+    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key
+    /// (<see cref="ConfigSchema.Diffusion"/>).</summary>
     public void Validate() => ConfigSchema.Diffusion.Validate(this);
 }

@@ -7,8 +7,8 @@ namespace Ddpm.Configuration;
 /// <summary>
 /// The one way option values (enums) are spelled in configs, on the command line and in reports. A member's canonical
 /// spelling is its name in lower kebab-case (<c>BetaTilde</c> → <c>beta-tilde</c>, <c>X0</c> → <c>x0</c>,
-/// <c>Cifar10</c> → <c>cifar10</c>) unless <see cref="EnumMemberAttribute"/> gives it (<c>DpmSolver2M</c> → <c>dpmpp-2m</c>);
-/// <see cref="AlsoSpelledAttribute"/> adds accepted aliases. Parsing ignores case.
+/// <c>Cifar10</c> → <c>cifar10</c>) unless <see cref="EnumMemberAttribute"/> gives it (<c>DpmSolver2M</c> →
+/// <c>dpmpp-2m</c>); <see cref="AlsoSpelledAttribute"/> adds accepted aliases. Parsing ignores case.
 /// </summary>
 public static class EnumNames
 {
@@ -23,7 +23,8 @@ public static class EnumNames
     public static bool TryParse<T>(string? text, out T value) where T : struct, Enum =>
         Spellings<T>.Parse.TryGetValue(text?.Trim() ?? "", out value);
 
-    /// <summary>The message for a spelling that is not one: <c>unknown schedule 'sigmoid' (known: linear, cosine)</c>.</summary>
+    /// <summary>The message for a spelling that is not one: <c>unknown schedule 'sigmoid' (known: linear,
+    /// cosine)</c>.</summary>
     public static string Unknown<T>(string? text, string what) where T : struct, Enum =>
         $"unknown {what} '{text}' (known: {string.Join(", ", Names<T>())})";
 

@@ -5,7 +5,8 @@ public enum LrScheduleKind
 {
     /// <summary>The configured lr throughout (the seed).</summary>
     Constant,
-    /// <summary>Half a cosine from lr down to 0 at the run's last step (Loshchilov &amp; Hutter 2017, without restarts).</summary>
+    /// <summary>Half a cosine from lr down to 0 at the run's last step (Loshchilov &amp; Hutter 2017, without
+    /// restarts).</summary>
     Cosine,
     /// <summary>A straight line from lr down to 0 at the run's last step.</summary>
     Linear,

@@ -6,8 +6,8 @@ public enum Precision
     /// <summary>float32 throughout (on CUDA, matrix products and convolutions may use TF32 tensor cores).</summary>
     [AlsoSpelled("float32")] Fp32,
     /// <summary>
-    /// bfloat16 weights and activations for the forward and backward passes, float32 master weights, Adam state, loss and
-    /// EMA (mixed precision without autocast, which TorchSharp lacks).
+    /// bfloat16 weights and activations for the forward and backward passes, float32 master weights, Adam state, loss
+    /// and EMA (mixed precision without autocast, which TorchSharp lacks).
     /// </summary>
     [AlsoSpelled("bfloat16")] Bf16,
 }

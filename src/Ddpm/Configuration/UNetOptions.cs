@@ -33,6 +33,7 @@ public sealed record UNetOptions
     /// <summary>Channels of the last up block and of <c>norm_out</c>, fixed at 16 by the reference.</summary>
     public const int OutChannels = 16;
 
-    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key (<see cref="ConfigSchema.Model"/>).</summary>
+    /// <summary>Throws <see cref="ConfigException"/> naming the first offending key
+    /// (<see cref="ConfigSchema.Model"/>).</summary>
     public void Validate() => ConfigSchema.Model.Validate(this);
 }

@@ -48,9 +48,10 @@ public sealed class BatchSampler
     }
 
     /// <summary>
-    /// The batches of <paramref name="epoch"/> from batch <paramref name="startBatch"/> on (to resume mid-epoch): the batch
-    /// number and its indices, int64 [B] on the CPU. Each index tensor is owned by the sampler and disposed when the
-    /// enumeration moves on, so it is valid only inside the loop body; the permutation is disposed when the loop ends.
+    /// The batches of <paramref name="epoch"/> from batch <paramref name="startBatch"/> on (to resume mid-epoch): the
+    /// batch number and its indices, int64 [B] on the CPU. Each index tensor is owned by the sampler and disposed when
+    /// the enumeration moves on, so it is valid only inside the loop body; the permutation is disposed when the loop
+    /// ends.
     /// </summary>
     public IEnumerable<(int Batch, Tensor Indices)> Batches(long epoch, int startBatch = 0)
     {
@@ -73,13 +74,14 @@ public sealed class BatchSampler
     }
 
     /// <summary>
-    /// A CPU generator for the random flips of one batch, seeded from (seed, epoch, batch) on a stream separate from the
-    /// shuffling, so flips are reproducible and resumable too. The caller disposes it.
+    /// A CPU generator for the random flips of one batch, seeded from (seed, epoch, batch) on a stream separate from
+    /// the shuffling, so flips are reproducible and resumable too. The caller disposes it.
     /// </summary>
     public Generator FlipGenerator(long epoch, int batch) =>
         new(StreamSeed(Seed, epoch, stream: 1 + (ulong)batch));
 
-    /// <summary>A 64-bit seed mixed from (seed, epoch, stream) with SplitMix64, so nearby inputs give unrelated seeds.</summary>
+    /// <summary>A 64-bit seed mixed from (seed, epoch, stream) with SplitMix64, so nearby inputs give unrelated
+    /// seeds.</summary>
     public static ulong StreamSeed(long seed, long epoch, ulong stream)
     {
         ulong h = SplitMix((ulong)seed);

@@ -37,7 +37,8 @@ internal static class Cifar10Reader
         throw new DataException(root, $"holds no CIFAR-10 {split.ToString().ToLowerInvariant()} files ({string.Join(", ", names)}, directly or in cifar-10-batches-bin/)");
     }
 
-    /// <summary>Reads <paramref name="split"/> of the CIFAR-10 set under <paramref name="root"/> as images [N, 3, 32, 32] with labels.</summary>
+    /// <summary>Reads <paramref name="split"/> of the CIFAR-10 set under <paramref name="root"/> as images [N, 3, 32,
+    /// 32] with labels.</summary>
     public static ImageDataset Read(string root, DatasetSplit split = DatasetSplit.Train) =>
         ReadFiles(BatchFiles(root, split), $"CIFAR-10 {split.ToString().ToLowerInvariant()} ({root})");
 

@@ -3,14 +3,15 @@ using Ddpm.Runtime;
 
 namespace Ddpm.Data;
 
-/// <summary>Opens the dataset that <c>dataset_params</c> names and checks it against the model's <c>im_channels</c> and <c>im_size</c>.</summary>
+/// <summary>Opens the dataset that <c>dataset_params</c> names and checks it against the model's <c>im_channels</c> and
+/// <c>im_size</c>.</summary>
 public static class DatasetFactory
 {
     /// <summary>
     /// Loads the set selected by <see cref="DatasetOptions.Kind"/>: MNIST (ensured under <c>root</c> by
-    /// <paramref name="mnist"/>, default <see cref="MnistSource"/>), IDX files, CIFAR-10 under <c>root</c>, or an image folder at
-    /// <c>im_path</c> (the default, as in the reference). Folder images are resized to the model; every other source must
-    /// already match it, else a <see cref="DataException"/> says what was found and what the model expects.
+    /// <paramref name="mnist"/>, default <see cref="MnistSource"/>), IDX files, CIFAR-10 under <c>root</c>, or an image
+    /// folder at <c>im_path</c> (the default, as in the reference). Folder images are resized to the model; every other
+    /// source must already match it, else a <see cref="DataException"/> says what was found and what the model expects.
     /// </summary>
     public static ImageDataset Load(DatasetOptions options, UNetOptions model, MnistSource? mnist = null, CancellationToken cancellationToken = default) =>
         LoadAsync(options, model, mnist, cancellationToken).GetAwaiter().GetResult();

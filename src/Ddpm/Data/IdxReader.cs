@@ -90,7 +90,8 @@ internal static class IdxReader
 
     private static bool IsGzip(Stream stream) => stream is GZipStream;
 
-    /// <summary>Deflate expands at most ~1032:1, so a gzipped file of L bytes cannot hold more than this many times L.</summary>
+    /// <summary>Deflate expands at most ~1032:1, so a gzipped file of L bytes cannot hold more than this many times
+    /// L.</summary>
     private const long MaxDeflateRatio = 1032;
 
     private static long[] ReadHeader(string path, Stream stream, long fileLength, int expectedMagic, string what)

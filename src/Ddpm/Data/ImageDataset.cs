@@ -34,9 +34,9 @@ public sealed class ImageDataset : IDisposable
     }
 
     /// <summary>
-    /// The images at <paramref name="indices"/> as float32 in [−1, 1] (the seed: 2·x/255 − 1) on <paramref name="device"/>.
-    /// The uint8 batch is copied without blocking (pageable memory is staged by the driver at once, so the host does not
-    /// wait for the GPU) and converted there.
+    /// The images at <paramref name="indices"/> as float32 in [−1, 1] (the seed: 2·x/255 − 1) on
+    /// <paramref name="device"/>. The uint8 batch is copied without blocking (pageable memory is staged by the driver
+    /// at once, so the host does not wait for the GPU) and converted there.
     /// </summary>
     public Tensor Batch(Tensor indices, Device? device = null)
     {
@@ -46,8 +46,9 @@ public sealed class ImageDataset : IDisposable
     }
 
     /// <summary>
-    /// As <see cref="Batch(Tensor, Device?)"/>, and with a <paramref name="flipGenerator"/> (CPU) each image is mirrored
-    /// left-right with probability 1/2 (the <c>random_flip</c> augmentation, drawn per batch; null = no flips).
+    /// As <see cref="Batch(Tensor, Device?)"/>, and with a <paramref name="flipGenerator"/> (CPU) each image is
+    /// mirrored left-right with probability 1/2 (the <c>random_flip</c> augmentation, drawn per batch; null = no
+    /// flips).
     /// </summary>
     public Tensor Batch(Tensor indices, Device? device, Generator? flipGenerator)
     {
@@ -56,10 +57,12 @@ public sealed class ImageDataset : IDisposable
         return BatchWithFlips(indices, device, DrawFlips(flipGenerator, indices.shape[0])).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The <c>random_flip</c> draws of a batch of <paramref name="count"/> images: each true with probability 1/2, bool [count] on the CPU.</summary>
+    /// <summary>The <c>random_flip</c> draws of a batch of <paramref name="count"/> images: each true with probability
+    /// 1/2, bool [count] on the CPU.</summary>
     public static Tensor DrawFlips(Generator flipGenerator, long count) => rand(count, generator: flipGenerator).lt(0.5);
 
-    /// <summary>As <see cref="Batch(Tensor, Device?)"/>, with the images where <paramref name="flip"/> (bool [B], CPU) is true mirrored left-right.</summary>
+    /// <summary>As <see cref="Batch(Tensor, Device?)"/>, with the images where <paramref name="flip"/> (bool [B], CPU)
+    /// is true mirrored left-right.</summary>
     public Tensor BatchWithFlips(Tensor indices, Device? device, Tensor? flip)
     {
         if (flip is null) return Batch(indices, device);

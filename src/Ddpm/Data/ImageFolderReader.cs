@@ -6,10 +6,10 @@ namespace Ddpm.Data;
 
 /// <summary>
 /// Reads a folder of PNG/JPEG images into one uint8 [N, C, H, W] tensor. Two layouts: the reference's labelled
-/// <c>&lt;folder&gt;/&lt;label&gt;/*.png</c> (label = the integer subfolder name), or a flat folder of images without labels.
-/// Each image is converted to <c>channels</c> (1 = grayscale by ITU-R 601 luma as PIL's <c>convert("L")</c>, 3 = RGB;
-/// alpha is ignored), then its shorter side is resized to <c>size</c> and the centre cropped to size × size (torchvision's
-/// <c>Resize(size)</c> + <c>CenterCrop(size)</c>). Images already size × size are copied unresampled.
+/// <c>&lt;folder&gt;/&lt;label&gt;/*.png</c> (label = the integer subfolder name), or a flat folder of images without
+/// labels. Each image is converted to <c>channels</c> (1 = grayscale by ITU-R 601 luma as PIL's <c>convert("L")</c>, 3
+/// = RGB; alpha is ignored), then its shorter side is resized to <c>size</c> and the centre cropped to size × size
+/// (torchvision's <c>Resize(size)</c> + <c>CenterCrop(size)</c>). Images already size × size are copied unresampled.
 /// Files and folders whose names start with '.' are skipped; any other non-image file is an error.
 /// </summary>
 internal static class ImageFolderReader
@@ -17,10 +17,12 @@ internal static class ImageFolderReader
     /// <summary>File extensions read as images (case-insensitive).</summary>
     public static readonly IReadOnlyList<string> Extensions = [".png", ".jpg", ".jpeg"];
 
-    /// <summary>The most pixels one image may declare (64 MP, 256 MiB as RGBA); larger headers are refused before decoding.</summary>
+    /// <summary>The most pixels one image may declare (64 MP, 256 MiB as RGBA); larger headers are refused before
+    /// decoding.</summary>
     public const long MaxPixels = 1L << 26;
 
-    /// <summary>Reads <paramref name="folder"/> into images [N, <paramref name="channels"/>, <paramref name="size"/>, <paramref name="size"/>], labelled when it has label subfolders.</summary>
+    /// <summary>Reads <paramref name="folder"/> into images [N, <paramref name="channels"/>, <paramref name="size"/>,
+    /// <paramref name="size"/>], labelled when it has label subfolders.</summary>
     public static ImageDataset Read(string folder, int channels, int size)
     {
         if (channels is not (1 or 3))
@@ -110,7 +112,8 @@ internal static class ImageFolderReader
             : throw new DataException(subfolder, $"label folder name '{name}' is not a non-negative integer class label");
     }
 
-    /// <summary>Decodes one file, converts, resizes and crops it into <paramref name="target"/> ([C, size, size] planes).</summary>
+    /// <summary>Decodes one file, converts, resizes and crops it into <paramref name="target"/> ([C, size, size]
+    /// planes).</summary>
     private static void DecodeInto(string path, int channels, int size, Span<byte> target)
     {
         // Skia's "Unimplemented" says nothing to a user: an empty file, or a FIFO (whose read would block), is named.
@@ -155,7 +158,8 @@ internal static class ImageFolderReader
         }
     }
 
-    /// <summary>RGBA rows → channel planes: R, G, B, or the luma L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 (PIL's integer ITU-R 601-2).</summary>
+    /// <summary>RGBA rows → channel planes: R, G, B, or the luma L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 (PIL's
+    /// integer ITU-R 601-2).</summary>
     private static void Unpack(SKBitmap bitmap, int channels, int size, Span<byte> target)
     {
         ReadOnlySpan<byte> rgba = bitmap.GetPixelSpan();

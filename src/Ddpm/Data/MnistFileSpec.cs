@@ -6,7 +6,8 @@ namespace Ddpm.Data;
 /// </summary>
 public sealed record MnistFileSpec(string Name, string GzMd5, string Md5, long Length)
 {
-    /// <summary>LeCun's originals: .gz MD5s as published by torchvision, uncompressed MD5s/lengths of the same files.</summary>
+    /// <summary>LeCun's originals: .gz MD5s as published by torchvision, uncompressed MD5s/lengths of the same
+    /// files.</summary>
     public static IReadOnlyList<MnistFileSpec> Originals { get; } =
     [
         new("train-images-idx3-ubyte", "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb", 47_040_016),

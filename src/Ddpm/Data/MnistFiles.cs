@@ -1,6 +1,7 @@
 namespace Ddpm.Data;
 
-/// <summary>The four verified MNIST files in <paramref name="Directory"/>, in <see cref="MnistFileSpec.Originals"/> order.</summary>
+/// <summary>The four verified MNIST files in <paramref name="Directory"/>, in <see cref="MnistFileSpec.Originals"/>
+/// order.</summary>
 public sealed record MnistFiles(string Directory, IReadOnlyList<MnistFile> Files)
 {
     /// <summary>60,000 training images (<c>train-images-idx3-ubyte</c>).</summary>

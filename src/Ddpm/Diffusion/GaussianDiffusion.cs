@@ -6,13 +6,15 @@ namespace Ddpm.Diffusion;
 
 /// <summary>
 /// A noise predictor ε_θ(x_t, t): x_t [B, C, H, W], t int64 [B] → ε [B, C, H, W], whatever the network itself predicts
-/// (<see cref="GaussianDiffusion.AsEpsPredictor"/> makes one from a <see cref="DenoisingNetwork"/>). Samplers and the bound take this.
+/// (<see cref="GaussianDiffusion.AsEpsPredictor"/> makes one from a <see cref="DenoisingNetwork"/>). Samplers and the
+/// bound take this.
 /// </summary>
 public delegate Tensor NoisePredictor(Tensor xt, Tensor t);
 
 /// <summary>
-/// The network as trained: x_t [B, C, H, W], t int64 [B] → its raw output, ε, x_0 or v as <see cref="GaussianDiffusion.Prediction"/>
-/// says. Not ε in general: convert it with <see cref="GaussianDiffusion.AsEpsPredictor"/> before sampling.
+/// The network as trained: x_t [B, C, H, W], t int64 [B] → its raw output, ε, x_0 or v as
+/// <see cref="GaussianDiffusion.Prediction"/> says. Not ε in general: convert it with
+/// <see cref="GaussianDiffusion.AsEpsPredictor"/> before sampling.
 /// </summary>
 public delegate Tensor DenoisingNetwork(Tensor xt, Tensor t);
 
@@ -34,7 +36,8 @@ public sealed class GaussianDiffusion
 
     public NoiseSchedule Schedule { get; }
     public int T => Schedule.T;
-    /// <summary>What the network outputs; <see cref="EpsFromOutput"/> turns it into ε for the samplers and the bound.</summary>
+    /// <summary>What the network outputs; <see cref="EpsFromOutput"/> turns it into ε for the samplers and the
+    /// bound.</summary>
     public PredictionTarget Prediction { get; }
 
     public GaussianDiffusion(NoiseSchedule schedule, PredictionTarget prediction = PredictionTarget.Epsilon)
@@ -81,7 +84,8 @@ public sealed class GaussianDiffusion
         }
     }
 
-    /// <summary>coeffs[t] reshaped to [B, 1, 1, 1] (as many singleton dims as <paramref name="like"/> has after B).</summary>
+    /// <summary>coeffs[t] reshaped to [B, 1, 1, 1] (as many singleton dims as <paramref name="like"/> has after
+    /// B).</summary>
     private static Tensor Extract(Tensor coeffs, Tensor t, Tensor like)
     {
         var shape = new long[like.dim()];
@@ -116,8 +120,8 @@ public sealed class GaussianDiffusion
     }
 
     /// <summary>
-    /// Posterior q(x_{t−1} | x_t, x_0) = N(μ̃_t, β̃_t I), μ̃_t = √ᾱ_{t−1} β_t/(1 − ᾱ_t) x_0 + √α_t (1 − ᾱ_{t−1})/(1 − ᾱ_t) x_t,
-    /// β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) β_t (seed: "后验分布"; DDPM eq. 6–7).
+    /// Posterior q(x_{t−1} | x_t, x_0) = N(μ̃_t, β̃_t I), μ̃_t = √ᾱ_{t−1} β_t/(1 − ᾱ_t) x_0 + √α_t (1 − ᾱ_{t−1})/(1 −
+    /// ᾱ_t) x_t, β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) β_t (seed: "后验分布"; DDPM eq. 6–7).
     /// </summary>
     public PosteriorStats QPosteriorMeanVariance(Tensor x0, Tensor xt, Tensor t)
     {
@@ -185,7 +189,8 @@ public sealed class GaussianDiffusion
         _ => throw new InvalidOperationException($"unknown prediction target {Prediction}"),
     };
 
-    /// <summary>Wraps a network that outputs <see cref="Prediction"/> into an ε-predictor, for every sampler and the bound.</summary>
+    /// <summary>Wraps a network that outputs <see cref="Prediction"/> into an ε-predictor, for every sampler and the
+    /// bound.</summary>
     public NoisePredictor AsEpsPredictor(DenoisingNetwork network) =>
         Prediction == PredictionTarget.Epsilon ? new NoisePredictor(network) : (xt, t) => EpsFromOutput(xt, t, network(xt, t));
 
@@ -253,12 +258,12 @@ public sealed class GaussianDiffusion
     }
 
     /// <summary>
-    /// Algorithm 1 (training): t ~ U{0..T−1}, ε ~ N(0, I), loss = ‖ε − ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) ε, t)‖² averaged
-    /// over every element (the seed's nn.MSELoss, DDPM eq. 14). For x_0- or v-prediction the target changes accordingly.
+    /// Algorithm 1 (training): t ~ U{0..T−1}, ε ~ N(0, I), loss = ‖ε − ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) ε, t)‖² averaged over
+    /// every element (the seed's nn.MSELoss, DDPM eq. 14). For x_0- or v-prediction the target changes accordingly.
     /// With <paramref name="minSnrGamma"/> &gt; 0 each image's mean squared error is weighted by
-    /// <see cref="MinSnrWeights"/> before averaging over the batch.
-    /// t and ε are drawn on the CPU from <paramref name="generator"/> (reproducible on any device), then moved without
-    /// waiting: a blocking copy to a GPU would synchronise the host with it on every step.
+    /// <see cref="MinSnrWeights"/> before averaging over the batch. t and ε are drawn on the CPU from
+    /// <paramref name="generator"/> (reproducible on any device), then moved without waiting: a blocking copy to a GPU
+    /// would synchronise the host with it on every step.
     /// </summary>
     public Tensor TrainingLoss(DenoisingNetwork network, Tensor x0, Generator? generator = null, double minSnrGamma = 0)
     {
@@ -268,8 +273,9 @@ public sealed class GaussianDiffusion
 
     /// <summary>
     /// Algorithm 1's draws for <paramref name="count"/> images of shape <paramref name="imageShape"/> [C, H, W], in the
-    /// order <see cref="TrainingLoss(DenoisingNetwork, Tensor, Generator?, double)"/> makes them: t ~ U{0..T−1} [count], then
-    /// ε ~ N(0, I) [count, C, H, W], on the CPU. A data-parallel rank draws them for the whole global batch and keeps its rows.
+    /// order <see cref="TrainingLoss(DenoisingNetwork, Tensor, Generator?, double)"/> makes them: t ~ U{0..T−1}
+    /// [count], then ε ~ N(0, I) [count, C, H, W], on the CPU. A data-parallel rank draws them for the whole global
+    /// batch and keeps its rows.
     /// </summary>
     public (Tensor T, Tensor Noise) DrawTrainingNoise(long count, long[] imageShape, ScalarType dtype, Generator? generator)
     {
@@ -278,7 +284,8 @@ public sealed class GaussianDiffusion
         return (t, noise);
     }
 
-    /// <summary>Algorithm 1's loss (DDPM eq. 14, or the x_0/v target) for given timesteps <paramref name="t"/> [B] and noise ε (x_0's shape), on x_0's device.</summary>
+    /// <summary>Algorithm 1's loss (DDPM eq. 14, or the x_0/v target) for given timesteps <paramref name="t"/> [B] and
+    /// noise ε (x_0's shape), on x_0's device.</summary>
     public Tensor TrainingLoss(DenoisingNetwork network, Tensor x0, Tensor t, Tensor noise, double minSnrGamma = 0)
     {
         var xt = QSample(x0, t, noise);

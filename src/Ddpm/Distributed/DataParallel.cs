@@ -4,13 +4,12 @@ using static TorchSharp.torch;
 namespace Ddpm.Distributed;
 
 /// <summary>
-/// What a <see cref="Training.Trainer"/> needs to train data-parallel over the ranks of a communicator: each rank's part
-/// of a global batch (<see cref="ShardOf"/>), the average of the gradient and the loss over the global batch after
+/// What a <see cref="Training.Trainer"/> needs to train data-parallel over the ranks of a communicator: each rank's
+/// part of a global batch (<see cref="ShardOf"/>), the average of the gradient and the loss over the global batch after
 /// backward (<see cref="Average"/>: MPI on CPU tensors; CUDA ones through host copies and MPI, or NCCL with
-/// <c>DDPM_NCCL=1</c>), agreement on stopping (<see cref="AnyStop"/>),
-/// and a periodic check that the ranks' weights are still bit-identical (<see cref="CheckWeights"/>).
-/// Every rank then takes the same Adam and EMA step from the same numbers, so the weights stay identical without ever
-/// being sent.
+/// <c>DDPM_NCCL=1</c>), agreement on stopping (<see cref="AnyStop"/>), and a periodic check that the ranks' weights are
+/// still bit-identical (<see cref="CheckWeights"/>). Every rank then takes the same Adam and EMA step from the same
+/// numbers, so the weights stay identical without ever being sent.
 /// </summary>
 public sealed class DataParallel : IDisposable
 {
@@ -24,7 +23,8 @@ public sealed class DataParallel : IDisposable
     public int Size => Communicator.Size;
     /// <summary>Whether this rank writes logs, progress, checkpoints and images (rank 0).</summary>
     public bool IsRoot => Communicator.Rank == 0;
-    /// <summary>The last step at which <see cref="CheckWeights"/> found every rank's weights identical, and their checksum.</summary>
+    /// <summary>The last step at which <see cref="CheckWeights"/> found every rank's weights identical, and their
+    /// checksum.</summary>
     public (long Step, ulong Checksum)? LastAgreement { get; private set; }
 
     /// <summary>
@@ -40,8 +40,8 @@ public sealed class DataParallel : IDisposable
     }
 
     /// <summary>
-    /// Data parallelism over <paramref name="communicator"/> for a model on <paramref name="device"/> (collective): checks
-    /// that every rank trains on the same kind of device, and joins the ranks in NCCL for CUDA when
+    /// Data parallelism over <paramref name="communicator"/> for a model on <paramref name="device"/> (collective):
+    /// checks that every rank trains on the same kind of device, and joins the ranks in NCCL for CUDA when
     /// <see cref="NcclAllReduce.Wanted"/> (<c>DDPM_NCCL=1</c>: opt-in, never run on a GPU yet).
     /// </summary>
     /// <exception cref="DistributedException">the devices differ, or NCCL (asked for) cannot start.</exception>
@@ -60,10 +60,10 @@ public sealed class DataParallel : IDisposable
     public Shard ShardOf(long globalCount) => Shard.Of(globalCount, Rank, Size);
 
     /// <summary>
-    /// Turns this rank's gradient of its part's mean loss into the gradient of the global batch's mean loss (Algorithm 1
-    /// of Ho et al. 2020 over the union of the parts): ∇L = Σ_r (B_r / B) ∇L_r, the flat <paramref name="gradients"/>
-    /// replaced in place; returns L = Σ_r (B_r / B) L_r, the global batch's loss, on every rank. A rank with an empty part
-    /// contributes zeros.
+    /// Turns this rank's gradient of its part's mean loss into the gradient of the global batch's mean loss (Algorithm
+    /// 1 of Ho et al. 2020 over the union of the parts): ∇L = Σ_r (B_r / B) ∇L_r, the flat <paramref name="gradients"/>
+    /// replaced in place; returns L = Σ_r (B_r / B) L_r, the global batch's loss, on every rank. A rank with an empty
+    /// part contributes zeros.
     /// </summary>
     public Tensor Average(Tensor gradients, Tensor loss, Shard part)
     {
@@ -96,12 +96,13 @@ public sealed class DataParallel : IDisposable
         tensor.copy_(host);
     }
 
-    /// <summary>Whether any rank asked to stop (e.g. got SIGTERM): all ranks stop before the same step, so none waits for a peer that left.</summary>
+    /// <summary>Whether any rank asked to stop (e.g. got SIGTERM): all ranks stop before the same step, so none waits
+    /// for a peer that left.</summary>
     public bool AnyStop(bool stop) => Communicator.Any(stop);
 
     /// <summary>
-    /// Compares the checksum of <paramref name="weights"/> (<see cref="WeightChecksum"/>) across ranks; throws on every rank
-    /// when they differ, naming the step and each rank's checksum.
+    /// Compares the checksum of <paramref name="weights"/> (<see cref="WeightChecksum"/>) across ranks; throws on every
+    /// rank when they differ, naming the step and each rank's checksum.
     /// </summary>
     /// <exception cref="DistributedException">the ranks' weights are not bit-identical.</exception>
     public void CheckWeights(Tensor weights, long step)

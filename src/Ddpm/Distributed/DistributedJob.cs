@@ -10,10 +10,11 @@ public static class DistributedJob
 {
     /// <summary>
     /// Under <c>mpirun</c>: gives each rank its share of the machine's cores as libtorch threads (unless
-    /// <c>OMP_NUM_THREADS</c> is set), one GPU per local rank (<c>CUDA_VISIBLE_DEVICES</c> narrowed to the local rank's entry,
-    /// before CUDA starts), and initialises MPI. Returns the communicator, or null when not launched by MPI.
+    /// <c>OMP_NUM_THREADS</c> is set), one GPU per local rank (<c>CUDA_VISIBLE_DEVICES</c> narrowed to the local rank's
+    /// entry, before CUDA starts), and initialises MPI. Returns the communicator, or null when not launched by MPI.
     /// </summary>
-    /// <exception cref="DistributedException">MPI is missing or fails to start, or there are fewer GPUs listed than local ranks.</exception>
+    /// <exception cref="DistributedException">MPI is missing or fails to start, or there are fewer GPUs listed than
+    /// local ranks.</exception>
     public static MpiCommunicator? Join()
     {
         if (MpiCommunicator.Current is { } current) return current;
@@ -27,8 +28,8 @@ public static class DistributedJob
     }
 
     /// <summary>
-    /// One GPU per local rank: CUDA_VISIBLE_DEVICES becomes the local rank's entry of the list it held (or the local rank's
-    /// number when unset), so each rank's <c>cuda:0</c> is its own GPU. Harmless on a machine without GPUs.
+    /// One GPU per local rank: CUDA_VISIBLE_DEVICES becomes the local rank's entry of the list it held (or the local
+    /// rank's number when unset), so each rank's <c>cuda:0</c> is its own GPU. Harmless on a machine without GPUs.
     /// </summary>
     private static void NarrowVisibleDevices(MpiLaunch launch)
     {

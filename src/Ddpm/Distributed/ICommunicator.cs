@@ -13,7 +13,8 @@ public interface ICommunicator
     int Rank { get; }
     int Size { get; }
 
-    /// <summary>Replaces a contiguous CPU tensor (float32, float64 or int64) by its element-wise sum over all ranks.</summary>
+    /// <summary>Replaces a contiguous CPU tensor (float32, float64 or int64) by its element-wise sum over all
+    /// ranks.</summary>
     void AllReduceSum(Tensor tensor);
 
     /// <summary>Whether <paramref name="flag"/> is true on any rank (the same answer on every rank).</summary>
@@ -22,7 +23,8 @@ public interface ICommunicator
     /// <summary>Every rank's <paramref name="value"/>, indexed by rank.</summary>
     long[] AllGather(long value);
 
-    /// <summary>Copies <paramref name="buffer"/> of rank <paramref name="root"/> into every other rank's (same length everywhere).</summary>
+    /// <summary>Copies <paramref name="buffer"/> of rank <paramref name="root"/> into every other rank's (same length
+    /// everywhere).</summary>
     void Broadcast(Span<byte> buffer, int root);
 
     /// <summary>

@@ -6,12 +6,12 @@ namespace Ddpm.Distributed;
 
 /// <summary>
 /// <see cref="ICommunicator"/> over Open MPI's <c>MPI_COMM_WORLD</c> (<see cref="MpiLibrary"/>). One per process:
-/// <see cref="Start"/> initialises MPI, <see cref="Finish"/> finalises it after a successful run, <see cref="Abort"/> ends the
-/// whole job after a failure on this rank (the other ranks may be waiting for it inside a collective).
-/// MPI's default error handler (errors are fatal to the job) stays in force, so a peer that dies never leaves a rank
-/// waiting. One that stops without dying (SIGSTOP, a hang, a machine swapping) is caught by a deadline: each collective
-/// is started non-blocking and polled; past <see cref="Timeout"/> the rank asks every other rank where it is, names
-/// those that do not answer and ends the job with MPI_Abort.
+/// <see cref="Start"/> initialises MPI, <see cref="Finish"/> finalises it after a successful run, <see cref="Abort"/>
+/// ends the whole job after a failure on this rank (the other ranks may be waiting for it inside a collective). MPI's
+/// default error handler (errors are fatal to the job) stays in force, so a peer that dies never leaves a rank waiting.
+/// One that stops without dying (SIGSTOP, a hang, a machine swapping) is caught by a deadline: each collective is
+/// started non-blocking and polled; past <see cref="Timeout"/> the rank asks every other rank where it is, names those
+/// that do not answer and ends the job with MPI_Abort.
 /// </summary>
 public sealed unsafe class MpiCommunicator : ICommunicator
 {
@@ -73,7 +73,8 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         get { lock (Gate) return _started; }
     }
 
-    /// <summary>Loads Open MPI and initialises it (once per process; later calls return the same communicator).</summary>
+    /// <summary>Loads Open MPI and initialises it (once per process; later calls return the same
+    /// communicator).</summary>
     /// <exception cref="DistributedException">the library is missing or initialisation fails.</exception>
     public static MpiCommunicator Start(MpiLaunch launch)
     {
@@ -100,7 +101,8 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         }
     }
 
-    /// <summary>Ends the whole job with <paramref name="exitCode"/> (mpirun stops every rank); does not return.</summary>
+    /// <summary>Ends the whole job with <paramref name="exitCode"/> (mpirun stops every rank); does not
+    /// return.</summary>
     public void Abort(int exitCode)
     {
         Console.Out.Flush();

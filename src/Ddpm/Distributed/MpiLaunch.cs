@@ -1,14 +1,16 @@
 namespace Ddpm.Distributed;
 
 /// <summary>
-/// Where this process sits in a job started by Open MPI's <c>mpirun</c> (or <c>mpiexec</c>), read from the variables the
-/// launcher sets for every rank (<c>OMPI_COMM_WORLD_SIZE</c>, <c>_RANK</c>, <c>_LOCAL_RANK</c>, <c>_LOCAL_SIZE</c>). A process
-/// started without them is not part of a job: nothing distributed is loaded and it runs as a single process.
+/// Where this process sits in a job started by Open MPI's <c>mpirun</c> (or <c>mpiexec</c>), read from the variables
+/// the launcher sets for every rank (<c>OMPI_COMM_WORLD_SIZE</c>, <c>_RANK</c>, <c>_LOCAL_RANK</c>,
+/// <c>_LOCAL_SIZE</c>). A process started without them is not part of a job: nothing distributed is loaded and it runs
+/// as a single process.
 /// </summary>
 public sealed record MpiLaunch(int Rank, int Size, int LocalRank, int LocalSize)
 {
     /// <summary>The launch this process belongs to, or null when it was not started by Open MPI.</summary>
-    /// <exception cref="DistributedException">another MPI's launcher (MPICH, Intel MPI) started it, or a variable is malformed.</exception>
+    /// <exception cref="DistributedException">another MPI's launcher (MPICH, Intel MPI) started it, or a variable is
+    /// malformed.</exception>
     public static MpiLaunch? Detect() => Detect(Environment.GetEnvironmentVariable);
 
     /// <summary>As <see cref="Detect()"/>, reading variables through <paramref name="variable"/> (for tests).</summary>

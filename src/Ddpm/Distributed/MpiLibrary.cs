@@ -8,13 +8,15 @@ namespace Ddpm.Distributed;
 /// Why not MPI.NET (NuGet <c>MPI.NET</c> 1.4.0): its package binds to Microsoft MPI (<c>msmpi.dll</c>) and its integer
 /// handle constants; against Debian's Open MPI 4.1.4 it fails at <c>MPI_Init</c> with DllNotFoundException (tried).
 /// Open MPI's handles are not integers but the addresses of exported objects: <c>MPI_COMM_WORLD</c> is
-/// <c>&amp;ompi_mpi_comm_world</c>, <c>MPI_FLOAT</c> <c>&amp;ompi_mpi_float</c>, <c>MPI_SUM</c> <c>&amp;ompi_mpi_op_sum</c>, and
-/// <c>MPI_IN_PLACE</c> is <c>(void*)1</c> (mpi.h), so they are taken with <see cref="NativeLibrary.GetExport"/>.
+/// <c>&amp;ompi_mpi_comm_world</c>, <c>MPI_FLOAT</c> <c>&amp;ompi_mpi_float</c>, <c>MPI_SUM</c>
+/// <c>&amp;ompi_mpi_op_sum</c>, and <c>MPI_IN_PLACE</c> is <c>(void*)1</c> (mpi.h), so they are taken with
+/// <see cref="NativeLibrary.GetExport"/>.
 /// </para>
 /// <para>
-/// The library is opened with <c>dlopen(RTLD_NOW | RTLD_GLOBAL)</c>, not <see cref="NativeLibrary.Load(string)"/> (which opens it
-/// local): Open MPI loads its components (<c>mca_*.so</c>) as plugins that resolve libmpi's and libopen-pal's symbols from the
-/// global namespace, as mpi4py does for Python. <c>$DDPM_MPI_LIBRARY</c> names another file.
+/// The library is opened with <c>dlopen(RTLD_NOW | RTLD_GLOBAL)</c>, not <see cref="NativeLibrary.Load(string)"/>
+/// (which opens it local): Open MPI loads its components (<c>mca_*.so</c>) as plugins that resolve libmpi's and
+/// libopen-pal's symbols from the global namespace, as mpi4py does for Python. <c>$DDPM_MPI_LIBRARY</c> names another
+/// file.
 /// </para>
 /// </summary>
 internal sealed unsafe class MpiLibrary
@@ -96,7 +98,8 @@ internal sealed unsafe class MpiLibrary
         Irecv = (delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, IntPtr*, int>)Export("MPI_Irecv");
     }
 
-    /// <summary>Opens Open MPI's library (see the class comment), or throws one clear error naming what was tried.</summary>
+    /// <summary>Opens Open MPI's library (see the class comment), or throws one clear error naming what was
+    /// tried.</summary>
     public static MpiLibrary Load()
     {
         var explicitPath = Environment.GetEnvironmentVariable(Variable);
@@ -112,7 +115,8 @@ internal sealed unsafe class MpiLibrary
             $"). Install it (Debian/Ubuntu: apt-get install openmpi-bin) or set {Variable} to its path.");
     }
 
-    /// <summary>Throws a <see cref="DistributedException"/> naming <paramref name="call"/> and MPI's message when <paramref name="code"/> is not MPI_SUCCESS.</summary>
+    /// <summary>Throws a <see cref="DistributedException"/> naming <paramref name="call"/> and MPI's message when
+    /// <paramref name="code"/> is not MPI_SUCCESS.</summary>
     public void Check(int code, string call)
     {
         if (code == 0) return;

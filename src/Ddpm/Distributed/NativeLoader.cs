@@ -7,7 +7,8 @@ internal static class NativeLoader
 {
     private const int RtldNow = 0x2, RtldGlobal = 0x100;
 
-    /// <summary>dlopen(<paramref name="name"/>, RTLD_NOW | RTLD_GLOBAL); zero and dlerror()'s text when it fails.</summary>
+    /// <summary>dlopen(<paramref name="name"/>, RTLD_NOW | RTLD_GLOBAL); zero and dlerror()'s text when it
+    /// fails.</summary>
     public static IntPtr OpenGlobal(string name, out string error)
     {
         error = "";
@@ -25,13 +26,15 @@ internal static class NativeLoader
         return handle;
     }
 
-    /// <summary>Sets a variable in the process environment that native libraries read (Environment.SetEnvironmentVariable does not reach it on Unix).</summary>
+    /// <summary>Sets a variable in the process environment that native libraries read
+    /// (Environment.SetEnvironmentVariable does not reach it on Unix).</summary>
     public static void SetNativeEnvironment(string name, string value)
     {
         if (setenv(name, value, 1) != 0) throw new DistributedException($"setenv({name}) failed");
     }
 
-    // glibc ≥ 2.34 has dlopen in libc itself (Debian 12: 2.36); older glibc keeps it in libdl, which libc.so.6 then lacks.
+    // glibc ≥ 2.34 has dlopen in libc itself (Debian 12: 2.36); older glibc keeps it in libdl, which libc.so.6 then
+    // lacks.
     [DllImport("libc.so.6", EntryPoint = "dlopen")]
     private static extern IntPtr dlopen([MarshalAs(UnmanagedType.LPUTF8Str)] string file, int mode);
 

@@ -4,22 +4,22 @@ using static TorchSharp.torch;
 namespace Ddpm.Distributed;
 
 /// <summary>
-/// Sums CUDA float32 tensors across ranks with NCCL (<c>libnccl.so.2</c>, the library every PyTorch CUDA install carries),
-/// one communicator per process over one GPU each. A small P/Invoke binding of five functions.
+/// Sums CUDA float32 tensors across ranks with NCCL (<c>libnccl.so.2</c>, the library every PyTorch CUDA install
+/// carries), one communicator per process over one GPU each. A small P/Invoke binding of five functions.
 /// <para>
 /// Set-up: rank 0 makes an <c>ncclUniqueId</c> (<c>ncclGetUniqueId</c>), MPI broadcasts its 128 bytes, every rank calls
-/// <c>ncclCommInitRank</c> on its current CUDA device, device 0, which is its own GPU because <see cref="DistributedJob"/>
-/// narrows <c>CUDA_VISIBLE_DEVICES</c> to one GPU per local rank before CUDA starts.
+/// <c>ncclCommInitRank</c> on its current CUDA device, device 0, which is its own GPU because
+/// <see cref="DistributedJob"/> narrows <c>CUDA_VISIBLE_DEVICES</c> to one GPU per local rank before CUDA starts.
 /// </para>
 /// <para>
-/// Ordering: <c>ncclAllReduce</c> is enqueued on CUDA stream 0, the legacy default stream. TorchSharp 0.107 has no stream
-/// API, and libtorch's current stream is its default stream, which is that same legacy stream (PyTorch is not built with
-/// per-thread default streams); so the reduce runs after the backward kernels that wrote the gradient and before the
-/// Adam kernels that read it, with no host synchronisation. Errors of the enqueued work itself surface as later CUDA
-/// errors (NCCL's asynchronous error query is not polled).
+/// Ordering: <c>ncclAllReduce</c> is enqueued on CUDA stream 0, the legacy default stream. TorchSharp 0.107 has no
+/// stream API, and libtorch's current stream is its default stream, which is that same legacy stream (PyTorch is not
+/// built with per-thread default streams); so the reduce runs after the backward kernels that wrote the gradient and
+/// before the Adam kernels that read it, with no host synchronisation. Errors of the enqueued work itself surface as
+/// later CUDA errors (NCCL's asynchronous error query is not polled).
 /// </para>
-/// <para>Not run in this project's CI (no GPU): compiled and reasoned about only; see docs/distributed.md. So it is opt-in
-/// (<see cref="Wanted"/>, <c>DDPM_NCCL=1</c>); without it CUDA gradients are summed by MPI through host copies
+/// <para>Not run in this project's CI (no GPU): compiled and reasoned about only; see docs/distributed.md. So it is
+/// opt-in (<see cref="Wanted"/>, <c>DDPM_NCCL=1</c>); without it CUDA gradients are summed by MPI through host copies
 /// (<see cref="DataParallel"/>).</para>
 /// </summary>
 public sealed unsafe class NcclAllReduce : IDisposable
@@ -72,8 +72,8 @@ public sealed unsafe class NcclAllReduce : IDisposable
     }
 
     /// <summary>
-    /// Loads NCCL (<c>$DDPM_NCCL_LIBRARY</c>; else <c>libnccl.so.2</c>, which PyTorch's libtorch_cuda has usually loaded
-    /// already; else PyTorch's <c>nvidia/nccl/lib</c> beside <c>$DDPM_LIBTORCH</c>) and joins every rank of
+    /// Loads NCCL (<c>$DDPM_NCCL_LIBRARY</c>; else <c>libnccl.so.2</c>, which PyTorch's libtorch_cuda has usually
+    /// loaded already; else PyTorch's <c>nvidia/nccl/lib</c> beside <c>$DDPM_LIBTORCH</c>) and joins every rank of
     /// <paramref name="mpi"/> in one NCCL communicator (collective).
     /// </summary>
     public static NcclAllReduce Create(ICommunicator mpi)
@@ -92,7 +92,8 @@ public sealed unsafe class NcclAllReduce : IDisposable
             $"set {Variable} to libnccl.so.2 (PyTorch's site-packages/nvidia/nccl/lib), or unset {EnableVariable} to reduce through MPI");
     }
 
-    /// <summary>Replaces a contiguous CUDA float32 tensor by its element-wise sum over all ranks (enqueued on stream 0).</summary>
+    /// <summary>Replaces a contiguous CUDA float32 tensor by its element-wise sum over all ranks (enqueued on stream
+    /// 0).</summary>
     public void SumInPlace(Tensor tensor)
     {
         ObjectDisposedException.ThrowIf(_comm == IntPtr.Zero, this);

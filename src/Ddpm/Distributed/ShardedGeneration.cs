@@ -12,7 +12,8 @@ namespace Ddpm.Distributed;
 /// </summary>
 public static class ShardedGeneration
 {
-    /// <summary>The part of <paramref name="request"/> that <paramref name="part"/> covers (its labels sliced alike), or null when it is empty.</summary>
+    /// <summary>The part of <paramref name="request"/> that <paramref name="part"/> covers (its labels sliced alike),
+    /// or null when it is empty.</summary>
     public static GenerationRequest? PartOf(GenerationRequest request, Shard part)
     {
         if (part.Total != request.Count) throw new ArgumentException($"the part is of {part.Total} images, the request of {request.Count}", nameof(part));
@@ -29,7 +30,8 @@ public static class ShardedGeneration
     /// Generates this rank's part of <paramref name="request"/> (collective: every rank calls it with the same request)
     /// and gathers every part on rank 0. Returns rank 0's result with all <see cref="GenerationRequest.Count"/> images
     /// (float32 [N, C, H, W] on the CPU, in index order) and this rank's own timings; elsewhere the result holds only
-    /// this rank's images. <paramref name="onStep"/> sees this rank's batches (indices are image indices of the whole request).
+    /// this rank's images. <paramref name="onStep"/> sees this rank's batches (indices are image indices of the whole
+    /// request).
     /// </summary>
     public static GenerationResult Generate(ImageGenerator generator, GenerationRequest request, ICommunicator communicator,
         Action<GenerationStep>? onStep = null, CancellationToken cancel = default)

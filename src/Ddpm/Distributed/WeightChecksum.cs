@@ -8,7 +8,8 @@ namespace Ddpm.Distributed;
 /// </summary>
 public static class WeightChecksum
 {
-    /// <summary>The checksum of <paramref name="tensor"/>'s elements in order (a CUDA tensor is copied to the host first).</summary>
+    /// <summary>The checksum of <paramref name="tensor"/>'s elements in order (a CUDA tensor is copied to the host
+    /// first).</summary>
     public static unsafe ulong Of(Tensor tensor)
     {
         using var scope = NewDisposeScope();

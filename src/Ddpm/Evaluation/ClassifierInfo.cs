@@ -1,6 +1,7 @@
 namespace Ddpm.Evaluation;
 
-/// <summary>What <c>classifier.json</c> records beside the cached weights: how it was trained and how well it does.</summary>
+/// <summary>What <c>classifier.json</c> records beside the cached weights: how it was trained and how well it
+/// does.</summary>
 public sealed record ClassifierInfo
 {
     public const int CurrentFormat = 1;

@@ -8,8 +8,9 @@ namespace Ddpm.Evaluation;
 
 /// <summary>
 /// The MNIST classifier cached beside the data: <c>classifier.safetensors</c> (weights), <c>classifier.json</c>
-/// (<see cref="ClassifierInfo"/>: test accuracy, how it was trained) and <c>anchors.json</c> (<see cref="QualityAnchors"/>,
-/// computed once). Trained only when missing; retraining removes the anchors, which depend on the weights.
+/// (<see cref="ClassifierInfo"/>: test accuracy, how it was trained) and <c>anchors.json</c>
+/// (<see cref="QualityAnchors"/>, computed once). Trained only when missing; retraining removes the anchors, which
+/// depend on the weights.
 /// </summary>
 public sealed class ClassifierStore(string directory)
 {
@@ -21,7 +22,8 @@ public sealed class ClassifierStore(string directory)
     /// <summary>Whether both the weights and their info file are present.</summary>
     public bool IsTrained => File.Exists(WeightsPath) && File.Exists(InfoPath);
 
-    /// <summary>The cached classifier's info (accuracy, training); throws <see cref="DataException"/> when missing, unreadable or stale.</summary>
+    /// <summary>The cached classifier's info (accuracy, training); throws <see cref="DataException"/> when missing,
+    /// unreadable or stale.</summary>
     public ClassifierInfo ReadInfo()
     {
         if (!IsTrained) throw new DataException(Directory, "no trained classifier here (run 'ddpm classifier train')");
@@ -38,7 +40,8 @@ public sealed class ClassifierStore(string directory)
         return info;
     }
 
-    /// <summary>Loads the cached classifier (eval mode, CPU) and its info; throws <see cref="DataException"/> when missing or unreadable.</summary>
+    /// <summary>Loads the cached classifier (eval mode, CPU) and its info; throws <see cref="DataException"/> when
+    /// missing or unreadable.</summary>
     public (MnistClassifier Model, ClassifierInfo Info) Load()
     {
         var info = ReadInfo();
@@ -57,8 +60,9 @@ public sealed class ClassifierStore(string directory)
     }
 
     /// <summary>
-    /// Trains a fresh classifier (initialised from <see cref="ClassifierTrainingOptions.Seed"/>) on <paramref name="train"/>,
-    /// measures it on <paramref name="test"/>, and caches weights and info atomically. Returns the model and its info.
+    /// Trains a fresh classifier (initialised from <see cref="ClassifierTrainingOptions.Seed"/>) on
+    /// <paramref name="train"/>, measures it on <paramref name="test"/>, and caches weights and info atomically.
+    /// Returns the model and its info.
     /// </summary>
     public (MnistClassifier Model, ClassifierInfo Info) Train(ImageDataset train, ImageDataset test, ClassifierTrainingOptions options,
         Action<string>? log = null, CancellationToken cancel = default)
@@ -99,7 +103,8 @@ public sealed class ClassifierStore(string directory)
     }
 
     /// <summary>
-    /// The cached classifier, trained first on MNIST (fetched into <see cref="Directory"/> by <paramref name="source"/>) when missing.
+    /// The cached classifier, trained first on MNIST (fetched into <see cref="Directory"/> by
+    /// <paramref name="source"/>) when missing.
     /// </summary>
     public async Task<(MnistClassifier Model, ClassifierInfo Info)> EnsureAsync(MnistSource source, ClassifierTrainingOptions? options = null,
         Action<string>? log = null, CancellationToken cancel = default)
@@ -112,7 +117,8 @@ public sealed class ClassifierStore(string directory)
             return Train(train, test, options ?? new ClassifierTrainingOptions(), log, cancel);
     }
 
-    /// <summary>The MNIST training and test sets (60,000 and 10,000 labelled images), fetched into <see cref="Directory"/> if needed.</summary>
+    /// <summary>The MNIST training and test sets (60,000 and 10,000 labelled images), fetched into
+    /// <see cref="Directory"/> if needed.</summary>
     public async Task<(ImageDataset Train, ImageDataset Test)> LoadMnistAsync(MnistSource source, CancellationToken cancel = default)
     {
         var files = await source.EnsureAsync(Directory, cancel);
@@ -129,8 +135,8 @@ public sealed class ClassifierStore(string directory)
     }
 
     /// <summary>
-    /// <c>ddpm classifier train</c>: trains and caches a classifier on MNIST (fetched by <paramref name="source"/>), then
-    /// computes and caches the metric anchors with it.
+    /// <c>ddpm classifier train</c>: trains and caches a classifier on MNIST (fetched by <paramref name="source"/>),
+    /// then computes and caches the metric anchors with it.
     /// </summary>
     public (ClassifierInfo Info, QualityAnchors Anchors) TrainWithAnchors(MnistSource source, ClassifierTrainingOptions options,
         Action<string>? log = null)
@@ -146,8 +152,8 @@ public sealed class ClassifierStore(string directory)
     }
 
     /// <summary>
-    /// <c>ddpm classifier test</c>: the cached classifier's accuracy on the MNIST test set now, its info, and the anchors
-    /// (recomputed when missing or computed with another classifier).
+    /// <c>ddpm classifier test</c>: the cached classifier's accuracy on the MNIST test set now, its info, and the
+    /// anchors (recomputed when missing or computed with another classifier).
     /// </summary>
     public (double Accuracy, long TestImages, ClassifierInfo Info, QualityAnchors Anchors) Test(MnistSource source, Action<string>? log = null)
     {

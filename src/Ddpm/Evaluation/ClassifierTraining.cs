@@ -5,12 +5,14 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Evaluation;
 
-/// <summary>Fits <see cref="MnistClassifier"/> by minimising cross-entropy −log p(y|x) with Adam, and measures accuracy.</summary>
+/// <summary>Fits <see cref="MnistClassifier"/> by minimising cross-entropy −log p(y|x) with Adam, and measures
+/// accuracy.</summary>
 public static class ClassifierTraining
 {
     /// <summary>
-    /// Trains <paramref name="model"/> in place on the labelled <paramref name="train"/> set (a fresh permutation per epoch from
-    /// a generator seeded by (seed, epoch)). <paramref name="log"/> receives one line per epoch. Returns the seconds spent.
+    /// Trains <paramref name="model"/> in place on the labelled <paramref name="train"/> set (a fresh permutation per
+    /// epoch from a generator seeded by (seed, epoch)). <paramref name="log"/> receives one line per epoch. Returns the
+    /// seconds spent.
     /// </summary>
     public static double Train(MnistClassifier model, ImageDataset train, ClassifierTrainingOptions options,
         Action<string>? log = null, CancellationToken cancel = default)

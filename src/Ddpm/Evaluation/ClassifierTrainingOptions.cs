@@ -1,6 +1,7 @@
 namespace Ddpm.Evaluation;
 
-/// <summary>How <see cref="ClassifierTraining"/> fits the MNIST classifier: Adam, cross-entropy, lr × 0.1 for the last epoch.</summary>
+/// <summary>How <see cref="ClassifierTraining"/> fits the MNIST classifier: Adam, cross-entropy, lr × 0.1 for the last
+/// epoch.</summary>
 public sealed record ClassifierTrainingOptions
 {
     public int Epochs { get; init; } = 4;

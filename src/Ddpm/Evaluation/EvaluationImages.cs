@@ -42,7 +42,8 @@ public static class EvaluationImages
         return dataset;
     }
 
-    /// <summary>Writes images in [−1, 1] [N, 1, H, W] as an IDX image file (magic 2051) of their 256-level pixels, atomically.</summary>
+    /// <summary>Writes images in [−1, 1] [N, 1, H, W] as an IDX image file (magic 2051) of their 256-level pixels,
+    /// atomically.</summary>
     public static void SaveIdx(Tensor images, string path)
     {
         if (images.dim() != 4 || images.shape[1] != 1)

@@ -6,13 +6,16 @@ namespace Ddpm.Evaluation;
 /// <summary>What <see cref="Evaluator"/> measures and how (the settings of <c>ddpm eval</c>).</summary>
 public sealed record EvaluationOptions
 {
-    /// <summary>A ddpm checkpoint: its samples are evaluated (unless <see cref="Images"/> is given) and its likelihood measured.</summary>
+    /// <summary>A ddpm checkpoint: its samples are evaluated (unless <see cref="Images"/> is given) and its likelihood
+    /// measured.</summary>
     public string? Checkpoint { get; init; }
     /// <summary>An image folder or IDX file (1-channel 28 × 28) evaluated instead of samples.</summary>
     public string? Images { get; init; }
-    /// <summary>Images to sample; must exceed the classifier's <see cref="MnistClassifier.FeatureDim"/> feature dimensions.</summary>
+    /// <summary>Images to sample; must exceed the classifier's <see cref="MnistClassifier.FeatureDim"/> feature
+    /// dimensions.</summary>
     public int Num { get; init; } = 500;
-    /// <summary>Seed of the samples, of the likelihood's noise and timesteps, and of the real images compared at the same N.</summary>
+    /// <summary>Seed of the samples, of the likelihood's noise and timesteps, and of the real images compared at the
+    /// same N.</summary>
     public long Seed { get; init; }
     public NllMethod Nll { get; init; } = NllMethod.Estimate;
     /// <summary>MNIST test images the likelihood is measured on (the first ones).</summary>
@@ -23,7 +26,8 @@ public sealed record EvaluationOptions
     public int BatchSize { get; init; } = 100;
     /// <summary>The sampler; its variance and x_0 clipping also define p_θ in the likelihood.</summary>
     public SamplerOptions Sampler { get; init; } = new();
-    /// <summary>Class-conditional checkpoints: sample image i as class i mod num_classes with this guidance weight, and report class agreement.</summary>
+    /// <summary>Class-conditional checkpoints: sample image i as class i mod num_classes with this guidance weight, and
+    /// report class agreement.</summary>
     public double? Guidance { get; init; }
     /// <summary>Use the checkpoint's EMA weights when it has them.</summary>
     public bool UseEma { get; init; } = true;
@@ -32,7 +36,8 @@ public sealed record EvaluationOptions
     /// <summary>Where the model runs (default CPU); the classifier and the metrics run on the CPU.</summary>
     public Device? Device { get; init; }
 
-    /// <summary>Checks the settings on their own (before anything is read); <see cref="ArgumentException"/> names the bad one.</summary>
+    /// <summary>Checks the settings on their own (before anything is read); <see cref="ArgumentException"/> names the
+    /// bad one.</summary>
     public void Validate()
     {
         if (Checkpoint is null && Images is null)

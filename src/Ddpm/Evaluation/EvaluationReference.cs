@@ -34,8 +34,8 @@ public sealed class EvaluationReference(MnistClassifier classifier, ClassifierIn
     }
 
     /// <summary>
-    /// The MNIST reference cached in <paramref name="dataDir"/>: MNIST fetched if missing, the classifier trained once, the
-    /// anchors computed once (again when the classifier changed).
+    /// The MNIST reference cached in <paramref name="dataDir"/>: MNIST fetched if missing, the classifier trained once,
+    /// the anchors computed once (again when the classifier changed).
     /// </summary>
     public static EvaluationReference Load(string dataDir, Action<string>? log = null, CancellationToken cancel = default)
     {

@@ -21,7 +21,8 @@ public sealed record EvaluationReport
     /// <summary>Where the evaluated images came from: "sampled from the checkpoint" or the --images path.</summary>
     public string ImagesSource { get; init; } = "";
     public SamplerSettings? Sampler { get; init; }
-    /// <summary>Class-conditional sampling with guidance: the share of samples the classifier assigns to the requested class.</summary>
+    /// <summary>Class-conditional sampling with guidance: the share of samples the classifier assigns to the requested
+    /// class.</summary>
     public double? ClassAgreement { get; init; }
     public long Num { get; init; }
     public long Seed { get; init; }
@@ -30,7 +31,8 @@ public sealed record EvaluationReport
     public ClassifierInfo? Classifier { get; init; }
     /// <summary>The evaluated images against the MNIST test set's statistics.</summary>
     public SampleQuality? Quality { get; init; }
-    /// <summary>The same number N of random real training images against the test set: the floor at this N (FD is biased upwards at small N).</summary>
+    /// <summary>The same number N of random real training images against the test set: the floor at this N (FD is
+    /// biased upwards at small N).</summary>
     public SampleQuality? RealAtSameN { get; init; }
     public QualityAnchors? Anchors { get; init; }
     public BitsPerDim? Nll { get; init; }

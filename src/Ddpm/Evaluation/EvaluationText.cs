@@ -3,7 +3,8 @@ using Ddpm.Diffusion;
 
 namespace Ddpm.Evaluation;
 
-/// <summary>The human-readable tables of an evaluation report and of the metric anchors (what <c>ddpm eval</c> prints).</summary>
+/// <summary>The human-readable tables of an evaluation report and of the metric anchors (what <c>ddpm eval</c>
+/// prints).</summary>
 public static class EvaluationText
 {
     public const string NotInceptionNote =
@@ -20,7 +21,8 @@ public static class EvaluationText
         ["anchors (cached beside the classifier):", Header, Row("floor: real test vs train", a.Floor), Row("ceiling: Gaussian noise vs test", a.Ceiling),
             NotInceptionNote];
 
-    /// <summary>The classifier at <paramref name="weightsPath"/> in one line: its test accuracy and how it was trained.</summary>
+    /// <summary>The classifier at <paramref name="weightsPath"/> in one line: its test accuracy and how it was
+    /// trained.</summary>
     public static string Classifier(string weightsPath, ClassifierInfo info) => string.Create(CultureInfo.InvariantCulture,
         $"classifier {weightsPath}: test accuracy {100 * info.TestAccuracy:F2}% ({info.TestImages:N0} images), " +
         $"{info.Epochs} epochs on {info.TrainImages:N0} images in {info.TrainSeconds:F1} s, seed {info.Seed}");

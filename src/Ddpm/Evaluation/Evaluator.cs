@@ -24,7 +24,8 @@ public sealed class Evaluator : IDisposable
     private readonly ImageGenerator? _generator;
     private readonly ImageDataset? _images;
 
-    /// <summary>Ranks that split the sampling by image index (mpirun), or null: one process samples everything.</summary>
+    /// <summary>Ranks that split the sampling by image index (mpirun), or null: one process samples
+    /// everything.</summary>
     private readonly ICommunicator? _ranks;
 
     private Evaluator(EvaluationOptions options, ImageGenerator? generator, ImageDataset? images, ICommunicator? ranks)
@@ -41,14 +42,17 @@ public sealed class Evaluator : IDisposable
     /// Validates <paramref name="options"/> and loads what they name: the checkpoint (EMA weights unless
     /// <see cref="EvaluationOptions.UseEma"/> is false) and the image set.
     /// </summary>
-    /// <exception cref="ArgumentException">A setting out of range or not fitting the checkpoint (sampler, guidance, K).</exception>
+    /// <exception cref="ArgumentException">A setting out of range or not fitting the checkpoint (sampler, guidance,
+    /// K).</exception>
     /// <exception cref="WeightsException">The checkpoint path is missing or unreadable.</exception>
     /// <exception cref="CheckpointException">Not a ddpm checkpoint, or a corrupt one.</exception>
-    /// <exception cref="DataException">A checkpoint of other than 1-channel 28 × 28 images; a missing, unreadable or too small image set.</exception>
+    /// <exception cref="DataException">A checkpoint of other than 1-channel 28 × 28 images; a missing, unreadable or
+    /// too small image set.</exception>
     /// <param name="options">What to evaluate.</param>
     /// <param name="ranks">
-    /// Data-parallel sampling (mpirun): every rank opens the same options; rank 0 calls <see cref="Run(Action{string}, Action{EvaluationProgress}, CancellationToken)"/>, which samples
-    /// its part and gathers the others' (<see cref="ShardedGeneration"/>), the others call <see cref="SamplePart"/>.
+    /// Data-parallel sampling (mpirun): every rank opens the same options; rank 0 calls
+    /// <see cref="Run(Action{string}, Action{EvaluationProgress}, CancellationToken)"/>, which samples its part and
+    /// gathers the others' (<see cref="ShardedGeneration"/>), the others call <see cref="SamplePart"/>.
     /// </param>
     public static Evaluator Open(EvaluationOptions options, ICommunicator? ranks = null)
     {
@@ -92,8 +96,9 @@ public sealed class Evaluator : IDisposable
 
     /// <summary>
     /// The whole of <c>ddpm eval</c>: checks (before any work), loads, runs and writes the result's files into
-    /// <paramref name="folder"/> (<see cref="EvaluationResult.SaveTo"/>). With several <paramref name="ranks"/> (mpirun)
-    /// the samples split by index: rank 0 gathers, measures and writes, the others sample their part and return null.
+    /// <paramref name="folder"/> (<see cref="EvaluationResult.SaveTo"/>). With several <paramref name="ranks"/>
+    /// (mpirun) the samples split by index: rank 0 gathers, measures and writes, the others sample their part and
+    /// return null.
     /// </summary>
     /// <exception cref="RequestException">A setting out of range or not fitting the checkpoint.</exception>
     public static EvaluationReport? Evaluate(EvaluationOptions options, string folder, ICommunicator? ranks = null, Action<string>? log = null,
@@ -117,7 +122,8 @@ public sealed class Evaluator : IDisposable
         return result.SaveTo(folder);
     }
 
-    /// <summary>The samples asked for: Num images of the seed; with guidance, image i as class i mod num_classes.</summary>
+    /// <summary>The samples asked for: Num images of the seed; with guidance, image i as class i mod
+    /// num_classes.</summary>
     private static GenerationRequest SamplingRequest(EvaluationOptions o, ImageGenerator generator) => new()
     {
         Count = o.Num,
@@ -129,8 +135,8 @@ public sealed class Evaluator : IDisposable
     };
 
     /// <summary>
-    /// A rank other than 0 of a data-parallel evaluation (<see cref="Open"/> with ranks): samples its part of the images
-    /// and sends it to rank 0, which measures them all.
+    /// A rank other than 0 of a data-parallel evaluation (<see cref="Open"/> with ranks): samples its part of the
+    /// images and sends it to rank 0, which measures them all.
     /// </summary>
     public void SamplePart(CancellationToken cancel = default)
     {
@@ -139,7 +145,8 @@ public sealed class Evaluator : IDisposable
         using var part = ShardedGeneration.Generate(generator, SamplingRequest(Options, generator), ranks, cancel: cancel);
     }
 
-    /// <summary>Runs the evaluation against the MNIST reference cached in <see cref="EvaluationOptions.DataDir"/> (made once when missing).</summary>
+    /// <summary>Runs the evaluation against the MNIST reference cached in <see cref="EvaluationOptions.DataDir"/> (made
+    /// once when missing).</summary>
     public EvaluationResult Run(Action<string>? log = null, Action<EvaluationProgress>? progress = null, CancellationToken cancel = default)
     {
         var total = Stopwatch.StartNew();
@@ -194,7 +201,8 @@ public sealed class Evaluator : IDisposable
         double sampling = clock.Elapsed.TotalSeconds;
         try
         {
-            // Metrics: the evaluated set vs the test set, N random training images vs the test set (the floor at this N).
+            // Metrics: the evaluated set vs the test set, N random training images vs the test set (the floor at this
+            // N).
             clock.Restart();
             long n = evaluated.shape[0];
             SampleQuality quality, realAtN;
@@ -264,7 +272,8 @@ public sealed class Evaluator : IDisposable
         }
     }
 
-    /// <summary>The loss curve from the training log beside the checkpoint, or null (said in the log) when there is none.</summary>
+    /// <summary>The loss curve from the training log beside the checkpoint, or null (said in the log) when there is
+    /// none.</summary>
     private byte[]? LossCurve(Action<string>? log)
     {
         if (Options.Checkpoint is null) return null;
@@ -274,7 +283,8 @@ public sealed class Evaluator : IDisposable
         return null;
     }
 
-    /// <summary>The bound (exact or estimated) over the first NllImages test images, with the model's ε (whatever it predicts).</summary>
+    /// <summary>The bound (exact or estimated) over the first NllImages test images, with the model's ε (whatever it
+    /// predicts).</summary>
     private (BitsPerDim, string) Bound(ImageDataset test, Action<EvaluationProgress>? progress, CancellationToken cancel)
     {
         var o = Options;

@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 namespace Ddpm.Evaluation;
 
 /// <summary>
-/// The Gaussian N(μ, Σ) fitted to N feature vectors: μ = (1/N) Σ φ_i, Σ = (1/(N−1)) Σ (φ_i − μ)(φ_i − μ)ᵀ, float64 on the CPU.
+/// The Gaussian N(μ, Σ) fitted to N feature vectors: μ = (1/N) Σ φ_i, Σ = (1/(N−1)) Σ (φ_i − μ)(φ_i − μ)ᵀ, float64 on
+/// the CPU.
 /// </summary>
 public sealed class FeatureStatistics : IDisposable
 {

@@ -3,10 +3,11 @@ using static TorchSharp.torch;
 namespace Ddpm.Evaluation;
 
 /// <summary>
-/// The Fréchet (2-Wasserstein) distance between Gaussians (Dowson &amp; Landau 1982; the formula of FID, Heusel et al. 2017):
-/// d² = ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^{1/2} Σ₂ Σ₁^{1/2})^{1/2}, in float64, with every square root taken by a
-/// symmetric eigendecomposition (torch.linalg.eigh) of a positive semi-definite matrix, negative round-off eigenvalues set to 0.
-/// Here the features are the MNIST classifier's, so the number is NOT Inception-FID and not comparable to published FIDs.
+/// The Fréchet (2-Wasserstein) distance between Gaussians (Dowson &amp; Landau 1982; the formula of FID, Heusel et al.
+/// 2017): d² = ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^{1/2} Σ₂ Σ₁^{1/2})^{1/2}, in float64, with every square root taken
+/// by a symmetric eigendecomposition (torch.linalg.eigh) of a positive semi-definite matrix, negative round-off
+/// eigenvalues set to 0. Here the features are the MNIST classifier's, so the number is NOT Inception-FID and not
+/// comparable to published FIDs.
 /// </summary>
 public static class FrechetDistance
 {
@@ -30,7 +31,8 @@ public static class FrechetDistance
         return Math.Max(d2, 0.0);
     }
 
-    /// <summary>tr (Σ₁^{1/2} Σ₂ Σ₁^{1/2})^{1/2} = Σᵢ √λᵢ, λᵢ the eigenvalues of the PSD matrix Σ₁^{1/2} Σ₂ Σ₁^{1/2} (= those of Σ₁Σ₂).</summary>
+    /// <summary>tr (Σ₁^{1/2} Σ₂ Σ₁^{1/2})^{1/2} = Σᵢ √λᵢ, λᵢ the eigenvalues of the PSD matrix Σ₁^{1/2} Σ₂ Σ₁^{1/2} (=
+    /// those of Σ₁Σ₂).</summary>
     public static double TraceSqrtProduct(Tensor cov1, Tensor cov2)
     {
         using var scope = NewDisposeScope();

@@ -59,8 +59,9 @@ public sealed class MnistClassifier : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Features φ(x) and class probabilities p(y|x) = softmax(logits) of every image, in float64 on the CPU, evaluated
-    /// in eval mode under no_grad, <paramref name="batchSize"/> images at a time. <paramref name="images"/>: float [N, 1, 28, 28] in [−1, 1],
-    /// or uint8 0..255 (mapped to 2·x/255 − 1 batch by batch, so a whole uint8 set never exists as floats).
+    /// in eval mode under no_grad, <paramref name="batchSize"/> images at a time. <paramref name="images"/>: float [N,
+    /// 1, 28, 28] in [−1, 1], or uint8 0..255 (mapped to 2·x/255 − 1 batch by batch, so a whole uint8 set never exists
+    /// as floats).
     /// </summary>
     public ClassifierOutputs Embed(Tensor images, int batchSize = 500)
     {

@@ -5,9 +5,10 @@ using static TorchSharp.torch;
 namespace Ddpm.Evaluation;
 
 /// <summary>
-/// Reference points for <see cref="SampleQuality"/>, cached in <c>anchors.json</c> beside the classifier. Floor: the 10,000
-/// real MNIST test images measured against the training set's feature statistics (what perfect samples would score).
-/// Ceiling: as many images of Gaussian noise (pixels N(0, 1), clamped and quantized) against the test set (what failure scores).
+/// Reference points for <see cref="SampleQuality"/>, cached in <c>anchors.json</c> beside the classifier. Floor: the
+/// 10,000 real MNIST test images measured against the training set's feature statistics (what perfect samples would
+/// score). Ceiling: as many images of Gaussian noise (pixels N(0, 1), clamped and quantized) against the test set (what
+/// failure scores).
 /// </summary>
 public sealed record QualityAnchors
 {
@@ -15,11 +16,13 @@ public sealed record QualityAnchors
     public SampleQuality Floor { get; init; } = new();
     public string CeilingDescription { get; init; } = "";
     public SampleQuality Ceiling { get; init; } = new();
-    /// <summary>The classifier's <see cref="ClassifierInfo.TrainedAt"/>: anchors belong to one set of weights.</summary>
+    /// <summary>The classifier's <see cref="ClassifierInfo.TrainedAt"/>: anchors belong to one set of
+    /// weights.</summary>
     public DateTimeOffset ClassifierTrainedAt { get; init; }
     public long Seed { get; init; }
 
-    /// <summary>Computes both anchors from the labelled MNIST training and test sets (a few tens of seconds on a CPU).</summary>
+    /// <summary>Computes both anchors from the labelled MNIST training and test sets (a few tens of seconds on a
+    /// CPU).</summary>
     public static QualityAnchors Compute(MnistClassifier classifier, ClassifierInfo info, ImageDataset train, ImageDataset test,
         long seed = 0, Action<string>? log = null)
     {

@@ -3,12 +3,12 @@ using static TorchSharp.torch;
 namespace Ddpm.Evaluation;
 
 /// <summary>
-/// Sample-quality numbers for a set of N images, all measured with the MNIST classifier.
-/// <see cref="FrechetDistance"/>: d² between Gaussians fitted to classifier features of this set and of the reference set
-/// (the MNIST test set unless stated) — classifier-space, NOT Inception-FID.
-/// <see cref="Confidence"/>: share of images with max_y p(y|x) ≥ the threshold (0.9).
-/// <see cref="ClassHistogram"/>: counts of arg-max labels; <see cref="ClassKlFromUniform"/> = Σ_y p̂(y) ln(10 p̂(y)) in nats.
-/// <see cref="InceptionStyleScore"/> = exp(E_x KL(p(y|x) ‖ p(y))), p(y) = E_x p(y|x) (Salimans et al. 2016, with this classifier; 1..10).
+/// Sample-quality numbers for a set of N images, all measured with the MNIST classifier. <see cref="FrechetDistance"/>:
+/// d² between Gaussians fitted to classifier features of this set and of the reference set (the MNIST test set unless
+/// stated) — classifier-space, NOT Inception-FID. <see cref="Confidence"/>: share of images with max_y p(y|x) ≥ the
+/// threshold (0.9). <see cref="ClassHistogram"/>: counts of arg-max labels; <see cref="ClassKlFromUniform"/> = Σ_y
+/// p̂(y) ln(10 p̂(y)) in nats. <see cref="InceptionStyleScore"/> = exp(E_x KL(p(y|x) ‖ p(y))), p(y) = E_x p(y|x)
+/// (Salimans et al. 2016, with this classifier; 1..10).
 /// </summary>
 public sealed record SampleQuality
 {
@@ -21,7 +21,8 @@ public sealed record SampleQuality
     public double ClassKlFromUniform { get; init; }
     public double InceptionStyleScore { get; init; }
 
-    /// <summary>Measures <paramref name="outputs"/> against the reference feature statistics. <paramref name="source"/> names the set in errors.</summary>
+    /// <summary>Measures <paramref name="outputs"/> against the reference feature statistics. <paramref name="source"/>
+    /// names the set in errors.</summary>
     public static SampleQuality Measure(ClassifierOutputs outputs, FeatureStatistics reference, string source, double confidenceThreshold = 0.9)
     {
         using var stats = FeatureStatistics.FromFeatures(outputs.Features, source);

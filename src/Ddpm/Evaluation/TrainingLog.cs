@@ -5,15 +5,17 @@ using Ddpm.Runs;
 namespace Ddpm.Evaluation;
 
 /// <summary>
-/// The loss history <c>ddpm train</c> writes into its run folder (<see cref="RunFolder"/>): the step log (<c>step,loss</c>,
-/// one row per optimizer step) and the epoch log (<c>epoch,step,mean_loss,...</c>, one row per epoch). Either may be absent.
+/// The loss history <c>ddpm train</c> writes into its run folder (<see cref="RunFolder"/>): the step log
+/// (<c>step,loss</c>, one row per optimizer step) and the epoch log (<c>epoch,step,mean_loss,...</c>, one row per
+/// epoch). Either may be absent.
 /// </summary>
 public sealed record TrainingLog(double[] Steps, double[] Losses, double[] EpochSteps, double[] EpochMeanLosses)
 {
     /// <summary>Whether <paramref name="folder"/> holds either log.</summary>
     public static bool Exists(RunFolder folder) => File.Exists(folder.StepLogPath) || File.Exists(folder.EpochLogPath);
 
-    /// <summary>Reads both logs of <paramref name="folder"/>; throws <see cref="DataException"/> when neither exists or a row is malformed.</summary>
+    /// <summary>Reads both logs of <paramref name="folder"/>; throws <see cref="DataException"/> when neither exists or
+    /// a row is malformed.</summary>
     public static TrainingLog Read(RunFolder folder)
     {
         var (stepPath, epochPath) = (folder.StepLogPath, folder.EpochLogPath);

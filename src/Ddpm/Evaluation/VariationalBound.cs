@@ -6,14 +6,13 @@ namespace Ddpm.Evaluation;
 
 /// <summary>
 /// −log p_θ(x_0) in bits/dim through the variational bound (Ho et al. 2020, eq. 5; improved-diffusion's calc_bpd_loop),
-/// with 0-based timesteps t ∈ {0..T−1}:
-/// L_T = KL(q(x_T | x_0) ‖ N(0, I)) (prior, no model);
-/// for t ≥ 1, L_t' = KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)) with x_t ~ q(x_t | x_0) (one draw each);
-/// L_0 = −log p_θ(x_0 | x_1) under the <see cref="DiscretizedGaussian"/> decoder with mean μ_θ(x_1, 0) and
-/// log σ = ½ ln σ²_0 (β̃ clipped to β̃_1 at t = 0, as improved-diffusion). p_θ's variance σ_t² is the sampler's
-/// (<see cref="VarianceKind"/>, β̃_t by default). Every term is computed in float64 from float32 model outputs.
-/// Noise for image i (counted across batches) at timestep t is drawn from a generator seeded by (seed, i, t), so the exact
-/// sum and the estimate see the same x_t: their difference is then the timestep subsampling alone.
+/// with 0-based timesteps t ∈ {0..T−1}: L_T = KL(q(x_T | x_0) ‖ N(0, I)) (prior, no model); for t ≥ 1, L_t' =
+/// KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)) with x_t ~ q(x_t | x_0) (one draw each); L_0 = −log p_θ(x_0 | x_1)
+/// under the <see cref="DiscretizedGaussian"/> decoder with mean μ_θ(x_1, 0) and log σ = ½ ln σ²_0 (β̃ clipped to β̃_1
+/// at t = 0, as improved-diffusion). p_θ's variance σ_t² is the sampler's (<see cref="VarianceKind"/>, β̃_t by
+/// default). Every term is computed in float64 from float32 model outputs. Noise for image i (counted across batches)
+/// at timestep t is drawn from a generator seeded by (seed, i, t), so the exact sum and the estimate see the same x_t:
+/// their difference is then the timestep subsampling alone.
 /// </summary>
 public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind variance = VarianceKind.BetaTilde, bool clipX0 = false)
 {
@@ -52,7 +51,8 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
         return SumPerImage(kl).MoveToOuterDisposeScope();
     }
 
-    /// <summary>L_0 = −ln p_θ(x_0 | x_1) per image in nats, x_1 = √ᾱ_0 x_0 + √(1 − ᾱ_0) <paramref name="noise"/>.</summary>
+    /// <summary>L_0 = −ln p_θ(x_0 | x_1) per image in nats, x_1 = √ᾱ_0 x_0 + √(1 − ᾱ_0)
+    /// <paramref name="noise"/>.</summary>
     public Tensor DecoderNats(NoisePredictor model, Tensor x0, Tensor noise)
     {
         using var scope = NewDisposeScope();
@@ -112,12 +112,12 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
 
     /// <summary>
     /// The unbiased estimate: for each image its own K of the T − 1 KL terms (0-based t ∈ {1..T−1}), drawn uniformly
-    /// without replacement, their sum scaled by (T − 1)/K; prior and decoder exactly. Per image, the K drawn values are a
-    /// sample from a finite population of M = T − 1, so the subsampling variance of its estimate is M² (1 − K/M) s_i²/K
-    /// (s_i² their sample variance); the mean over N images has variance Σ_i of those / N². Independent subsets per image
-    /// make the estimate's error average out over images, and the variance is estimated from N·K values. When a few terms
-    /// dominate the sum (small t with a linear schedule starting at tiny β) and N·K is small, this standard error can
-    /// still understate the true one: raise K, or use the exact sum.
+    /// without replacement, their sum scaled by (T − 1)/K; prior and decoder exactly. Per image, the K drawn values are
+    /// a sample from a finite population of M = T − 1, so the subsampling variance of its estimate is M² (1 − K/M)
+    /// s_i²/K (s_i² their sample variance); the mean over N images has variance Σ_i of those / N². Independent subsets
+    /// per image make the estimate's error average out over images, and the variance is estimated from N·K values. When
+    /// a few terms dominate the sum (small t with a linear schedule starting at tiny β) and N·K is small, this standard
+    /// error can still understate the true one: raise K, or use the exact sum.
     /// </summary>
     public BitsPerDim Estimate(NoisePredictor model, IEnumerable<Tensor> batches, int k, long seed = 0, Action<long>? progress = null)
     {
@@ -165,7 +165,8 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
         return acc.Result(NllMethod.Estimate, T, k, seed);
     }
 
-    /// <summary>K distinct timesteps of {1..M} for image <paramref name="image"/>, from a generator seeded by (seed, image).</summary>
+    /// <summary>K distinct timesteps of {1..M} for image <paramref name="image"/>, from a generator seeded by (seed,
+    /// image).</summary>
     private static int[] Subset(long seed, long image, int m, int k)
     {
         using var g = new Generator(Mix(seed, image, -1), new Device("cpu"));
@@ -174,8 +175,8 @@ public sealed class VariationalBound(GaussianDiffusion diffusion, VarianceKind v
     }
 
     /// <summary>
-    /// ε for image <paramref name="images"/>[i] at timestep <paramref name="ts"/>[i]: float64, each drawn on the CPU from a
-    /// generator seeded by (seed, image, t), so every evaluation order sees the same noise.
+    /// ε for image <paramref name="images"/>[i] at timestep <paramref name="ts"/>[i]: float64, each drawn on the CPU
+    /// from a generator seeded by (seed, image, t), so every evaluation order sees the same noise.
     /// </summary>
     private static Tensor Noise(Tensor like, long seed, long[] images, int[] ts)
     {

@@ -3,11 +3,11 @@ using System.Text;
 namespace Ddpm.IO;
 
 /// <summary>
-/// The one way this library writes a file: into a temporary sibling (<c>&lt;name&gt;.tmp-&lt;pid&gt;</c>, in the same folder
-/// so the rename never crosses file systems), flushed to disk, renamed over the target, then the folder fsynced so that the
-/// rename itself survives a power loss. A reader sees the old file or the new one, never part of one; when anything fails the
-/// temporary file is removed, the exception propagates and whatever was at the path is untouched. A temporary left by a
-/// writer that was killed (its process is gone) is removed by the next write to the same path.
+/// The one way this library writes a file: into a temporary sibling (<c>&lt;name&gt;.tmp-&lt;pid&gt;</c>, in the same
+/// folder so the rename never crosses file systems), flushed to disk, renamed over the target, then the folder fsynced
+/// so that the rename itself survives a power loss. A reader sees the old file or the new one, never part of one; when
+/// anything fails the temporary file is removed, the exception propagates and whatever was at the path is untouched. A
+/// temporary left by a writer that was killed (its process is gone) is removed by the next write to the same path.
 /// </summary>
 internal static class AtomicFile
 {
@@ -17,10 +17,12 @@ internal static class AtomicFile
     /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/>.</summary>
     public static void WriteAllBytes(string path, byte[] bytes) => Write(path, s => s.Write(bytes));
 
-    /// <summary>Writes <paramref name="text"/> as UTF-8 (no byte-order mark, as <see cref="File.WriteAllText(string, string)"/>).</summary>
+    /// <summary>Writes <paramref name="text"/> as UTF-8 (no byte-order mark, as
+    /// <see cref="File.WriteAllText(string, string)"/>).</summary>
     public static void WriteAllText(string path, string text) => WriteAllBytes(path, Encoding.UTF8.GetBytes(text));
 
-    /// <summary>Writes whatever <paramref name="write"/> puts into the stream it is given (it need not flush or close it).</summary>
+    /// <summary>Writes whatever <paramref name="write"/> puts into the stream it is given (it need not flush or close
+    /// it).</summary>
     public static void Write(string path, Action<Stream> write) => Replace(path, temp =>
     {
         using var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None);
@@ -29,9 +31,9 @@ internal static class AtomicFile
     });
 
     /// <summary>
-    /// Puts a file made by <paramref name="create"/> at <paramref name="path"/>: <paramref name="create"/> gets the temporary
-    /// path and must leave a complete file there, flushed to disk (or a hard link to one); it is then renamed over
-    /// <paramref name="path"/> and the folder is fsynced.
+    /// Puts a file made by <paramref name="create"/> at <paramref name="path"/>: <paramref name="create"/> gets the
+    /// temporary path and must leave a complete file there, flushed to disk (or a hard link to one); it is then renamed
+    /// over <paramref name="path"/> and the folder is fsynced.
     /// </summary>
     public static void Replace(string path, Action<string> create)
     {
@@ -57,8 +59,9 @@ internal static class AtomicFile
     public static string TemporaryFor(string path) => Path.GetFullPath(path) + TempMarker + Environment.ProcessId;
 
     /// <summary>
-    /// Removes <c>&lt;name&gt;.tmp-&lt;pid&gt;</c> siblings of <paramref name="full"/> whose process no longer runs (a writer
-    /// killed mid-write, e.g. by SIGKILL, cannot clean up after itself). Temporaries of live processes are left alone.
+    /// Removes <c>&lt;name&gt;.tmp-&lt;pid&gt;</c> siblings of <paramref name="full"/> whose process no longer runs (a
+    /// writer killed mid-write, e.g. by SIGKILL, cannot clean up after itself). Temporaries of live processes are left
+    /// alone.
     /// </summary>
     public static void RemoveStaleTemporaries(string full)
     {
@@ -102,7 +105,8 @@ internal static class AtomicFile
         catch (Exception e) when (e is ArgumentException or InvalidOperationException) { return false; }
     }
 
-    /// <summary>Deletes <paramref name="path"/> if it can; a file that cannot be deleted is left (best effort, never throws for I/O).</summary>
+    /// <summary>Deletes <paramref name="path"/> if it can; a file that cannot be deleted is left (best effort, never
+    /// throws for I/O).</summary>
     public static void TryDelete(string path)
     {
         try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }

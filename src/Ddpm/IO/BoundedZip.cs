@@ -1,13 +1,14 @@
 namespace Ddpm.IO;
 
 /// <summary>
-/// Reads zip entries without trusting their sizes: an entry whose declared (uncompressed) size exceeds a limit is refused
-/// before inflating, and inflating stops one byte past the declared size, so an entry that inflates to more than it
-/// declares (a zip bomb) costs at most its declared size plus one byte.
+/// Reads zip entries without trusting their sizes: an entry whose declared (uncompressed) size exceeds a limit is
+/// refused before inflating, and inflating stops one byte past the declared size, so an entry that inflates to more
+/// than it declares (a zip bomb) costs at most its declared size plus one byte.
 /// </summary>
 internal static class BoundedZip
 {
-    /// <summary>The entry's bytes; <see cref="InvalidDataException"/> naming it when it is too large or lies about its size.</summary>
+    /// <summary>The entry's bytes; <see cref="InvalidDataException"/> naming it when it is too large or lies about its
+    /// size.</summary>
     public static byte[] ReadAll(System.IO.Compression.ZipArchiveEntry entry, long maxBytes)
     {
         long declared = entry.Length;
@@ -23,7 +24,8 @@ internal static class BoundedZip
         return bytes;
     }
 
-    /// <summary>Inflates every entry to check its real size against its declared one (and the limit), keeping nothing.</summary>
+    /// <summary>Inflates every entry to check its real size against its declared one (and the limit), keeping
+    /// nothing.</summary>
     public static void CheckSizes(System.IO.Compression.ZipArchive zip, long maxEntryBytes)
     {
         var buffer = new byte[81920];

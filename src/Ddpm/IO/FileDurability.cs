@@ -10,7 +10,8 @@ internal static partial class FileDurability
 {
     private const int ReadOnly = 0, Directory = 0x10000; // O_RDONLY, O_DIRECTORY (Linux)
 
-    /// <summary>Flushes <paramref name="directory"/>'s entries (a rename or unlink inside it) to disk where the OS allows.</summary>
+    /// <summary>Flushes <paramref name="directory"/>'s entries (a rename or unlink inside it) to disk where the OS
+    /// allows.</summary>
     public static void FsyncDirectory(string directory)
     {
         if (!OperatingSystem.IsLinux()) return;
@@ -20,7 +21,8 @@ internal static partial class FileDurability
         finally { _ = close(fd); }
     }
 
-    /// <summary>Creates <paramref name="link"/> as a second name of <paramref name="existing"/>; false where unsupported or failed.</summary>
+    /// <summary>Creates <paramref name="link"/> as a second name of <paramref name="existing"/>; false where
+    /// unsupported or failed.</summary>
     public static bool TryHardLink(string existing, string link) =>
         (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS()) && Link(existing, link) == 0;
 

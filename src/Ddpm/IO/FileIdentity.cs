@@ -3,8 +3,9 @@ using System.Runtime.InteropServices;
 namespace Ddpm.IO;
 
 /// <summary>
-/// Whether two paths name the same file: the same full path after following symbolic links, or (on Linux) the same device
-/// and inode, which also catches hard links and bind mounts. Used to refuse writing a command's output over its input.
+/// Whether two paths name the same file: the same full path after following symbolic links, or (on Linux) the same
+/// device and inode, which also catches hard links and bind mounts. Used to refuse writing a command's output over its
+/// input.
 /// </summary>
 internal static partial class FileIdentity
 {
@@ -24,7 +25,8 @@ internal static partial class FileIdentity
         catch (IOException) { return full; }
     }
 
-    /// <summary>(st_dev, st_ino) on Linux, where both lead struct stat as 64-bit fields (x86-64 and arm64); null elsewhere.</summary>
+    /// <summary>(st_dev, st_ino) on Linux, where both lead struct stat as 64-bit fields (x86-64 and arm64); null
+    /// elsewhere.</summary>
     private static (ulong Device, ulong Inode)? Id(string path)
     {
         if (!OperatingSystem.IsLinux()) return null;

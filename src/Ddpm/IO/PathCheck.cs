@@ -3,10 +3,11 @@ using System.Text;
 namespace Ddpm.IO;
 
 /// <summary>
-/// Checks a path before any work, so that a bad input or output path is one clear line naming it and the problem (a missing
-/// file, a folder where a file belongs or the reverse, a symbolic link loop, a name longer than the file system allows, an
-/// unwritable folder) rather than a stack trace after minutes of work. Problems are <see cref="IOException"/>s whose message
-/// starts with what the path is (e.g. <c>--out 'x'</c>); the path is shortened when very long.
+/// Checks a path before any work, so that a bad input or output path is one clear line naming it and the problem (a
+/// missing file, a folder where a file belongs or the reverse, a symbolic link loop, a name longer than the file system
+/// allows, an unwritable folder) rather than a stack trace after minutes of work. Problems are
+/// <see cref="IOException"/>s whose message starts with what the path is (e.g. <c>--out 'x'</c>); the path is shortened
+/// when very long.
 /// </summary>
 internal static class PathCheck
 {
@@ -15,7 +16,8 @@ internal static class PathCheck
     /// <summary>The longest path Linux accepts (PATH_MAX, with its terminating zero).</summary>
     public const int MaxPathBytes = 4095;
 
-    /// <summary>The problem with reading <paramref name="path"/> as a file, or null when it is an existing file.</summary>
+    /// <summary>The problem with reading <paramref name="path"/> as a file, or null when it is an existing
+    /// file.</summary>
     public static string? FileProblem(string path)
     {
         if (NameProblem(path) is { } bad) return bad;
@@ -27,9 +29,9 @@ internal static class PathCheck
     }
 
     /// <summary>
-    /// Throws unless <paramref name="folder"/> is, or can be created as, a writable folder: the nearest existing folder on
-    /// the path is probed with a temporary file (removed at once); nothing is created. <paramref name="what"/> names the
-    /// path in the message (<c>--out</c>).
+    /// Throws unless <paramref name="folder"/> is, or can be created as, a writable folder: the nearest existing folder
+    /// on the path is probed with a temporary file (removed at once); nothing is created. <paramref name="what"/> names
+    /// the path in the message (<c>--out</c>).
     /// </summary>
     public static void EnsureWritableFolder(string folder, string what)
     {
@@ -57,7 +59,8 @@ internal static class PathCheck
         throw Bad("has no existing folder on its path");
     }
 
-    /// <summary>Throws unless a file can be written at <paramref name="file"/>: not a folder, in a writable folder.</summary>
+    /// <summary>Throws unless a file can be written at <paramref name="file"/>: not a folder, in a writable
+    /// folder.</summary>
     public static void EnsureWritableFile(string file, string what)
     {
         if (string.IsNullOrWhiteSpace(file)) throw new IOException($"{what}: the path is empty");
@@ -67,7 +70,8 @@ internal static class PathCheck
         EnsureWritableFolder(Path.GetDirectoryName(Path.GetFullPath(file))!, $"{what} '{Shorten(file)}': its folder");
     }
 
-    /// <summary>Whether <paramref name="path"/> is a symbolic link whose chain never ends in a file or folder.</summary>
+    /// <summary>Whether <paramref name="path"/> is a symbolic link whose chain never ends in a file or
+    /// folder.</summary>
     public static bool IsLinkLoop(string path)
     {
         try
@@ -81,7 +85,8 @@ internal static class PathCheck
         catch (Exception e) when (e is UnauthorizedAccessException or ArgumentException) { return false; }
     }
 
-    /// <summary>The path, cut to its first and last 60 characters when longer than 160 (a 50 MB name must not fill the terminal).</summary>
+    /// <summary>The path, cut to its first and last 60 characters when longer than 160 (a 50 MB name must not fill the
+    /// terminal).</summary>
     public static string Shorten(string path) =>
         path.Length <= 160 ? path : $"{path[..60]}…({path.Length:N0} characters)…{path[^60..]}";
 

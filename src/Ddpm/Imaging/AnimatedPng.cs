@@ -13,7 +13,8 @@ internal static class AnimatedPng
 {
     private static readonly byte[] Signature = [137, 80, 78, 71, 13, 10, 26, 10];
 
-    /// <summary>An APNG that shows each frame for <paramref name="frameMilliseconds"/> (the last one 3× longer), looping forever.</summary>
+    /// <summary>An APNG that shows each frame for <paramref name="frameMilliseconds"/> (the last one 3× longer),
+    /// looping forever.</summary>
     public static byte[] Assemble(IReadOnlyList<byte[]> pngFrames, int frameMilliseconds = 40)
     {
         if (pngFrames.Count == 0) throw new ArgumentException("an animation needs at least one frame", nameof(pngFrames));

@@ -8,7 +8,8 @@ public static class ImageGrid
 {
     /// <summary>
     /// Lays out images [N, C, H, W] with values in [−1, 1] (clamped) <paramref name="perRow"/> to a row with
-    /// <paramref name="padding"/> black pixels between them, and encodes the grid as PNG (grayscale for C = 1, RGB for C = 3).
+    /// <paramref name="padding"/> black pixels between them, and encodes the grid as PNG (grayscale for C = 1, RGB for
+    /// C = 3).
     /// </summary>
     public static byte[] ToPng(Tensor images, int perRow, int padding = 2)
     {
@@ -16,7 +17,8 @@ public static class ImageGrid
         return Encode(pixels, width, height, channels);
     }
 
-    /// <summary>Writes <see cref="ToPng"/> to a file atomically (<see cref="IO.AtomicFile"/>: no half-written PNG is ever left behind).</summary>
+    /// <summary>Writes <see cref="ToPng"/> to a file atomically (<see cref="IO.AtomicFile"/>: no half-written PNG is
+    /// ever left behind).</summary>
     public static void SavePng(Tensor images, int perRow, string path, int padding = 2) =>
         IO.AtomicFile.WriteAllBytes(path, ToPng(images, perRow, padding));
 

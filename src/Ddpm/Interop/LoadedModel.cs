@@ -13,7 +13,8 @@ namespace Ddpm.Interop;
 public sealed record LoadedModel(UNet Model, DdpmConfig Config, WeightFormat Format, CheckpointManifest? Manifest,
     IReadOnlyList<string> MissingKeys) : IDisposable
 {
-    /// <summary>Tensors holding NaN or infinite values, each as "name (k of n values)"; only non-empty when loaded with allowNonFinite.</summary>
+    /// <summary>Tensors holding NaN or infinite values, each as "name (k of n values)"; only non-empty when loaded with
+    /// allowNonFinite.</summary>
     public IReadOnlyList<string> NonFiniteTensors { get; init; } = [];
 
     /// <summary>

@@ -10,17 +10,18 @@ public sealed record ExportResult(int Tensors, long Parameters, bool UsedEma, IR
     OnnxWebExportResult? Web);
 
 /// <summary>
-/// <c>ddpm export</c>: a weight file's model as PyTorch weights (<c>.pth</c>, <c>.pt</c>, <c>.bin</c>, <c>.safetensors</c>),
-/// as a weights-only ddpm checkpoint (<c>.ckpt</c>, a model to ship), as ONNX (<c>.onnx</c>), and/or as a static web page.
-/// ONNX and the page are for generation, so they carry a checkpoint's EMA weights when it has them, as sampling does.
+/// <c>ddpm export</c>: a weight file's model as PyTorch weights (<c>.pth</c>, <c>.pt</c>, <c>.bin</c>,
+/// <c>.safetensors</c>), as a weights-only ddpm checkpoint (<c>.ckpt</c>, a model to ship), as ONNX (<c>.onnx</c>),
+/// and/or as a static web page. ONNX and the page are for generation, so they carry a checkpoint's EMA weights when it
+/// has them, as sampling does.
 /// </summary>
 public static class ModelExport
 {
     public static readonly IReadOnlyList<string> Extensions = [".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".onnx"];
 
     /// <summary>
-    /// Checks an export before any work (<see cref="Write"/> assumes it): something to write, a known extension, an output
-    /// that is not the input, a writable file, and EMA weights where they are asked for.
+    /// Checks an export before any work (<see cref="Write"/> assumes it): something to write, a known extension, an
+    /// output that is not the input, a writable file, and EMA weights where they are asked for.
     /// </summary>
     /// <exception cref="RequestException">The first problem, naming the option (<c>--to</c>, <c>--ema</c>).</exception>
     public static void Check(string source, string? to, string? webFolder, bool ema)
@@ -50,7 +51,8 @@ public static class ModelExport
         var label = $"{Path.GetFileName(source)}{(loaded.UsesEma ? " (EMA)" : "")}";
         if (to is not null)
         {
-            // Interrupted (Ctrl+C, SIGTERM), no temporary stays beside the file; one killed outright is cleaned by the next write.
+            // Interrupted (Ctrl+C, SIGTERM), no temporary stays beside the file; one killed outright is cleaned by the
+            // next write.
             using (AtomicFile.RemoveTemporaryOnSignal(to))
             {
                 if (ext == ".onnx") OnnxExport.Write(loaded.Model, loaded.Config, to, label);

@@ -20,9 +20,11 @@ public static class ModelFile
     /// <param name="strict">When false, keys missing from raw weights keep their initial values (listed in
     /// <see cref="LoadedModel.MissingKeys"/>); unexpected keys and shape mismatches are errors either way.</param>
     /// <exception cref="ArgumentException">Raw weights without a config.</exception>
-    /// <exception cref="WeightsException">Unreadable, unsafe or non-fitting raw weights (every bad key listed).</exception>
+    /// <exception cref="WeightsException">Unreadable, unsafe or non-fitting raw weights (every bad key
+    /// listed).</exception>
     /// <param name="allowNonFinite">When false (the default), weights holding NaN or infinite values are refused
-    /// (<see cref="WeightsException"/> naming the tensors); when true they load and are listed in <see cref="LoadedModel.NonFiniteTensors"/>.</param>
+    /// (<see cref="WeightsException"/> naming the tensors); when true they load and are listed in
+    /// <see cref="LoadedModel.NonFiniteTensors"/>.</param>
     /// <param name="useEma">Load a checkpoint's EMA weights instead of its raw ones when it has them
     /// (<see cref="LoadedModel.UsesEma"/> says whether it did); the finite check is then of the EMA weights.</param>
     /// <exception cref="CheckpointException">A corrupt ddpm checkpoint.</exception>
@@ -42,8 +44,9 @@ public static class ModelFile
     }
 
     /// <summary>
-    /// The tensors of <paramref name="model"/> holding NaN or ±∞ ("name (k of n values)"). Unless <paramref name="allow"/>,
-    /// any is a <see cref="WeightsException"/> naming <paramref name="path"/> and them: such weights sample flat or NaN images.
+    /// The tensors of <paramref name="model"/> holding NaN or ±∞ ("name (k of n values)"). Unless
+    /// <paramref name="allow"/>, any is a <see cref="WeightsException"/> naming <paramref name="path"/> and them: such
+    /// weights sample flat or NaN images.
     /// </summary>
     public static IReadOnlyList<string> CheckFinite(nn.Module model, string path, bool allow = false)
     {
@@ -115,8 +118,9 @@ public static class ModelFile
     }
 
     /// <summary>
-    /// The config the weights at <paramref name="path"/> need: null for a ddpm checkpoint, which carries its own (a given
-    /// <paramref name="configPath"/> is then ignored, with a <paramref name="warn"/>ing), else the config at <paramref name="configPath"/>.
+    /// The config the weights at <paramref name="path"/> need: null for a ddpm checkpoint, which carries its own (a
+    /// given <paramref name="configPath"/> is then ignored, with a <paramref name="warn"/>ing), else the config at
+    /// <paramref name="configPath"/>.
     /// </summary>
     /// <exception cref="RequestException">Raw weights without <paramref name="configPath"/>.</exception>
     public static DdpmConfig? ConfigFor(string path, string? configPath, Action<string>? warn = null)
@@ -132,10 +136,12 @@ public static class ModelFile
             : DdpmConfig.Load(configPath);
     }
 
-    /// <summary>Converts raw weights (<c>.pth</c> or <c>.safetensors</c>) plus a config into a ddpm checkpoint (step 0).</summary>
-    /// <returns>The keys left at their initial values (only with <c>strict: false</c>) and the tensors holding NaN or ±∞
-    /// (only with <paramref name="allowNonFinite"/>).</returns>
-    /// <param name="configPath">The file <paramref name="config"/> came from, when it did (checked not to be the output).</param>
+    /// <summary>Converts raw weights (<c>.pth</c> or <c>.safetensors</c>) plus a config into a ddpm checkpoint (step
+    /// 0).</summary>
+    /// <returns>The keys left at their initial values (only with <c>strict: false</c>) and the tensors holding NaN or
+    /// ±∞ (only with <paramref name="allowNonFinite"/>).</returns>
+    /// <param name="configPath">The file <paramref name="config"/> came from, when it did (checked not to be the
+    /// output).</param>
     public static (IReadOnlyList<string> MissingKeys, IReadOnlyList<string> NonFiniteTensors) Import(string weightsPath, DdpmConfig config,
         string checkpointPath, bool strict = true, bool allowNonFinite = false, string? configPath = null)
     {

@@ -4,9 +4,9 @@ using System.Text;
 namespace Ddpm.Interop;
 
 /// <summary>
-/// Walks a pickle's opcodes, without executing any, and refuses it unless every global it names is on an
-/// allow-list of what <c>torch.save(state_dict)</c> needs: <c>collections.OrderedDict</c>,
-/// <c>torch._utils._rebuild_tensor(_v2)</c>, <c>torch._utils._rebuild_parameter</c> and the <c>torch.*Storage</c> types.
+/// Walks a pickle's opcodes, without executing any, and refuses it unless every global it names is on an allow-list of
+/// what <c>torch.save(state_dict)</c> needs: <c>collections.OrderedDict</c>, <c>torch._utils._rebuild_tensor(_v2)</c>,
+/// <c>torch._utils._rebuild_parameter</c> and the <c>torch.*Storage</c> types.
 /// </summary>
 /// <remarks>
 /// Razorvine.Pickle (under TorchSharp.PyBridge) runs no Python, but it turns an unknown global into a generic
@@ -31,7 +31,8 @@ internal static class PickleGuard
 
     /// <summary>Nesting of MARKed containers accepted (a state_dict's pickle nests 3 deep).</summary>
     public const int MaxMarkDepth = 64;
-    /// <summary>The largest pickle accepted (the pickle holds names and shapes; the tensors' bytes are separate entries).</summary>
+    /// <summary>The largest pickle accepted (the pickle holds names and shapes; the tensors' bytes are separate
+    /// entries).</summary>
     public const long MaxPickleBytes = 64L << 20;
 
     /// <summary>Allowed globals, for error messages.</summary>

@@ -18,8 +18,8 @@ public static class StateDictIo
 
     /// <summary>
     /// Tells the formats apart by content: a zip holding <c>manifest.json</c> is a ddpm checkpoint, a zip holding
-    /// <c>&lt;name&gt;/data.pkl</c> is a PyTorch file (both are zips), and an 8-byte little-endian header length followed
-    /// by <c>{</c> is safetensors. Throws <see cref="WeightsException"/> for anything else.
+    /// <c>&lt;name&gt;/data.pkl</c> is a PyTorch file (both are zips), and an 8-byte little-endian header length
+    /// followed by <c>{</c> is safetensors. Throws <see cref="WeightsException"/> for anything else.
     /// </summary>
     public static WeightFormat Detect(string path)
     {
@@ -113,10 +113,12 @@ public static class StateDictIo
     /// <summary>
     /// Copies <paramref name="stateDict"/> into <paramref name="module"/>'s parameters and buffers, all or nothing.
     /// Every problem is collected first: missing keys (allowed, and returned, when <paramref name="strict"/> is false),
-    /// unexpected keys and shape or dtype mismatches (always errors). Floating-point values are cast to the module's dtype.
+    /// unexpected keys and shape or dtype mismatches (always errors). Floating-point values are cast to the module's
+    /// dtype.
     /// </summary>
     /// <returns>The missing keys (empty when strict).</returns>
-    /// <exception cref="WeightsException">Listing every missing (when strict), unexpected and mismatched key; nothing is loaded.</exception>
+    /// <exception cref="WeightsException">Listing every missing (when strict), unexpected and mismatched key; nothing
+    /// is loaded.</exception>
     public static IReadOnlyList<string> LoadInto(nn.Module module, IReadOnlyDictionary<string, Tensor> stateDict, bool strict = true,
         string source = "(state_dict)")
     {

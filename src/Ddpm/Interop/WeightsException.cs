@@ -28,7 +28,8 @@ public sealed class WeightsException : Exception
     /// <summary>Keys the file has and the model lacks.</summary>
     public IReadOnlyList<string> UnexpectedKeys { get; } = [];
 
-    /// <summary>Keys present on both sides with a different shape or a non-floating dtype, each with both shapes.</summary>
+    /// <summary>Keys present on both sides with a different shape or a non-floating dtype, each with both
+    /// shapes.</summary>
     public IReadOnlyList<string> MismatchedKeys { get; } = [];
 
     private static string Describe(IReadOnlyList<string> missing, IReadOnlyList<string> unexpected, IReadOnlyList<string> mismatched)

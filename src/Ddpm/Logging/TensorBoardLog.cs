@@ -30,7 +30,8 @@ public sealed class TensorBoardLog
     /// <summary>The folder the event file is in.</summary>
     public string LogDirectory { get; }
 
-    /// <summary>One optimizer step: <c>train/loss</c>, <c>train/lr</c>, <c>train/images_per_s</c> at the step number.</summary>
+    /// <summary>One optimizer step: <c>train/loss</c>, <c>train/lr</c>, <c>train/images_per_s</c> at the step
+    /// number.</summary>
     public void Step(StepReport step, double learningRate)
     {
         int at = StepIndex(step.Step);
@@ -39,7 +40,8 @@ public sealed class TensorBoardLog
         _writer.add_scalar("train/images_per_s", (float)step.ImagesPerSecond, at);
     }
 
-    /// <summary>One finished epoch: <c>epoch/mean_loss</c> and <c>epoch/images_per_s</c> at the epoch's last step.</summary>
+    /// <summary>One finished epoch: <c>epoch/mean_loss</c> and <c>epoch/images_per_s</c> at the epoch's last
+    /// step.</summary>
     public void Epoch(EpochReport epoch)
     {
         int at = StepIndex(epoch.Step);

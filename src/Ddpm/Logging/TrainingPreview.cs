@@ -15,8 +15,8 @@ public static class TrainingPreview
     /// <summary>
     /// Algorithm 2 on min(<paramref name="steps"/>, T) uniformly respaced timesteps for <paramref name="count"/> images
     /// through <see cref="ImageGenerator"/>, from the EMA weights when the trainer keeps them (classes i mod K for a
-    /// class-conditional model, unguided), with a fixed seed (train_params.seed) so that successive epochs show the same
-    /// noise; writes the grid as a PNG and returns its path.
+    /// class-conditional model, unguided), with a fixed seed (train_params.seed) so that successive epochs show the
+    /// same noise; writes the grid as a PNG and returns its path.
     /// </summary>
     public static string Write(Trainer trainer, string pngPath, int count = DefaultCount, int steps = DefaultSteps)
     {
@@ -27,8 +27,8 @@ public static class TrainingPreview
         bool wasTraining = model.training;
         try
         {
-            // The parameters' own device (with its index): ImageGenerator's model.to() then copies nothing, so the trainer's
-            // parameters (views of its flat buffers) stay the ones it trains. It puts the model in eval mode.
+            // The parameters' own device (with its index): ImageGenerator's model.to() then copies nothing, so the
+            // trainer's parameters (views of its flat buffers) stay the ones it trains. It puts the model in eval mode.
             using var generator = new ImageGenerator(model, diffusion, model.parameters().First().device);
             var request = new GenerationRequest
             {

@@ -2,7 +2,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Models;
 
-/// <summary>(resnet → attention) × layers, then a 4×4 stride-2 convolution when down-sampling (reference <c>DownBlock</c>).</summary>
+/// <summary>(resnet → attention) × layers, then a 4×4 stride-2 convolution when down-sampling (reference
+/// <c>DownBlock</c>).</summary>
 internal sealed class DownBlock : ResnetAttentionLayers
 {
     private readonly nn.Module<Tensor, Tensor> down_sample_conv;
@@ -18,7 +19,8 @@ internal sealed class DownBlock : ResnetAttentionLayers
         RegisterComponents();
     }
 
-    /// <param name="timeProjections">One time projection [B, C] per resnet layer (<see cref="ResnetAttentionLayers.Resnet"/>).</param>
+    /// <param name="timeProjections">One time projection [B, C] per resnet layer
+    /// (<see cref="ResnetAttentionLayers.Resnet"/>).</param>
     public Tensor forward(Tensor x, IReadOnlyList<Tensor> timeProjections)
     {
         using var scope = NewDisposeScope();

@@ -8,9 +8,10 @@ namespace Ddpm.Models;
 /// <summary>
 /// The U-Net's forward pass for sampling, replayed from a CUDA graph on CUDA (PyTorch's <c>make_graphed_callables</c>
 /// for inference): per input shape, static input buffers and one capture; each call copies x, t (and y) into the
-/// buffers, replays, and returns a copy of the output. Same function as <see cref="UNet.forward(Tensor, Tensor, Tensor?)"/>,
-/// without the host's cost of issuing ~1,000 kernels per call. Eager unless <c>DDPM_CUDA_GRAPHS=1</c> and graphs are
-/// available (<see cref="CudaGraphs.ReasonNotToUse"/>), or after a capture failed (once, with a warning).
+/// buffers, replays, and returns a copy of the output. Same function as
+/// <see cref="UNet.forward(Tensor, Tensor, Tensor?)"/>, without the host's cost of issuing ~1,000 kernels per call.
+/// Eager unless <c>DDPM_CUDA_GRAPHS=1</c> and graphs are available (<see cref="CudaGraphs.ReasonNotToUse"/>), or after
+/// a capture failed (once, with a warning).
 /// <para>Checked, not trusted: a shape's first call runs eagerly and captures; its second call, the first replay (on
 /// other inputs than the capture's, so a graph that ignores its inputs shows), is compared with the eager forward on
 /// the same inputs. Beyond float tolerance (<see cref="Agrees"/>) the graph is dropped, the shape runs eagerly from
@@ -20,7 +21,8 @@ namespace Ddpm.Models;
 /// </summary>
 public sealed class GraphedForward : IDisposable
 {
-    /// <summary>At most this many shapes get a graph (each keeps its activations' memory); others run eagerly.</summary>
+    /// <summary>At most this many shapes get a graph (each keeps its activations' memory); others run
+    /// eagerly.</summary>
     public const int MaxGraphs = 8;
 
     private readonly UNet _model;
@@ -83,7 +85,8 @@ public sealed class GraphedForward : IDisposable
     /// <summary>Shapes that run eagerly because their first replay disagreed with the eager forward.</summary>
     public int RejectedShapes => _eagerShapes.Count;
 
-    /// <summary>ε_θ(x_t, t, y) as <see cref="UNet.forward(Tensor, Tensor, Tensor?)"/>; a new tensor the caller owns.</summary>
+    /// <summary>ε_θ(x_t, t, y) as <see cref="UNet.forward(Tensor, Tensor, Tensor?)"/>; a new tensor the caller
+    /// owns.</summary>
     public Tensor Forward(Tensor x, Tensor t, Tensor? y = null)
     {
         using var noGrad = no_grad();

@@ -15,7 +15,8 @@ internal sealed class MidBlock : ResnetAttentionLayers
         RegisterComponents();
     }
 
-    /// <param name="timeProjections">One time projection [B, C] per resnet layer (<see cref="ResnetAttentionLayers.Resnet"/>).</param>
+    /// <param name="timeProjections">One time projection [B, C] per resnet layer
+    /// (<see cref="ResnetAttentionLayers.Resnet"/>).</param>
     public Tensor forward(Tensor x, IReadOnlyList<Tensor> timeProjections)
     {
         using var scope = NewDisposeScope();

@@ -4,7 +4,8 @@ using Ddpm.Diffusion;
 
 namespace Ddpm.Models;
 
-/// <summary>What <c>ddpm info</c> shows of a config: the U-Net's parameters per block and a few rows of the noise schedule.</summary>
+/// <summary>What <c>ddpm info</c> shows of a config: the U-Net's parameters per block and a few rows of the noise
+/// schedule.</summary>
 public static class ModelSummary
 {
     public static IEnumerable<string> Lines(DdpmConfig cfg)
@@ -26,7 +27,8 @@ public static class ModelSummary
                 s.PosteriorVariance[t], Math.Sqrt(1 - s.AlphasCumprod[t]));
     }
 
-    /// <summary>The block a parameter belongs to: <c>downs.0</c>, <c>mids.1</c>, <c>ups.2</c>, or its top-level module.</summary>
+    /// <summary>The block a parameter belongs to: <c>downs.0</c>, <c>mids.1</c>, <c>ups.2</c>, or its top-level
+    /// module.</summary>
     private static string BlockOf(string name)
     {
         var parts = name.Split('.');

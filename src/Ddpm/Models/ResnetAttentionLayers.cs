@@ -18,11 +18,14 @@ internal abstract class ResnetAttentionLayers : nn.Module
     protected readonly ModuleList<Conv2d> residual_input_conv = new();
     protected readonly ModuleList<GroupNorm> attention_norms = new();
     protected readonly ModuleList<SelfAttention> attentions = new();
-    // The Linear inside each t_emb_layers[i] (a plain list: TorchSharp registers only Module, Parameter and Tensor fields).
+    // The Linear inside each t_emb_layers[i] (a plain list: TorchSharp registers only Module, Parameter and Tensor
+    // fields).
     private readonly List<Linear> _timeLinears = [];
 
-    /// <param name="resnetInputs">Input channels of each resnet layer; all output <paramref name="outChannels"/>.</param>
-    /// <param name="attentionLayers">How many attention layers (each over <paramref name="outChannels"/>); 0 = none.</param>
+    /// <param name="resnetInputs">Input channels of each resnet layer; all output
+    /// <paramref name="outChannels"/>.</param>
+    /// <param name="attentionLayers">How many attention layers (each over <paramref name="outChannels"/>); 0 =
+    /// none.</param>
     protected ResnetAttentionLayers(string name, IEnumerable<long> resnetInputs, long outChannels, int attentionLayers,
         int timeEmbDim, int heads) : base(name)
     {
@@ -42,7 +45,8 @@ internal abstract class ResnetAttentionLayers : nn.Module
         }
     }
 
-    /// <summary>The Linear of each resnet layer's time projection SiLU → Linear, in layer order (the U-Net batches them).</summary>
+    /// <summary>The Linear of each resnet layer's time projection SiLU → Linear, in layer order (the U-Net batches
+    /// them).</summary>
     internal IReadOnlyList<Linear> TimeLinears => _timeLinears;
 
     /// <summary>Each resnet layer's own time projection SiLU → Linear (the reference's per-layer path).</summary>
@@ -52,8 +56,9 @@ internal abstract class ResnetAttentionLayers : nn.Module
     protected bool HasAttention => attentions.Count > 0;
 
     /// <summary>
-    /// Resnet layer i: conv2(GN-SiLU-conv1(x) + p) + 1×1 conv(x), where <paramref name="timeProjection"/> p = W·SiLU(t_emb)
-    /// [B, C] is this layer's projection of the time embedding (computed for all layers at once by the U-Net).
+    /// Resnet layer i: conv2(GN-SiLU-conv1(x) + p) + 1×1 conv(x), where <paramref name="timeProjection"/> p =
+    /// W·SiLU(t_emb) [B, C] is this layer's projection of the time embedding (computed for all layers at once by the
+    /// U-Net).
     /// </summary>
     protected Tensor Resnet(int i, Tensor x, Tensor timeProjection)
     {

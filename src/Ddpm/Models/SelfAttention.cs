@@ -46,7 +46,8 @@ internal sealed class SelfAttention : nn.Module<Tensor, Tensor>
         return out_proj.forward(merged).MoveToOuterDisposeScope();
     }
 
-    /// <summary>PyTorch's bf16/fp16 flash and memory-efficient attention kernels take head sizes that are multiples of this.</summary>
+    /// <summary>PyTorch's bf16/fp16 flash and memory-efficient attention kernels take head sizes that are multiples of
+    /// this.</summary>
     internal const long HeadAlignment = 8;
 
     /// <summary>The variable that turns head padding off (0) for bf16/fp16 on CUDA.</summary>
@@ -55,8 +56,8 @@ internal sealed class SelfAttention : nn.Module<Tensor, Tensor>
     private static bool? _headPadding;
 
     /// <summary>
-    /// Whether <see cref="Attend"/> pads heads for <paramref name="x"/>: bf16 or fp16 on CUDA (where a head size such as
-    /// the seed's last up block's 16 channels / 4 heads = 4 would send PyTorch to its slow math kernel), unless
+    /// Whether <see cref="Attend"/> pads heads for <paramref name="x"/>: bf16 or fp16 on CUDA (where a head size such
+    /// as the seed's last up block's 16 channels / 4 heads = 4 would send PyTorch to its slow math kernel), unless
     /// <c>DDPM_ATTENTION_PAD=0</c>. float32 keeps its kernels, so it is never padded.
     /// </summary>
     internal static bool PadsHeads(Tensor x) =>
@@ -64,10 +65,10 @@ internal sealed class SelfAttention : nn.Module<Tensor, Tensor>
         && (_headPadding ??= Runtime.DevicePolicy.Flag(HeadPaddingVariable) ?? true);
 
     /// <summary>
-    /// softmax(QKᵀ/√d)V per head (Vaswani et al. 2017, eq. 1); q, k, v: [B, heads, L, d]. With <paramref name="pad"/> and
-    /// d not a multiple of <see cref="HeadAlignment"/>, q, k and v are zero-padded to d′ and q is scaled by √(d′/d), so
-    /// the kernel's 1/√d′ gives (√(d′/d)·q)·k/√d′ = q·k/√d, and v's zero columns give output columns that are dropped:
-    /// the same function, on the fast kernels.
+    /// softmax(QKᵀ/√d)V per head (Vaswani et al. 2017, eq. 1); q, k, v: [B, heads, L, d]. With <paramref name="pad"/>
+    /// and d not a multiple of <see cref="HeadAlignment"/>, q, k and v are zero-padded to d′ and q is scaled by
+    /// √(d′/d), so the kernel's 1/√d′ gives (√(d′/d)·q)·k/√d′ = q·k/√d, and v's zero columns give output columns that
+    /// are dropped: the same function, on the fast kernels.
     /// </summary>
     internal static Tensor Attend(Tensor q, Tensor k, Tensor v, bool pad)
     {

@@ -6,8 +6,8 @@ using static TorchSharp.torch;
 namespace Ddpm.Models;
 
 /// <summary>
-/// The seed's U-Net ε_θ(x_t, t) (explainingai-code/DDPM-Pytorch <c>models/unet_base.py</c>): conv_in, a sinusoidal
-/// time embedding through an MLP, down blocks, mid blocks, up blocks with skip connections, GroupNorm → SiLU → conv_out.
+/// The seed's U-Net ε_θ(x_t, t) (explainingai-code/DDPM-Pytorch <c>models/unet_base.py</c>): conv_in, a sinusoidal time
+/// embedding through an MLP, down blocks, mid blocks, up blocks with skip connections, GroupNorm → SiLU → conv_out.
 /// Parameter names equal the reference's state_dict keys.
 /// </summary>
 public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
@@ -19,7 +19,8 @@ public sealed class UNet : nn.Module<Tensor, Tensor, Tensor>
     private readonly ModuleList<UpBlock> ups = new();
     private readonly GroupNorm norm_out;
     private readonly Conv2d conv_out;
-    /// <summary>Label embedding for class-conditional models (row <c>num_classes</c> is the null label ∅); null otherwise.</summary>
+    /// <summary>Label embedding for class-conditional models (row <c>num_classes</c> is the null label ∅); null
+    /// otherwise.</summary>
     private readonly Embedding? class_emb;
     // Every resnet layer's time-projection Linear, in forward order, and their output widths (see TimeProjections).
     private readonly Linear[] _timeLinears;

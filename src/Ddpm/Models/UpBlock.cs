@@ -21,7 +21,8 @@ internal sealed class UpBlock : ResnetAttentionLayers
         RegisterComponents();
     }
 
-    /// <param name="timeProjections">One time projection [B, C] per resnet layer (<see cref="ResnetAttentionLayers.Resnet"/>).</param>
+    /// <param name="timeProjections">One time projection [B, C] per resnet layer
+    /// (<see cref="ResnetAttentionLayers.Resnet"/>).</param>
     public Tensor forward(Tensor x, Tensor skip, IReadOnlyList<Tensor> timeProjections)
     {
         using var scope = NewDisposeScope();

@@ -6,10 +6,10 @@ namespace Ddpm.Runs;
 
 /// <summary>
 /// A run's checkpoints: the last <see cref="Keep"/> as <c>checkpoint-&lt;step&gt;.ckpt</c> plus the latest as
-/// <c>checkpoint.ckpt</c>. Each save writes the numbered file atomically (<see cref="Checkpoint.Save"/>), then publishes it
-/// as the latest by a hard link (a copy where links are unsupported) renamed over <c>checkpoint.ckpt</c>, then deletes the
-/// oldest numbered files. A process killed at any moment leaves <c>checkpoint.ckpt</c> as either the previous or the
-/// new checkpoint, never a torn file.
+/// <c>checkpoint.ckpt</c>. Each save writes the numbered file atomically (<see cref="Checkpoint.Save"/>), then
+/// publishes it as the latest by a hard link (a copy where links are unsupported) renamed over <c>checkpoint.ckpt</c>,
+/// then deletes the oldest numbered files. A process killed at any moment leaves <c>checkpoint.ckpt</c> as either the
+/// previous or the new checkpoint, never a torn file.
 /// </summary>
 public sealed class CheckpointFolder
 {
@@ -89,7 +89,8 @@ public sealed class CheckpointFolder
         return LatestPath;
     }
 
-    /// <summary>Makes <paramref name="numbered"/> the latest: a hard link to it (a copy where links are unsupported) renamed over the latest.</summary>
+    /// <summary>Makes <paramref name="numbered"/> the latest: a hard link to it (a copy where links are unsupported)
+    /// renamed over the latest.</summary>
     private void Publish(string numbered)
     {
         try
@@ -117,7 +118,8 @@ public sealed class CheckpointFolder
             if (path != keepAlso) AtomicFile.TryDelete(path);
     }
 
-    /// <summary>Temporary files left by killed processes (<c>….ckpt.tmp-&lt;pid&gt;</c> of a pid no longer running).</summary>
+    /// <summary>Temporary files left by killed processes (<c>….ckpt.tmp-&lt;pid&gt;</c> of a pid no longer
+    /// running).</summary>
     private void RemoveStaleTemporaries()
     {
         if (!OperatingSystem.IsLinux()) return;

@@ -6,8 +6,8 @@ namespace Ddpm.Runs;
 
 /// <summary>
 /// The layout of one run folder: every file <c>ddpm train</c> writes there, by name, defined here once, and what the
-/// trainer, <c>ddpm eval</c>, <c>ddpm serve</c> and the CLI read. Checkpoint names belong to <see cref="CheckpointFolder"/>
-/// and the lock's to <see cref="RunLock"/>; this class composes them.
+/// trainer, <c>ddpm eval</c>, <c>ddpm serve</c> and the CLI read. Checkpoint names belong to
+/// <see cref="CheckpointFolder"/> and the lock's to <see cref="RunLock"/>; this class composes them.
 /// </summary>
 public sealed class RunFolder
 {
@@ -59,7 +59,8 @@ public sealed class RunFolder
     public static bool LooksLikeRun(string directory) =>
         Markers.Any(m => RegularFile.Is(System.IO.Path.Combine(directory, m))) || CheckpointFolder.Files(directory).Any();
 
-    /// <summary>The files of a training run here (checkpoints, logs, preview, config, TensorBoard events), nothing else.</summary>
+    /// <summary>The files of a training run here (checkpoints, logs, preview, config, TensorBoard events), nothing
+    /// else.</summary>
     public IEnumerable<string> RunFiles()
     {
         var checkpoints = Checkpoints(0);
@@ -67,7 +68,8 @@ public sealed class RunFolder
         return named.Where(System.IO.File.Exists).Concat(checkpoints.Numbered().Select(c => c.Path)).Concat(TensorBoardFiles());
     }
 
-    /// <summary>Whether a training run already lives here (a fresh run into the folder must be refused or overwrite it).</summary>
+    /// <summary>Whether a training run already lives here (a fresh run into the folder must be refused or overwrite
+    /// it).</summary>
     public bool HoldsRun => RunFiles().Any();
 
     /// <summary>Deletes <see cref="RunFiles"/> (nothing else in the folder).</summary>
@@ -77,8 +79,8 @@ public sealed class RunFolder
     }
 
     /// <summary>
-    /// Opens the step log: a fresh run starts it anew; a resumed run keeps the rows up to step <paramref name="continueAt"/>
-    /// (rows a killed process wrote after its last checkpoint are dropped) and appends.
+    /// Opens the step log: a fresh run starts it anew; a resumed run keeps the rows up to step
+    /// <paramref name="continueAt"/> (rows a killed process wrote after its last checkpoint are dropped) and appends.
     /// </summary>
     public StreamWriter OpenStepLog(long? continueAt) => OpenLog(StepLogPath, StepLogHeader, stepColumn: 0, continueAt);
 

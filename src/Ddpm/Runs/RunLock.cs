@@ -47,7 +47,8 @@ public sealed class RunLock : IDisposable
     /// <summary>
     /// Takes the lock of <paramref name="folder"/> (which must exist) for this process: the lock file
     /// <paramref name="fileName"/>, for a <paramref name="what"/> (named in the refusal). Throws
-    /// <see cref="RunLockedException"/> when a running process holds it; I/O errors (e.g. a read-only folder) propagate.
+    /// <see cref="RunLockedException"/> when a running process holds it; I/O errors (e.g. a read-only folder)
+    /// propagate.
     /// </summary>
     public static RunLock Acquire(string folder, string fileName = FileName, string what = "training run")
     {
@@ -72,7 +73,8 @@ public sealed class RunLock : IDisposable
             {
                 throw new RunLockedException(path, holder, what);
             }
-            // Stale: move it aside under a name of our own (only one process can), check it is what we judged, retry O_EXCL.
+            // Stale: move it aside under a name of our own (only one process can), check it is what we judged, retry
+            // O_EXCL.
             var aside = path + AtomicFile.TempMarker + Environment.ProcessId;
             try { File.Move(path, aside, overwrite: true); }
             catch (FileNotFoundException) { continue; }
@@ -113,7 +115,8 @@ public sealed class RunLock : IDisposable
         return new Holder(self.Id, self.StartTime.ToUniversalTime());
     }
 
-    /// <summary>Whether <paramref name="holder"/> still runs: its PID exists and was started at the recorded time (±1 s).</summary>
+    /// <summary>Whether <paramref name="holder"/> still runs: its PID exists and was started at the recorded time (±1
+    /// s).</summary>
     public static bool IsRunning(Holder holder)
     {
         try

@@ -99,7 +99,8 @@ public sealed class SampleFolder
         }
     }
 
-    /// <summary>A step of the generation: an animation frame and an intermediate grid when due (first batch only).</summary>
+    /// <summary>A step of the generation: an animation frame and an intermediate grid when due (first batch
+    /// only).</summary>
     public void Observe(GenerationStep s)
     {
         if (s.Batch != 0) return;
@@ -115,9 +116,11 @@ public sealed class SampleFolder
 
     /// <summary>
     /// Writes the final grid of <paramref name="images"/> and the animation (when it has frames); with
-    /// <paramref name="path"/>, also the images in order, there and back, as <see cref="PathFile"/>. Returns the grid's path.
+    /// <paramref name="path"/>, also the images in order, there and back, as <see cref="PathFile"/>. Returns the grid's
+    /// path.
     /// </summary>
-    /// <exception cref="IOException">A write failed (a full disk, say); the message says what the folder holds.</exception>
+    /// <exception cref="IOException">A write failed (a full disk, say); the message says what the folder
+    /// holds.</exception>
     public string Finish(Tensor images, bool path = false)
     {
         Write(GridFile, () => ImageGrid.SavePng(images, _perRow, GridPath));

@@ -6,17 +6,18 @@ using Ddpm.Sampling;
 namespace Ddpm.Runs;
 
 /// <summary>
-/// One generation written to a <see cref="SampleFolder"/> (<c>ddpm sample</c> and the editing commands): planned and checked
-/// before any work, split over the ranks of a job by image index when there is one (<see cref="ShardedGeneration"/>),
-/// with rank 0 alone preparing (claiming) the folder, observing the steps and writing the grid and the animation. The
-/// folder is given up when <see cref="Run"/> ends, or on <see cref="Dispose"/>.
+/// One generation written to a <see cref="SampleFolder"/> (<c>ddpm sample</c> and the editing commands): planned and
+/// checked before any work, split over the ranks of a job by image index when there is one
+/// (<see cref="ShardedGeneration"/>), with rank 0 alone preparing (claiming) the folder, observing the steps and
+/// writing the grid and the animation. The folder is given up when <see cref="Run"/> ends, or on <see cref="Dispose"/>.
 /// </summary>
 public sealed class SampleRun : IDisposable
 {
     private readonly ICommunicator? _ranks;
 
     /// <param name="ranks">The job's ranks (each makes its range of image indices), or null for one process.</param>
-    /// <exception cref="ArgumentException">The request does not fit the model (as <see cref="ImageGenerator.Plan"/>).</exception>
+    /// <exception cref="ArgumentException">The request does not fit the model (as
+    /// <see cref="ImageGenerator.Plan"/>).</exception>
     /// <exception cref="InsufficientMemoryException">The request cannot fit in memory.</exception>
     public SampleRun(ImageGenerator generator, GenerationRequest request, string folder, int perRow, int frames = 0, int saveEvery = 0,
         ICommunicator? ranks = null)
@@ -38,8 +39,8 @@ public sealed class SampleRun : IDisposable
     public int Processes => _ranks?.Size ?? 1;
 
     /// <summary>
-    /// Creates and claims the folder and removes an earlier generation's files (rank 0 only); returns a note naming them,
-    /// or null when there were none.
+    /// Creates and claims the folder and removes an earlier generation's files (rank 0 only); returns a note naming
+    /// them, or null when there were none.
     /// </summary>
     /// <exception cref="RunLockedException">Another generation, still running, writes into the folder.</exception>
     public string? Prepare() => (IsRoot ? Folder.Prepare() : []) is { Count: > 0 } earlier
@@ -47,9 +48,9 @@ public sealed class SampleRun : IDisposable
         : null;
 
     /// <summary>
-    /// Generates (collective under a job) and, on rank 0, writes the grid and the animation. <paramref name="onStep"/> (rank
-    /// 0) sees every step after the folder has. Throws <see cref="OperationCanceledException"/> within one step of
-    /// <paramref name="cancel"/>, with only the intermediate grids written.
+    /// Generates (collective under a job) and, on rank 0, writes the grid and the animation. <paramref name="onStep"/>
+    /// (rank 0) sees every step after the folder has. Throws <see cref="OperationCanceledException"/> within one step
+    /// of <paramref name="cancel"/>, with only the intermediate grids written.
     /// </summary>
     public SampleRunResult Run(Action<GenerationStep>? onStep = null, CancellationToken cancel = default)
     {
@@ -96,5 +97,6 @@ public sealed class SampleRun : IDisposable
     public void Dispose() => Folder.Release();
 }
 
-/// <summary>What a <see cref="SampleRun"/> wrote: the grid's path (rank 0; null elsewhere) and this rank's timings.</summary>
+/// <summary>What a <see cref="SampleRun"/> wrote: the grid's path (rank 0; null elsewhere) and this rank's
+/// timings.</summary>
 public sealed record SampleRunResult(string? GridPath, GenerationTimings Timings);

@@ -2,7 +2,8 @@ using Ddpm.Configuration;
 
 namespace Ddpm.Runs;
 
-/// <summary>Changes to a config's <c>train_params</c> asked for one run (the CLI's --epochs, --max-steps, …); null keeps the config's.</summary>
+/// <summary>Changes to a config's <c>train_params</c> asked for one run (the CLI's --epochs, --max-steps, …); null
+/// keeps the config's.</summary>
 public sealed record TrainOverrides(int? Epochs = null, long? MaxSteps = null, int? BatchSize = null, double? Lr = null, long? Seed = null)
 {
     /// <summary><paramref name="c"/> with these values in place, validated.</summary>
@@ -15,7 +16,8 @@ public sealed record TrainOverrides(int? Epochs = null, long? MaxSteps = null, i
         },
     }).Validate();
 
-    /// <summary>The given values as the CLI spells them (<c>--epochs 3 --seed 1</c>), e.g. for the command that resumes a run.</summary>
+    /// <summary>The given values as the CLI spells them (<c>--epochs 3 --seed 1</c>), e.g. for the command that resumes
+    /// a run.</summary>
     public IEnumerable<string> Arguments()
     {
         var inv = System.Globalization.CultureInfo.InvariantCulture;

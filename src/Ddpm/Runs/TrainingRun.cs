@@ -9,10 +9,10 @@ using static TorchSharp.torch;
 namespace Ddpm.Runs;
 
 /// <summary>
-/// A training run in its folder (improved-diffusion's <c>TrainLoop</c>): <see cref="Open"/> claims the folder for a fresh
-/// run (refusing one that holds a run unless told to overwrite it) or resumes from its latest checkpoint, holding the
-/// folder's lock; <see cref="Run"/> loads the data and trains epoch by epoch, writing the logs, a checkpoint per epoch,
-/// the preview and TensorBoard events, until the run is finished or cancelled (a checkpoint is saved then too).
+/// A training run in its folder (improved-diffusion's <c>TrainLoop</c>): <see cref="Open"/> claims the folder for a
+/// fresh run (refusing one that holds a run unless told to overwrite it) or resumes from its latest checkpoint, holding
+/// the folder's lock; <see cref="Run"/> loads the data and trains epoch by epoch, writing the logs, a checkpoint per
+/// epoch, the preview and TensorBoard events, until the run is finished or cancelled (a checkpoint is saved then too).
 /// A fresh run that saved nothing leaves nothing behind. Data parallel (<see cref="TrainerOptions.Parallel"/>), rank 0
 /// alone owns the folder and reports; the other ranks wait for its verdict and never touch the folder.
 /// </summary>
@@ -80,8 +80,8 @@ public sealed class TrainingRun : IDisposable
     /// Claims <see cref="TrainingRunRequest.Folder"/> (or resumes the run in it) and builds the trainer. A fresh run's
     /// model and batch are checked to fit before the folder is touched.
     /// </summary>
-    /// <exception cref="RunRequestException">The request does not fit the folder (a run already there, nothing to resume, a
-    /// resume with another config, a finished run).</exception>
+    /// <exception cref="RunRequestException">The request does not fit the folder (a run already there, nothing to
+    /// resume, a resume with another config, a finished run).</exception>
     /// <exception cref="TrainingException">The folder cannot be used (in use by another run, not writable).</exception>
     public static TrainingRun Open(TrainingRunRequest request, Device device, TrainerOptions? options = null,
         IProgress<TrainingProgress>? progress = null)
@@ -191,8 +191,8 @@ public sealed class TrainingRun : IDisposable
     }
 
     /// <summary>
-    /// The progress bar's position in this epoch: steps done and the step the epoch ends at — its last batch, or earlier
-    /// where <c>max_steps</c> stops the run (so an ETA counts only the steps that will run).
+    /// The progress bar's position in this epoch: steps done and the step the epoch ends at — its last batch, or
+    /// earlier where <c>max_steps</c> stops the run (so an ETA counts only the steps that will run).
     /// </summary>
     public static (long Done, long Total) EpochProgress(StepReport s, long maxSteps)
     {
@@ -216,7 +216,8 @@ public sealed class TrainingRun : IDisposable
         return taken;
     }
 
-    /// <summary>A fresh run needs a folder without one: refuse, or when overwriting remove the old run's files.</summary>
+    /// <summary>A fresh run needs a folder without one: refuse, or when overwriting remove the old run's
+    /// files.</summary>
     private void ClaimFresh()
     {
         if (!Folder.HoldsRun) return;
@@ -239,8 +240,8 @@ public sealed class TrainingRun : IDisposable
     }
 
     /// <summary>
-    /// For a resume: the checkpoint's config, with only the run-length keys taken from the request (its config, else the
-    /// checkpoint's adjusted by <see cref="TrainingRunRequest.Adjust"/>); any other difference is refused, listed.
+    /// For a resume: the checkpoint's config, with only the run-length keys taken from the request (its config, else
+    /// the checkpoint's adjusted by <see cref="TrainingRunRequest.Adjust"/>); any other difference is refused, listed.
     /// </summary>
     private DdpmConfig ResumedConfig(DdpmConfig stored)
     {
@@ -261,8 +262,8 @@ public sealed class TrainingRun : IDisposable
     }
 
     /// <summary>
-    /// What a failure leaves: a fresh run that saved nothing removes what it wrote (and the folders it made) and says so;
-    /// otherwise the last checkpoint is named as kept. Returns the exception to throw.
+    /// What a failure leaves: a fresh run that saved nothing removes what it wrote (and the folders it made) and says
+    /// so; otherwise the last checkpoint is named as kept. Returns the exception to throw.
     /// </summary>
     private Exception Abandon(Exception e)
     {

@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Runtime;
 
-/// <summary>How strictly CUDA checks other work while a graph is being captured (CUDA's cudaStreamCaptureMode).</summary>
+/// <summary>How strictly CUDA checks other work while a graph is being captured (CUDA's
+/// cudaStreamCaptureMode).</summary>
 public enum CaptureMode
 {
     /// <summary>Any thread's unsafe CUDA call fails the capture (PyTorch's default).</summary>
@@ -57,7 +58,8 @@ public sealed class CudaGraph : IDisposable
     }
 
     /// <summary><see cref="Capture(Device, Func{Tensor[]}, int, CaptureMode)"/> after the device checks;
-    /// <paramref name="synchronizeDevice"/> waits for the device (tests drive this against a fake libtorch on the CPU).</summary>
+    /// <paramref name="synchronizeDevice"/> waits for the device (tests drive this against a fake libtorch on the
+    /// CPU).</summary>
     internal static CudaGraph CaptureWith(Device device, Func<Tensor[]> body, int warmups, CaptureMode mode, Action synchronizeDevice)
     {
         if (warmups < 1) throw new ArgumentOutOfRangeException(nameof(warmups), "at least one warm-up run (libtorch sets itself up in it)");
@@ -131,7 +133,8 @@ public sealed class CudaGraph : IDisposable
         if (error is not null) throw new CudaGraphException(error);
     }
 
-    /// <summary>What the managed side of a capture may allocate without a collection (TorchSharp's tensor wrappers).</summary>
+    /// <summary>What the managed side of a capture may allocate without a collection (TorchSharp's tensor
+    /// wrappers).</summary>
     private const long NoGcBytes = 64L << 20;
 
     private static bool TryStartNoGcRegion()

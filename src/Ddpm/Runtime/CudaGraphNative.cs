@@ -31,7 +31,8 @@ internal static class CudaGraphNative
     /// <summary>The shim's message, or null for success.</summary>
     public static string? Message(IntPtr error) => error == IntPtr.Zero ? null : Marshal.PtrToStringUTF8(error) ?? "an error without a message";
 
-    /// <summary>Throws <see cref="CudaGraphException"/> with the shim's message unless <paramref name="error"/> is null.</summary>
+    /// <summary>Throws <see cref="CudaGraphException"/> with the shim's message unless <paramref name="error"/> is
+    /// null.</summary>
     public static void Check(IntPtr error)
     {
         if (Message(error) is { } text) throw new CudaGraphException(text);

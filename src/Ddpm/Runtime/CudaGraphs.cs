@@ -15,7 +15,8 @@ public static class CudaGraphs
     /// <summary>The variable that turns CUDA graphs on (1) on CUDA where available; unset or 0: off.</summary>
     public const string Variable = "DDPM_CUDA_GRAPHS";
 
-    /// <summary>Where the shim looks for libtorch's functions (the first must be loaded: a CPU-only libtorch has none).</summary>
+    /// <summary>Where the shim looks for libtorch's functions (the first must be loaded: a CPU-only libtorch has
+    /// none).</summary>
     public const string Libraries = "libtorch_cuda.so:libc10_cuda.so:libtorch_cpu.so:libtorch.so";
 
     private static readonly object Gate = new();
@@ -56,7 +57,8 @@ public static class CudaGraphs
         if (UnavailableReason is { } reason) throw new CudaGraphException(reason);
     }
 
-    /// <summary>Binds the shim to <paramref name="libraries"/> (':'-separated; tests bind it to a fake libtorch).</summary>
+    /// <summary>Binds the shim to <paramref name="libraries"/> (':'-separated; tests bind it to a fake
+    /// libtorch).</summary>
     internal static string? Bind(string libraries)
     {
         lock (Gate) return BindLocked(libraries);

@@ -14,10 +14,12 @@ namespace Ddpm.Runtime;
 /// <para>CPU: oneDNN (inside libtorch 2.10) computes wrong convolutions on virtual machines whose CPUID hides the cache
 /// hierarchy; its AVX kernels are exact there. So such a machine gets <c>DNNL_MAX_CPU_ISA=AVX</c> (unless the variable
 /// is set), and a self-check compares oneDNN with libtorch's own kernels on the shapes that failed; if they disagree,
-/// oneDNN is turned off for the process. <c>DDPM_ONEDNN=0</c> turns it off, <c>1</c> keeps it on without the check.</para>
-/// <para>Host memory (Linux, glibc): libtorch takes every CPU tensor from malloc, and glibc maps large blocks afresh and
-/// returns freed memory, so each sampling step page-faults its activations in again. The policy raises glibc's mmap and
-/// trim thresholds to 1 GiB (<c>DDPM_MALLOC=0</c>, or the user's own <c>MALLOC_*_THRESHOLD_</c>, leave malloc alone).</para>
+/// oneDNN is turned off for the process. <c>DDPM_ONEDNN=0</c> turns it off, <c>1</c> keeps it on without the
+/// check.</para>
+/// <para>Host memory (Linux, glibc): libtorch takes every CPU tensor from malloc, and glibc maps large blocks afresh
+/// and returns freed memory, so each sampling step page-faults its activations in again. The policy raises glibc's mmap
+/// and trim thresholds to 1 GiB (<c>DDPM_MALLOC=0</c>, or the user's own <c>MALLOC_*_THRESHOLD_</c>, leave malloc
+/// alone).</para>
 /// <para>Why and what it measured: docs/platform.md.</para>
 /// </summary>
 public static class DevicePolicy
@@ -25,7 +27,8 @@ public static class DevicePolicy
     /// <summary>The variable that turns cuDNN's autotuner on (1, default) or off (0) for CUDA runs.</summary>
     public const string CudnnBenchmarkVariable = "DDPM_CUDNN_BENCHMARK";
 
-    /// <summary>The variable that forces oneDNN off (0) or on without the self-check (1) for CPU convolutions.</summary>
+    /// <summary>The variable that forces oneDNN off (0) or on without the self-check (1) for CPU
+    /// convolutions.</summary>
     public const string OneDnnVariable = "DDPM_ONEDNN";
 
     /// <summary>oneDNN's own variable capping the instruction set its kernels use.</summary>
@@ -37,7 +40,8 @@ public static class DevicePolicy
     /// <summary>The mmap and trim thresholds the policy gives glibc's malloc.</summary>
     public const long MallocThresholdBytes = 1L << 30;
 
-    /// <summary>glibc's own variables for the two thresholds: when the user set either, the policy leaves malloc alone.</summary>
+    /// <summary>glibc's own variables for the two thresholds: when the user set either, the policy leaves malloc
+    /// alone.</summary>
     public static readonly IReadOnlyList<string> GlibcThresholdVariables = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"];
 
     private static readonly object Gate = new();
@@ -45,8 +49,8 @@ public static class DevicePolicy
     private static string? _hostAllocator;
 
     /// <summary>
-    /// Sets libtorch and the process up for <paramref name="device"/>: the host calls this once at start, before building a
-    /// model (idempotent; the CPU part runs for every device, once per process).
+    /// Sets libtorch and the process up for <paramref name="device"/>: the host calls this once at start, before
+    /// building a model (idempotent; the CPU part runs for every device, once per process).
     /// </summary>
     /// <exception cref="ArgumentException">a DDPM_* variable holds something other than 0 or 1.</exception>
     public static void Apply(Device device)
@@ -59,10 +63,11 @@ public static class DevicePolicy
     }
 
     /// <summary>
-    /// The device a host asks for, set up with <see cref="Apply"/>: CUDA when <paramref name="cuda"/> is true, or null and a
-    /// device is available; else the CPU.
+    /// The device a host asks for, set up with <see cref="Apply"/>: CUDA when <paramref name="cuda"/> is true, or null
+    /// and a device is available; else the CPU.
     /// </summary>
-    /// <exception cref="RequestException">CUDA asked for where none is available, or a DDPM_* variable not 0 or 1.</exception>
+    /// <exception cref="RequestException">CUDA asked for where none is available, or a DDPM_* variable not 0 or
+    /// 1.</exception>
     public static Device Choose(bool? cuda)
     {
         var device = cuda ?? torch.cuda.is_available() ? CUDA : CPU;
@@ -78,9 +83,9 @@ public static class DevicePolicy
     public static bool Applied => _cpuConvolutions is not null;
 
     /// <summary>
-    /// Refuses to go on until the host has applied the policy: oneDNN reads its instruction-set cap at its first use, so a
-    /// model built before <see cref="Apply"/> could compute wrong convolutions on some machines. The U-Net's and the
-    /// classifier's constructors call it.
+    /// Refuses to go on until the host has applied the policy: oneDNN reads its instruction-set cap at its first use,
+    /// so a model built before <see cref="Apply"/> could compute wrong convolutions on some machines. The U-Net's and
+    /// the classifier's constructors call it.
     /// </summary>
     /// <exception cref="InvalidOperationException">the policy was not applied.</exception>
     public static void EnsureApplied()
@@ -102,7 +107,8 @@ public static class DevicePolicy
         }
     }
 
-    /// <summary>How host memory is allocated in this process (for reports), e.g. "glibc malloc, mmap/trim thresholds 1 GiB".</summary>
+    /// <summary>How host memory is allocated in this process (for reports), e.g. "glibc malloc, mmap/trim thresholds 1
+    /// GiB".</summary>
     public static string HostAllocator => _hostAllocator ?? NotApplied;
 
     private static string ConfigureHostAllocator()
@@ -121,7 +127,8 @@ public static class DevicePolicy
         catch (EntryPointNotFoundException) { return "malloc (no mallopt)"; }
     }
 
-    /// <summary>What CPU convolutions run on in this process (for reports), e.g. "oneDNN, ISA capped at AVX (...)".</summary>
+    /// <summary>What CPU convolutions run on in this process (for reports), e.g. "oneDNN, ISA capped at AVX
+    /// (...)".</summary>
     public static string CpuConvolutions => _cpuConvolutions ?? NotApplied;
 
     private const string NotApplied = "not set up (DevicePolicy.Apply was not called)";

@@ -24,8 +24,8 @@ public static class ErrorText
     };
 
     /// <summary>
-    /// A message as one line of reasonable length: libtorch's C++ backtrace ("Exception raised from … frame #0: …") and .NET
-    /// stack frames are cut, line breaks become "; " and very long text (a 50 MB name echoed back) is shortened.
+    /// A message as one line of reasonable length: libtorch's C++ backtrace ("Exception raised from … frame #0: …") and
+    /// .NET stack frames are cut, line breaks become "; " and very long text (a 50 MB name echoed back) is shortened.
     /// </summary>
     public static string OneLine(string message)
     {

@@ -4,13 +4,14 @@ namespace Ddpm.Runtime;
 
 /// <summary>
 /// Uses the libtorch of an existing PyTorch installation (e.g. <c>.../site-packages/torch/lib</c>, which has the CUDA
-/// libraries) instead of the CPU libtorch NuGet package. The libraries are loaded by full path before TorchSharp starts;
-/// its native shim then binds to them by soname. Build without the CPU package (<c>-p:DdpmCpuLibTorch=false</c>):
-/// two libtorch copies in one process abort at start.
+/// libraries) instead of the CPU libtorch NuGet package. The libraries are loaded by full path before TorchSharp
+/// starts; its native shim then binds to them by soname. Build without the CPU package
+/// (<c>-p:DdpmCpuLibTorch=false</c>): two libtorch copies in one process abort at start.
 /// </summary>
 public static class LibTorchLocation
 {
-    /// <summary>The environment variable naming a libtorch folder (checked by <see cref="UseFromEnvironment"/>).</summary>
+    /// <summary>The environment variable naming a libtorch folder (checked by
+    /// <see cref="UseFromEnvironment"/>).</summary>
     public const string Variable = "DDPM_LIBTORCH";
 
     private static readonly string[] Required = ["libc10.so", "libtorch_cpu.so", "libtorch.so"];
@@ -25,7 +26,8 @@ public static class LibTorchLocation
         return dir;
     }
 
-    /// <summary>Loads libc10, libtorch_cpu, libtorch (and the CUDA parts when present) from <paramref name="directory"/>.</summary>
+    /// <summary>Loads libc10, libtorch_cpu, libtorch (and the CUDA parts when present) from
+    /// <paramref name="directory"/>.</summary>
     public static void Use(string directory)
     {
         if (!Directory.Exists(directory))

@@ -5,10 +5,10 @@ namespace Ddpm.Runtime;
 
 /// <summary>
 /// Makes a child process die with the process that started it, for test hosts and job runners that may crash without
-/// cleaning up: when <c>DDPM_EXIT_WITH_PARENT</c> holds a process id, this process exits (code <see cref="ExitCode"/>) as
-/// soon as that process is gone or its standard input reaches its end (the parent's end of the pipe closed). Polling by
-/// hand because .NET has no parent-death notification (Linux's PR_SET_PDEATHSIG fires when the forking <em>thread</em>
-/// exits, which for .NET's Process.Start is any thread-pool thread).
+/// cleaning up: when <c>DDPM_EXIT_WITH_PARENT</c> holds a process id, this process exits (code <see cref="ExitCode"/>)
+/// as soon as that process is gone or its standard input reaches its end (the parent's end of the pipe closed). Polling
+/// by hand because .NET has no parent-death notification (Linux's PR_SET_PDEATHSIG fires when the forking
+/// <em>thread</em> exits, which for .NET's Process.Start is any thread-pool thread).
 /// </summary>
 public static class ParentWatch
 {
@@ -19,7 +19,8 @@ public static class ParentWatch
     private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(250);
     private static int _started;
 
-    /// <summary>Starts watching when <see cref="Variable"/> names a process id (anything else is ignored); returns whether it did.</summary>
+    /// <summary>Starts watching when <see cref="Variable"/> names a process id (anything else is ignored); returns
+    /// whether it did.</summary>
     public static bool StartFromEnvironment()
     {
         var value = Environment.GetEnvironmentVariable(Variable);
@@ -28,7 +29,8 @@ public static class ParentWatch
         return true;
     }
 
-    /// <summary>Exits this process once <paramref name="parentPid"/> is gone or standard input ends (POSIX systems; elsewhere a no-op).</summary>
+    /// <summary>Exits this process once <paramref name="parentPid"/> is gone or standard input ends (POSIX systems;
+    /// elsewhere a no-op).</summary>
     public static void Start(int parentPid)
     {
         if (OperatingSystem.IsWindows() || Interlocked.Exchange(ref _started, 1) == 1) return;
@@ -75,8 +77,9 @@ public static class ParentWatch
             Console.Error.Flush();
         }
         catch (IOException) { }
-        // _exit, not Environment.Exit: .NET's shutdown while the main thread is inside libtorch can crash (SIGSEGV seen),
-        // and nothing needs cleaning up: every file is written atomically (a stale run lock is taken over later).
+        // _exit, not Environment.Exit: .NET's shutdown while the main thread is inside libtorch can crash (SIGSEGV
+        // seen), and nothing needs cleaning up: every file is written atomically (a stale run lock is taken over
+        // later).
         ExitNow(ExitCode);
     }
 

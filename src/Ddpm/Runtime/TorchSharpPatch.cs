@@ -37,7 +37,8 @@ public static class TorchSharpPatch
     /// Returns when the loaded TorchSharp.dll carries the patch (checked once per process), or when
     /// <see cref="AllowUnpatchedVariable"/> is 1; throws otherwise.
     /// </summary>
-    /// <exception cref="TorchSharpNotPatchedException">TorchSharp.dll is not patched (named in the message).</exception>
+    /// <exception cref="TorchSharpNotPatchedException">TorchSharp.dll is not patched (named in the
+    /// message).</exception>
     public static void EnsureApplied()
     {
         if (Problem.Value is { } problem && !AllowedUnpatched) throw new TorchSharpNotPatchedException(problem);
@@ -97,5 +98,6 @@ public static class TorchSharpPatch
     }
 }
 
-/// <summary>The loaded TorchSharp.dll lacks the build's keep-alive patch (docs/thread-safety.md); the message names it.</summary>
+/// <summary>The loaded TorchSharp.dll lacks the build's keep-alive patch (docs/thread-safety.md); the message names
+/// it.</summary>
 public sealed class TorchSharpNotPatchedException(string message) : InvalidOperationException(message);

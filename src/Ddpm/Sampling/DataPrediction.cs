@@ -27,10 +27,12 @@ public sealed record X0Correction
     }
 }
 
-/// <summary>The data prediction x̂_0 that DPM-Solver++ and UniPC step with, from the noise prediction the caller gives.</summary>
+/// <summary>The data prediction x̂_0 that DPM-Solver++ and UniPC step with, from the noise prediction the caller
+/// gives.</summary>
 public static class DataPrediction
 {
-    /// <summary>x̂_0 = (x_t − σ_t ε)/α_t with α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t) (Ho et al. 2020, eq. 4 solved for x_0), then <paramref name="correction"/>.</summary>
+    /// <summary>x̂_0 = (x_t − σ_t ε)/α_t with α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t) (Ho et al. 2020, eq. 4 solved for x_0), then
+    /// <paramref name="correction"/>.</summary>
     public static Tensor FromEps(Tensor x, Tensor eps, double alpha, double sigma, X0Correction correction)
     {
         using var scope = NewDisposeScope();

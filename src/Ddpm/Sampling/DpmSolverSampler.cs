@@ -19,7 +19,8 @@ public sealed class DpmSolverSampler : ISampler
     public IReadOnlyList<int> Timesteps => _grid.Timesteps;
     /// <summary>The solver's order (1 or 2).</summary>
     public int Order { get; }
-    /// <summary>True for DPM-Solver++(2M) SDE (Lu et al. 2022, "DPM-Solver++", §5 and appendix: the SDE variant).</summary>
+    /// <summary>True for DPM-Solver++(2M) SDE (Lu et al. 2022, "DPM-Solver++", §5 and appendix: the SDE
+    /// variant).</summary>
     public bool Stochastic { get; }
 
     public DpmSolverSampler(NoiseSchedule schedule, int steps, SpacingKind spacing = SpacingKind.Uniform, int order = 2,

@@ -1,11 +1,13 @@
 namespace Ddpm.Sampling;
 
-/// <summary>The φ-functions of exponential integrators, in which DPM-Solver++ and UniPC write their coefficients.</summary>
+/// <summary>The φ-functions of exponential integrators, in which DPM-Solver++ and UniPC write their
+/// coefficients.</summary>
 public static class ExponentialIntegrator
 {
     /// <summary>
     /// φ_0(z) = e^z, φ_{k+1}(z) = (φ_k(z) − 1/k!)/z (Hochbruck &amp; Ostermann 2010, eq. 2.10; UniPC, Zhao et al. 2023,
-    /// eq. 6), by its Taylor series Σ_j z^j/(j+k)! for |z| &lt; 1, where the recursion would cancel, else by the recursion.
+    /// eq. 6), by its Taylor series Σ_j z^j/(j+k)! for |z| &lt; 1, where the recursion would cancel, else by the
+    /// recursion.
     /// </summary>
     public static double Phi(int k, double z)
     {

@@ -6,7 +6,8 @@ namespace Ddpm.Sampling;
 /// </summary>
 public sealed record GenerationPlan(IReadOnlyList<int> Timesteps, int Batches, int BatchSize, GenerationMemory Memory)
 {
-    /// <summary>Model evaluations in all (steps × batches; each is one forward pass, of twice the batch with guidance).</summary>
+    /// <summary>Model evaluations in all (steps × batches; each is one forward pass, of twice the batch with
+    /// guidance).</summary>
     public long TotalSteps => (long)Timesteps.Count * Batches;
 }
 

@@ -13,14 +13,17 @@ public sealed record GenerationRequest
 {
     /// <summary>Number of images N.</summary>
     public int Count { get; init; } = 1;
-    /// <summary>Index of the first image in the seed's sequence (0 for a whole request; a shard's start otherwise).</summary>
+    /// <summary>Index of the first image in the seed's sequence (0 for a whole request; a shard's start
+    /// otherwise).</summary>
     public long FirstIndex { get; init; }
     /// <summary>Seed of the per-image noise streams (<see cref="ImageNoise"/>).</summary>
     public long Seed { get; init; }
     public SamplerOptions Sampler { get; init; } = new();
-    /// <summary>A class per image (<see cref="Count"/> entries) for a class-conditional model; null samples unconditionally.</summary>
+    /// <summary>A class per image (<see cref="Count"/> entries) for a class-conditional model; null samples
+    /// unconditionally.</summary>
     public IReadOnlyList<int>? Labels { get; init; }
-    /// <summary>Classifier-free guidance weight w ≥ 0 (Ho &amp; Salimans 2022, eq. 6); needs <see cref="Labels"/>.</summary>
+    /// <summary>Classifier-free guidance weight w ≥ 0 (Ho &amp; Salimans 2022, eq. 6); needs
+    /// <see cref="Labels"/>.</summary>
     public double Guidance { get; init; }
     /// <summary>
     /// Images per forward pass at most; larger requests run in batches (twice the images per pass with guidance). Null:
@@ -48,14 +51,16 @@ public sealed record GenerationRequest
         _ => "several edits",
     };
 
-    /// <summary>Class i mod <paramref name="classes"/> for image i: with as many images per grid row as classes, one class per column.</summary>
+    /// <summary>Class i mod <paramref name="classes"/> for image i: with as many images per grid row as classes, one
+    /// class per column.</summary>
     public static int[] CyclingClasses(int count, int classes) => Enumerable.Range(0, count).Select(i => i % Math.Max(1, classes)).ToArray();
 
     /// <summary>
-    /// Checks the request against a model with <paramref name="model"/>'s options (before any model is loaded, e.g. by a
-    /// server): counts, guidance, and the labels the model can take. The sampler is checked when it is created.
+    /// Checks the request against a model with <paramref name="model"/>'s options (before any model is loaded, e.g. by
+    /// a server): counts, guidance, and the labels the model can take. The sampler is checked when it is created.
     /// </summary>
-    /// <exception cref="ArgumentException">A setting out of range or unfit for the model (the message names it).</exception>
+    /// <exception cref="ArgumentException">A setting out of range or unfit for the model (the message names
+    /// it).</exception>
     public void Validate(UNetOptions model)
     {
         if (Count < 1) throw new ArgumentException($"count must be >= 1, got {Count}");

@@ -3,7 +3,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Sampling;
 
-/// <summary>The images of a <see cref="GenerationRequest"/>, the timesteps they were sampled with, and how long it took. Disposing frees the images.</summary>
+/// <summary>The images of a <see cref="GenerationRequest"/>, the timesteps they were sampled with, and how long it
+/// took. Disposing frees the images.</summary>
 /// <param name="Images">float32 [N, C, H, W] on the CPU, clamped to [−1, 1], in image-index order.</param>
 /// <param name="FirstIndex">Index of the first image in the seed's sequence.</param>
 /// <param name="Timesteps">The model timesteps every batch visited, in order.</param>

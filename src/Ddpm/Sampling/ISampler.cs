@@ -15,10 +15,12 @@ public interface ISampler
 
     /// <summary>
     /// x at step <paramref name="index"/> + 1 from x at step <paramref name="index"/> and ε_θ(x, Timesteps[index]).
-    /// <paramref name="noise"/>: z ~ N(0, I) shaped like x when <see cref="UsesNoise"/>(index), else ignored (may be null).
+    /// <paramref name="noise"/>: z ~ N(0, I) shaped like x when <see cref="UsesNoise"/>(index), else ignored (may be
+    /// null).
     /// </summary>
     Tensor Step(Tensor eps, int index, Tensor x, Tensor? noise);
 
-    /// <summary>Whether step <paramref name="index"/> adds noise, i.e. needs z (deterministic steps say false, so none is drawn).</summary>
+    /// <summary>Whether step <paramref name="index"/> adds noise, i.e. needs z (deterministic steps say false, so none
+    /// is drawn).</summary>
     bool UsesNoise(int index) => true;
 }

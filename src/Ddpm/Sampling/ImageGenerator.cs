@@ -26,9 +26,9 @@ public sealed class ImageGenerator : IDisposable
 
     /// <summary>
     /// Wraps a model in memory (not owned: the caller disposes it). The model is moved to <paramref name="device"/>
-    /// (default CPU), put in eval mode and, for <see cref="Precision.Bf16"/>, cast to bfloat16 (it still takes and returns
-    /// float32; the samplers' arithmetic stays float32). <paramref name="diffusion"/> carries the schedule and what the
-    /// network predicts.
+    /// (default CPU), put in eval mode and, for <see cref="Precision.Bf16"/>, cast to bfloat16 (it still takes and
+    /// returns float32; the samplers' arithmetic stays float32). <paramref name="diffusion"/> carries the schedule and
+    /// what the network predicts.
     /// </summary>
     public ImageGenerator(UNet model, GaussianDiffusion diffusion, Device? device = null, Precision precision = Precision.Fp32)
     {
@@ -63,9 +63,10 @@ public sealed class ImageGenerator : IDisposable
 
     /// <summary>
     /// Loads a weight file (a ddpm checkpoint, or a PyTorch <c>.pth</c> / safetensors state_dict with
-    /// <paramref name="config"/> giving its architecture; see <see cref="ModelFile.Load"/>). A checkpoint's EMA weights are
-    /// used when it has them, unless <paramref name="useEma"/> is false. The generator owns the model. Weights holding NaN or
-    /// infinite values are refused unless <paramref name="allowNonFinite"/> (then listed in <see cref="LoadedModel.NonFiniteTensors"/>).
+    /// <paramref name="config"/> giving its architecture; see <see cref="ModelFile.Load"/>). A checkpoint's EMA weights
+    /// are used when it has them, unless <paramref name="useEma"/> is false. The generator owns the model. Weights
+    /// holding NaN or infinite values are refused unless <paramref name="allowNonFinite"/> (then listed in
+    /// <see cref="LoadedModel.NonFiniteTensors"/>).
     /// </summary>
     public static ImageGenerator Load(string path, Device? device = null, Precision precision = Precision.Fp32, bool useEma = true,
         DdpmConfig? config = null, bool strict = true, bool allowNonFinite = false)
@@ -88,7 +89,8 @@ public sealed class ImageGenerator : IDisposable
     public GaussianDiffusion Diffusion { get; }
     public Device Device { get; }
     public Precision Precision { get; }
-    /// <summary>What <see cref="Load"/> read (config, manifest, format, missing keys); null when built from a model in memory.</summary>
+    /// <summary>What <see cref="Load"/> read (config, manifest, format, missing keys); null when built from a model in
+    /// memory.</summary>
     public LoadedModel? Source => _owned;
     /// <summary>Whether <see cref="Load"/> put a checkpoint's EMA weights into the model.</summary>
     public bool UsesEma { get; }
@@ -99,16 +101,19 @@ public sealed class ImageGenerator : IDisposable
     public Distillation.DistilledGrid? Distilled { get; init; }
     /// <summary>[C, H, W] of one image.</summary>
     public long[] ImageShape => [Model.Options.ImChannels, Model.Options.ImSize, Model.Options.ImSize];
-    /// <summary>ε_θ(x_t, t) of the unconditional model whatever it predicts (<see cref="GaussianDiffusion.AsEpsPredictor"/>), e.g. for the variational bound.</summary>
+    /// <summary>ε_θ(x_t, t) of the unconditional model whatever it predicts
+    /// (<see cref="GaussianDiffusion.AsEpsPredictor"/>), e.g. for the variational bound.</summary>
     public NoisePredictor EpsPredictor { get; }
-    /// <summary>How the network runs: "CUDA graphs" (one capture per batch shape, <see cref="GraphedForward"/>) or "eager (why)".</summary>
+    /// <summary>How the network runs: "CUDA graphs" (one capture per batch shape, <see cref="GraphedForward"/>) or
+    /// "eager (why)".</summary>
     public string ForwardDescription => _forward.Description;
 
     /// <summary>
     /// Checks <paramref name="request"/> against this model and says what it will do, before any work: its settings,
     /// and an edit's inputs (shapes, value ranges, masks, strength, resampling, frames).
     /// </summary>
-    /// <exception cref="ArgumentException">A setting that is out of range or does not fit the model (the message names it).</exception>
+    /// <exception cref="ArgumentException">A setting that is out of range or does not fit the model (the message names
+    /// it).</exception>
     /// <exception cref="InsufficientMemoryException">The images (kept until returned, and a grid of them) and one batch
     /// exceed the memory available on the CPU.</exception>
     public GenerationPlan Plan(GenerationRequest request)
@@ -117,7 +122,8 @@ public sealed class ImageGenerator : IDisposable
         request = Resolve(request);
         request.Validate(Model.Options);
         var timesteps = EditChecks.Timesteps(request, Diffusion.Schedule, ImageShape, Model.IsConditional, CheckClass);
-        // Images per forward pass per image: the two classes an interpolation mixes, and the unconditional half of guidance.
+        // Images per forward pass per image: the two classes an interpolation mixes, and the unconditional half of
+        // guidance.
         int forwards = (request.Interpolation is { FromClass: { } a, ToClass: { } b } && a != b ? 2 : 1)
             + (IsGuided(request) ? 1 : 0);
         long? available = Device.type == DeviceType.CPU ? MemoryEstimate.AvailableCpuBytes() : null;
@@ -149,12 +155,13 @@ public sealed class ImageGenerator : IDisposable
     /// </summary>
     private bool IsGuided(GenerationRequest request) => request.Guidance != 0 && Distilled is null;
 
-    /// <summary>The working set a batch may take when a request does not say: 4 GiB, or half the available CPU memory if less.</summary>
+    /// <summary>The working set a batch may take when a request does not say: 4 GiB, or half the available CPU memory
+    /// if less.</summary>
     public static long DefaultMemoryBudget(long? availableCpuBytes) => Math.Min((availableCpuBytes ?? 8L << 30) / 2, 4L << 30);
 
     /// <summary>
-    /// Refuses, before anything is allocated, a request whose images (kept until returned, plus a grid of them as a caller
-    /// writes it) and one batch's working set exceed the available memory.
+    /// Refuses, before anything is allocated, a request whose images (kept until returned, plus a grid of them as a
+    /// caller writes it) and one batch's working set exceed the available memory.
     /// </summary>
     private static void EnsureFits(GenerationPlan plan, GenerationRequest request, long? available)
     {
@@ -176,8 +183,9 @@ public sealed class ImageGenerator : IDisposable
     }
 
     /// <summary>
-    /// The largest batch (1 … <paramref name="count"/>) whose working set on the device (weights, activations and noise:
-    /// <see cref="GenerationMemory.DeviceBytes"/>) stays within <paramref name="budgetBytes"/>; 1 when even that does not.
+    /// The largest batch (1 … <paramref name="count"/>) whose working set on the device (weights, activations and
+    /// noise: <see cref="GenerationMemory.DeviceBytes"/>) stays within <paramref name="budgetBytes"/>; 1 when even that
+    /// does not.
     /// </summary>
     /// <param name="forwards">Images per forward pass per image (2 guided, 3 mixing two classes guided).</param>
     public int BatchSizeWithin(int count, long budgetBytes, int forwards = 1)

@@ -11,13 +11,14 @@ namespace Ddpm.Sampling;
 /// </summary>
 /// <remarks>
 /// Step s of image i is element s mod K of the stream's draw number 1 + s / K (K = <see cref="StepsPerDraw"/>), whether
-/// or not the sampler uses noise at s. Drawing K steps at once keeps the per-image calls, and the host-to-device copies,
-/// to one per K steps. libtorch's CPU generator (mt19937) keeps 32 bits of a seed, so the stream seed is a 64-bit mix of
-/// (seed, i) folded to 32 bits (<see cref="StreamSeed"/>).
+/// or not the sampler uses noise at s. Drawing K steps at once keeps the per-image calls, and the host-to-device
+/// copies, to one per K steps. libtorch's CPU generator (mt19937) keeps 32 bits of a seed, so the stream seed is a
+/// 64-bit mix of (seed, i) folded to 32 bits (<see cref="StreamSeed"/>).
 /// </remarks>
 public sealed class ImageNoise : IDisposable
 {
-    /// <summary>Steps of noise per draw of a stream: part of the streams' definition (changing it changes the images).</summary>
+    /// <summary>Steps of noise per draw of a stream: part of the streams' definition (changing it changes the
+    /// images).</summary>
     public const int StepsPerDraw = 10;
 
     private readonly Generator[] _streams;
@@ -27,8 +28,9 @@ public sealed class ImageNoise : IDisposable
     private int _blockIndex = -1;
     private Tensor? _block;
 
-    /// <summary>Noise for images <paramref name="firstIndex"/> … <paramref name="firstIndex"/> + <paramref name="count"/> − 1
-    /// of <paramref name="seed"/>, each of <paramref name="imageShape"/> [C, H, W], delivered on <paramref name="device"/>.</summary>
+    /// <summary>Noise for images <paramref name="firstIndex"/> … <paramref name="firstIndex"/> +
+    /// <paramref name="count"/> − 1 of <paramref name="seed"/>, each of <paramref name="imageShape"/> [C, H, W],
+    /// delivered on <paramref name="device"/>.</summary>
     public ImageNoise(long seed, long firstIndex, int count, long[] imageShape, Device device)
     {
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), $"count must be >= 1, got {count}");
@@ -46,7 +48,8 @@ public sealed class ImageNoise : IDisposable
     public long FirstIndex { get; }
     public int Count { get; }
 
-    /// <summary>The seed of image <paramref name="index"/>'s stream: SplitMix64 of (seed, index), folded to 32 bits.</summary>
+    /// <summary>The seed of image <paramref name="index"/>'s stream: SplitMix64 of (seed, index), folded to 32
+    /// bits.</summary>
     public static ulong StreamSeed(long seed, long index)
     {
         ulong h = SplitMix64(SplitMix64((ulong)seed) ^ (ulong)index);
@@ -61,7 +64,8 @@ public sealed class ImageNoise : IDisposable
         return z ^ (z >> 31);
     }
 
-    /// <summary>x_T ~ N(0, I), [Count, C, H, W] float32 on the device: each stream's first draw. Call once, before any step; the caller owns it.</summary>
+    /// <summary>x_T ~ N(0, I), [Count, C, H, W] float32 on the device: each stream's first draw. Call once, before any
+    /// step; the caller owns it.</summary>
     public Tensor Initial()
     {
         if (_initialDrawn) throw new InvalidOperationException("x_T has been drawn already: it is each stream's first draw");
@@ -72,8 +76,8 @@ public sealed class ImageNoise : IDisposable
     }
 
     /// <summary>
-    /// z ~ N(0, I) for step <paramref name="step"/>, [Count, C, H, W] on the device (a view into the current block: valid until
-    /// a later block is drawn or this is disposed). Steps must not go backwards past a block.
+    /// z ~ N(0, I) for step <paramref name="step"/>, [Count, C, H, W] on the device (a view into the current block:
+    /// valid until a later block is drawn or this is disposed). Steps must not go backwards past a block.
     /// </summary>
     public Tensor ForStep(int step)
     {

@@ -3,9 +3,10 @@ using static TorchSharp.torch;
 namespace Ddpm.Sampling;
 
 /// <summary>
-/// The previous data predictions a multistep solver reuses (diffusers' <c>model_outputs</c>), newest first, with the grid
-/// index each was made at. The tensors live outside every dispose scope until they drop out or the run ends. Steps
-/// must come in order 0, 1, 2, …; step 0 starts a new run (so one instance can sample several batches one after another).
+/// The previous data predictions a multistep solver reuses (diffusers' <c>model_outputs</c>), newest first, with the
+/// grid index each was made at. The tensors live outside every dispose scope until they drop out or the run ends. Steps
+/// must come in order 0, 1, 2, …; step 0 starts a new run (so one instance can sample several batches one after
+/// another).
 /// </summary>
 internal sealed class ModelOutputHistory(int capacity)
 {
@@ -26,7 +27,8 @@ internal sealed class ModelOutputHistory(int capacity)
         _expected = index + 1;
     }
 
-    /// <summary>Keeps a copy of <paramref name="d"/> (made at grid index <paramref name="index"/>), dropping the oldest beyond capacity.</summary>
+    /// <summary>Keeps a copy of <paramref name="d"/> (made at grid index <paramref name="index"/>), dropping the oldest
+    /// beyond capacity.</summary>
     public void Push(int index, Tensor d)
     {
         _items.Insert(0, (index, d.detach().DetachFromDisposeScope()));

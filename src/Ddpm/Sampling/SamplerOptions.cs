@@ -10,11 +10,13 @@ public enum SamplerKind
     Ddpm,
     /// <summary>DDIM (Song et al. 2021).</summary>
     Ddim,
-    /// <summary>DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): second-order multistep, one model call per step.</summary>
+    /// <summary>DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): second-order multistep, one model call per
+    /// step.</summary>
     [EnumMember(Value = "dpmpp-2m")] DpmSolver2M,
     /// <summary>DPM-Solver++(2M) SDE: the stochastic second-order multistep variant (Lu et al. 2022).</summary>
     [EnumMember(Value = "dpmpp-2m-sde")] DpmSolver2MSde,
-    /// <summary>UniPC with B(h) = e^{−h} − 1 ("bh2", Zhao et al. 2023): UniP-2 predictor and UniC corrector, order 3.</summary>
+    /// <summary>UniPC with B(h) = e^{−h} − 1 ("bh2", Zhao et al. 2023): UniP-2 predictor and UniC corrector, order
+    /// 3.</summary>
     [EnumMember(Value = "unipc")] UniPc,
 }
 
@@ -30,7 +32,8 @@ public sealed record SamplerOptions
     public SpacingKind? Spacing { get; init; }
     public VarianceKind Variance { get; init; } = VarianceKind.BetaTilde;
     public bool ClipX0 { get; init; }
-    /// <summary>Dynamic thresholding's percentile p ∈ (0, 1) for the DPM-Solver++ and UniPC samplers (Saharia et al. 2022), or null.</summary>
+    /// <summary>Dynamic thresholding's percentile p ∈ (0, 1) for the DPM-Solver++ and UniPC samplers (Saharia et al.
+    /// 2022), or null.</summary>
     public double? DynamicThreshold { get; init; }
     /// <summary>
     /// An explicit grid of model timesteps, noisiest first (e.g. a distilled checkpoint's,
@@ -39,7 +42,8 @@ public sealed record SamplerOptions
     /// </summary>
     public IReadOnlyList<int>? Timesteps { get; init; }
 
-    /// <summary>Steps a solver takes unless told otherwise: the few-step budget it was measured at (docs/measurements.md).</summary>
+    /// <summary>Steps a solver takes unless told otherwise: the few-step budget it was measured at
+    /// (docs/measurements.md).</summary>
     public const int DefaultSolverSteps = 20;
 
     /// <summary>
@@ -58,11 +62,13 @@ public sealed record SamplerOptions
     public static SpacingKind DefaultSpacing(SamplerKind kind) =>
         IsDataPredictionSolver(kind) ? SpacingKind.Karras : SpacingKind.Uniform;
 
-    /// <summary>The steps a family takes unless told otherwise: all T for DDPM and DDIM, <see cref="DefaultSolverSteps"/> (at most T) for the solvers.</summary>
+    /// <summary>The steps a family takes unless told otherwise: all T for DDPM and DDIM,
+    /// <see cref="DefaultSolverSteps"/> (at most T) for the solvers.</summary>
     public static int DefaultSteps(SamplerKind kind, int numTimesteps) =>
         IsDataPredictionSolver(kind) ? Math.Min(DefaultSolverSteps, numTimesteps) : numTimesteps;
 
-    /// <summary>How reports name this sampler: "ddpm", "ddpm (respaced, uniform)", "ddim (η 0, uniform)", "unipc (karras)", "+ clip x0" etc.</summary>
+    /// <summary>How reports name this sampler: "ddpm", "ddpm (respaced, uniform)", "ddim (η 0, uniform)", "unipc
+    /// (karras)", "+ clip x0" etc.</summary>
     public string Describe(int numTimesteps)
     {
         var inv = System.Globalization.CultureInfo.InvariantCulture;
@@ -119,7 +125,8 @@ public sealed record SamplerOptions
         };
     }
 
-    /// <summary>Builds the sampler for <paramref name="schedule"/>; throws <see cref="ArgumentException"/> naming the bad setting.</summary>
+    /// <summary>Builds the sampler for <paramref name="schedule"/>; throws <see cref="ArgumentException"/> naming the
+    /// bad setting.</summary>
     public ISampler Create(NoiseSchedule schedule)
     {
         if (Timesteps is { } grid)

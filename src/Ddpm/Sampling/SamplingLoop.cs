@@ -14,10 +14,11 @@ public readonly record struct SamplingStep(int Index, int Timestep, Tensor X, Te
 public static class SamplingLoop
 {
     /// <summary>
-    /// The loop every generation path runs: from <paramref name="xT"/> (consumed: the caller must not use it afterwards)
-    /// through every sampler step under no_grad, each in its own dispose scope. <paramref name="noise"/>(i) gives z for
-    /// step i and is called only for steps that use noise (<see cref="ISampler.UsesNoise"/>). <paramref name="cancel"/>
-    /// is checked before every step, so a cancellation stops the loop within one step (OperationCanceledException).
+    /// The loop every generation path runs: from <paramref name="xT"/> (consumed: the caller must not use it
+    /// afterwards) through every sampler step under no_grad, each in its own dispose scope. <paramref name="noise"/>(i)
+    /// gives z for step i and is called only for steps that use noise (<see cref="ISampler.UsesNoise"/>).
+    /// <paramref name="cancel"/> is checked before every step, so a cancellation stops the loop within one step
+    /// (OperationCanceledException).
     /// </summary>
     public static Tensor Run(ISampler sampler, NoisePredictor model, Tensor xT, Func<int, Tensor> noise,
         Action<SamplingStep>? onStep = null, CancellationToken cancel = default)
@@ -51,9 +52,9 @@ public static class SamplingLoop
     }
 
     /// <summary>
-    /// x_T ~ N(0, I) of <paramref name="shape"/>, then the loop with step noise from the same <paramref name="generator"/>
-    /// (one stream for the whole batch).
-    /// <paramref name="onStep"/> sees (step index, timestep, x after the step) and must not keep the tensor.
+    /// x_T ~ N(0, I) of <paramref name="shape"/>, then the loop with step noise from the same
+    /// <paramref name="generator"/> (one stream for the whole batch). <paramref name="onStep"/> sees (step index,
+    /// timestep, x after the step) and must not keep the tensor.
     /// </summary>
     public static Tensor Run(ISampler sampler, NoisePredictor model, long[] shape, Device device, Generator? generator = null,
         Action<int, int, Tensor>? onStep = null)

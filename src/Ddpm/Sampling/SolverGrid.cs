@@ -17,7 +17,8 @@ public sealed class SolverGrid
     /// <summary>Number of model calls S.</summary>
     public int Count => Timesteps.Count;
 
-    /// <summary>The grid of <paramref name="steps"/> timesteps of <paramref name="schedule"/> spaced by <paramref name="spacing"/>.</summary>
+    /// <summary>The grid of <paramref name="steps"/> timesteps of <paramref name="schedule"/> spaced by
+    /// <paramref name="spacing"/>.</summary>
     public SolverGrid(NoiseSchedule schedule, int steps, SpacingKind spacing)
         : this(schedule, TimestepSpacing.Ascending(schedule, steps, spacing).Reverse().ToArray())
     {

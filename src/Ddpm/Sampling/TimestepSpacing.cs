@@ -9,9 +9,11 @@ public enum SpacingKind
     Uniform,
     /// <summary>Denser near t = 0: round((i·√(0.8T)/(S−1))²) (DDIM's "quadratic", Song et al. 2021 §D.2).</summary>
     Quadratic,
-    /// <summary>Evenly spaced in log-SNR λ_t = log(α_t/σ_t) from λ_{T−1} to λ_0 (Lu et al. 2022, DPM-Solver §3.3 "logSNR").</summary>
+    /// <summary>Evenly spaced in log-SNR λ_t = log(α_t/σ_t) from λ_{T−1} to λ_0 (Lu et al. 2022, DPM-Solver §3.3
+    /// "logSNR").</summary>
     Lambda,
-    /// <summary>Karras et al. 2022, eq. 5: σ_i = (σ_max^{1/ρ} + i/(S−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, ρ = 7, σ = √((1−ᾱ)/ᾱ).</summary>
+    /// <summary>Karras et al. 2022, eq. 5: σ_i = (σ_max^{1/ρ} + i/(S−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, ρ = 7, σ =
+    /// √((1−ᾱ)/ᾱ).</summary>
     Karras,
 }
 
@@ -22,8 +24,8 @@ public static class TimestepSpacing
     public const double KarrasRho = 7.0;
 
     /// <summary>
-    /// S distinct timesteps in ascending order for the spacings that need only T (uniform, quadratic); always contains 0
-    /// and, for uniform spacing, T−1. Lambda and Karras spacing need the schedule: use the other overload.
+    /// S distinct timesteps in ascending order for the spacings that need only T (uniform, quadratic); always contains
+    /// 0 and, for uniform spacing, T−1. Lambda and Karras spacing need the schedule: use the other overload.
     /// </summary>
     public static int[] Ascending(int numTimesteps, int steps, SpacingKind kind = SpacingKind.Uniform)
     {
@@ -43,10 +45,10 @@ public static class TimestepSpacing
     }
 
     /// <summary>
-    /// S distinct timesteps in ascending order for any spacing of <paramref name="schedule"/>. Lambda and Karras spacing
-    /// are continuous in λ (Karras' σ is e^{−λ}); each point is mapped back to the discrete timestep whose λ_t is
-    /// nearest after linear interpolation of λ between neighbouring timesteps, i.e. rounding the fractional t. Both run
-    /// from t = T−1 to t = 0 exactly.
+    /// S distinct timesteps in ascending order for any spacing of <paramref name="schedule"/>. Lambda and Karras
+    /// spacing are continuous in λ (Karras' σ is e^{−λ}); each point is mapped back to the discrete timestep whose λ_t
+    /// is nearest after linear interpolation of λ between neighbouring timesteps, i.e. rounding the fractional t. Both
+    /// run from t = T−1 to t = 0 exactly.
     /// </summary>
     public static int[] Ascending(NoiseSchedule schedule, int steps, SpacingKind kind)
     {
@@ -74,11 +76,13 @@ public static class TimestepSpacing
         return Distinct(points, n, steps);
     }
 
-    /// <summary>λ_t = log(α_t/σ_t) = ½·log(ᾱ_t/(1 − ᾱ_t)) (Lu et al. 2022, DPM-Solver eq. 3.1) for every t; decreasing in t.</summary>
+    /// <summary>λ_t = log(α_t/σ_t) = ½·log(ᾱ_t/(1 − ᾱ_t)) (Lu et al. 2022, DPM-Solver eq. 3.1) for every t; decreasing
+    /// in t.</summary>
     public static double[] LogSnr(NoiseSchedule schedule) =>
         schedule.AlphasCumprod.Select(a => 0.5 * (Math.Log(a) - Math.Log(1 - a))).ToArray();
 
-    /// <summary>The fractional t at which the piecewise-linear interpolation of the decreasing λ_t equals <paramref name="lambda"/>.</summary>
+    /// <summary>The fractional t at which the piecewise-linear interpolation of the decreasing λ_t equals
+    /// <paramref name="lambda"/>.</summary>
     private static double FractionalTimestep(double[] lambdas, double lambda)
     {
         if (lambda >= lambdas[0]) return 0;

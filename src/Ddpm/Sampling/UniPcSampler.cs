@@ -101,8 +101,8 @@ public sealed class UniPcSampler : ISampler
 
     /// <summary>
     /// The step from grid point <paramref name="from"/>, whose prediction D_from is the newest in the history:
-    /// (σ_{j+1}/σ_j) x − α_{j+1}(e^{−h} − 1) D_from − α_{j+1} B(h) [Σ_k a_k (D_{s_k} − D_from)/r_k + a_new (D_new − D_from)]
-    /// with B(h) = e^{−h} − 1 (bh2).
+    /// (σ_{j+1}/σ_j) x − α_{j+1}(e^{−h} − 1) D_from − α_{j+1} B(h) [Σ_k a_k (D_{s_k} − D_from)/r_k + a_new (D_new −
+    /// D_from)] with B(h) = e^{−h} − 1 (bh2).
     /// </summary>
     private Tensor Update(Tensor x, int from, double h, Tensor[] diffs, double[] a, Tensor? dNew, double aNew)
     {
@@ -153,7 +153,8 @@ public sealed class UniPcSampler : ISampler
         return g;
     }
 
-    /// <summary>Solves Σ_k a_k r_k^{n−1} = g_n (n = 1..m) for a: the Vandermonde system of UniPC's order conditions.</summary>
+    /// <summary>Solves Σ_k a_k r_k^{n−1} = g_n (n = 1..m) for a: the Vandermonde system of UniPC's order
+    /// conditions.</summary>
     private static double[] Solve(double[] r, double[] g)
     {
         int m = r.Length;

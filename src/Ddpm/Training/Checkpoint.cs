@@ -26,7 +26,8 @@ public sealed record CheckpointManifest
     public int Format { get; init; } = PlainFormat;
     /// <summary>The full experiment config as YAML, so sampling and resuming need nothing else.</summary>
     public string ConfigYaml { get; init; } = "";
-    /// <summary>SHA-256 of <see cref="ConfigYaml"/>'s UTF-8 bytes, verified on load (format 2; null in format 1).</summary>
+    /// <summary>SHA-256 of <see cref="ConfigYaml"/>'s UTF-8 bytes, verified on load (format 2; null in format
+    /// 1).</summary>
     public string? ConfigSha256 { get; init; }
     /// <summary>Epochs completed.</summary>
     public int Epoch { get; init; }
@@ -35,7 +36,8 @@ public sealed record CheckpointManifest
     /// <summary>Steps completed inside <see cref="Epoch"/> + 1 when saved mid-epoch (0 at an epoch boundary).</summary>
     public long StepInEpoch { get; init; }
     public long ParameterCount { get; init; }
-    /// <summary>Processes that trained it data-parallel (1 for one process, and for checkpoints from before the field).</summary>
+    /// <summary>Processes that trained it data-parallel (1 for one process, and for checkpoints from before the
+    /// field).</summary>
     public int WorldSize { get; init; } = 1;
     /// <summary>SHA-256 of every other entry, verified on load.</summary>
     public Dictionary<string, string> Sha256 { get; init; } = new();
@@ -49,8 +51,8 @@ public sealed record CheckpointManifest
 /// <summary>
 /// A self-describing checkpoint: one zip archive holding <c>manifest.json</c> (config, epoch, step, checksums),
 /// <c>model.safetensors</c> (the U-Net's weights under the reference's keys), and when training state is saved
-/// <c>optimizer.bin</c> (Adam's state) and <c>rng.bin</c> (the training generator's state), and with an EMA of the weights
-/// <c>ema.safetensors</c>. Written atomically (<see cref="AtomicFile"/>): a crash never leaves a torn file.
+/// <c>optimizer.bin</c> (Adam's state) and <c>rng.bin</c> (the training generator's state), and with an EMA of the
+/// weights <c>ema.safetensors</c>. Written atomically (<see cref="AtomicFile"/>): a crash never leaves a torn file.
 /// Read with <see cref="CheckpointReader"/> (one open for everything), or with the one-call helpers here.
 /// </summary>
 public static class Checkpoint
@@ -74,8 +76,8 @@ public static class Checkpoint
     public sealed record TrainingState(OptimizerHelper Optimizer, Generator Generator);
 
     /// <summary>
-    /// Saves atomically (<see cref="AtomicFile"/>). A failed write (e.g. a full disk) throws <see cref="CheckpointException"/>
-    /// and leaves the previous file at <paramref name="path"/> untouched.
+    /// Saves atomically (<see cref="AtomicFile"/>). A failed write (e.g. a full disk) throws
+    /// <see cref="CheckpointException"/> and leaves the previous file at <paramref name="path"/> untouched.
     /// </summary>
     public static void Save(string path, UNet model, DdpmConfig config, int epoch, long step, long stepInEpoch = 0,
         TrainingState? training = null, UNet? ema = null, int worldSize = 1,

@@ -98,7 +98,8 @@ public sealed class CheckpointReader : IDisposable
     public bool HasTrainingState =>
         Manifest.Sha256.ContainsKey(Checkpoint.OptimizerEntry) && Manifest.Sha256.ContainsKey(Checkpoint.RngEntry);
 
-    /// <summary>A U-Net built from <see cref="Config"/> holding the checkpoint's weights (the caller disposes it).</summary>
+    /// <summary>A U-Net built from <see cref="Config"/> holding the checkpoint's weights (the caller disposes
+    /// it).</summary>
     public UNet LoadModel()
     {
         var model = new UNet(Config.Model);
@@ -154,8 +155,9 @@ public sealed class CheckpointReader : IDisposable
     private const long MaxManifestBytes = 4L << 20;
 
     /// <summary>
-    /// The most an entry may inflate to, from the size of the model the stored config describes (twice the estimated weights
-    /// per copy, plus room for headers): a crafted entry that declares or inflates to more is refused before it is read.
+    /// The most an entry may inflate to, from the size of the model the stored config describes (twice the estimated
+    /// weights per copy, plus room for headers): a crafted entry that declares or inflates to more is refused before it
+    /// is read.
     /// </summary>
     private long MaxEntryBytes(string name)
     {
@@ -175,7 +177,8 @@ public sealed class CheckpointReader : IDisposable
                 throw new CheckpointException(path, $"format {m.Format} is not supported (this build reads 1 to {CheckpointManifest.CurrentFormat})");
             if (m.Sha256 is null || m.ConfigYaml is null) throw new CheckpointException(path, "manifest lacks sha256 or config_yaml");
             if (!m.Sha256.ContainsKey(Checkpoint.ModelEntry)) throw new CheckpointException(path, "manifest lists no model weights");
-            // Format 2 covers the stored config by its own checksum; format 1 (older checkpoints) has none and still loads.
+            // Format 2 covers the stored config by its own checksum; format 1 (older checkpoints) has none and still
+            // loads.
             if (m.Format >= 2 && m.ConfigSha256 != Checkpoint.Sha256Hex(System.Text.Encoding.UTF8.GetBytes(m.ConfigYaml)))
                 throw new CheckpointException(path, "its stored config fails its checksum (file corrupt or edited)");
             return m;

@@ -30,7 +30,8 @@ public sealed class ExponentialMovingAverage : IDisposable
         _flat = FlatAdam.Flatten(Shadow.parameters().ToArray());
     }
 
-    /// <summary>The decay used for update number <paramref name="updates"/> (0-based): min(decay, (1 + n)/(10 + n)).</summary>
+    /// <summary>The decay used for update number <paramref name="updates"/> (0-based): min(decay, (1 + n)/(10 +
+    /// n)).</summary>
     public double DecayAt(long updates) => Math.Min(Decay, (1.0 + updates) / (10.0 + updates));
 
     /// <summary>

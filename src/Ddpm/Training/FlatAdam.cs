@@ -16,9 +16,9 @@ namespace Ddpm.Training;
 /// are those views, so checkpoints keep TorchSharp's optimizer format and older checkpoints resume.
 /// </para>
 /// <para>
-/// An update can be made conditional on a device-side flag (<see cref="Step(Tensor, Tensor?)"/>): a step with a non-finite
-/// gradient leaves θ, m and v untouched without the host waiting for the GPU. The step counter t is kept on the host
-/// assuming the update applied; <see cref="Unapply"/> corrects it once the host has read the flag.
+/// An update can be made conditional on a device-side flag (<see cref="Step(Tensor, Tensor?)"/>): a step with a
+/// non-finite gradient leaves θ, m and v untouched without the host waiting for the GPU. The step counter t is kept on
+/// the host assuming the update applied; <see cref="Unapply"/> corrects it once the host has read the flag.
 /// </para>
 /// <para>
 /// Mixed precision: given a second, lower-precision copy of the model (<c>compute</c>, e.g. bfloat16), its parameters
@@ -42,10 +42,12 @@ public sealed class FlatAdam : IDisposable
     public Tensor? ComputeWeights { get; }
     /// <summary>Updates applied (t in the bias corrections).</summary>
     public long Updates { get; private set; }
-    /// <summary>Adam's first and second moments m and v, flat like <see cref="Weights"/> (for <see cref="TensorAdam"/>).</summary>
+    /// <summary>Adam's first and second moments m and v, flat like <see cref="Weights"/> (for
+    /// <see cref="TensorAdam"/>).</summary>
     internal Tensor ExpAvg => _m;
     internal Tensor ExpAvgSq => _v;
-    /// <summary>lr, β₁, β₂ and ε as the optimizer holds them now (loading a checkpoint updates them in place).</summary>
+    /// <summary>lr, β₁, β₂ and ε as the optimizer holds them now (loading a checkpoint updates them in
+    /// place).</summary>
     internal Adam.Options Options => _options;
 
     public FlatAdam(IEnumerable<Parameter> parameters, double lr, IEnumerable<Parameter>? compute = null)
@@ -106,7 +108,8 @@ public sealed class FlatAdam : IDisposable
     private static Tensor View(Tensor flat, long offset, long[] shape) =>
         flat.narrow(0, offset, shape.Aggregate(1L, (a, b) => a * b)).view(shape).DetachFromDisposeScope();
 
-    /// <summary>Reads t back from the per-parameter state (after loading a checkpoint into <see cref="Optimizer"/>).</summary>
+    /// <summary>Reads t back from the per-parameter state (after loading a checkpoint into
+    /// <see cref="Optimizer"/>).</summary>
     public void SyncUpdatesFromState()
     {
         long t = _states[0].step;
@@ -133,8 +136,9 @@ public sealed class FlatAdam : IDisposable
     }
 
     /// <summary>
-    /// One Adam update from <paramref name="gradients"/> (<see cref="Gradients"/>). With <paramref name="apply"/> (a bool
-    /// scalar on the device) the new θ, m and v are kept only where it is true; no host synchronisation either way.
+    /// One Adam update from <paramref name="gradients"/> (<see cref="Gradients"/>). With <paramref name="apply"/> (a
+    /// bool scalar on the device) the new θ, m and v are kept only where it is true; no host synchronisation either
+    /// way.
     /// </summary>
     public void Step(Tensor gradients, Tensor? apply = null)
     {
@@ -168,7 +172,8 @@ public sealed class FlatAdam : IDisposable
         foreach (var s in _states) s.step = t;
     }
 
-    /// <summary>Takes back the step count of <paramref name="count"/> updates the device flag turned out to skip.</summary>
+    /// <summary>Takes back the step count of <paramref name="count"/> updates the device flag turned out to
+    /// skip.</summary>
     public void Unapply(int count)
     {
         if (count < 0 || count > Updates) throw new ArgumentOutOfRangeException(nameof(count));

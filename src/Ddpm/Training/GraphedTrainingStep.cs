@@ -8,11 +8,12 @@ namespace Ddpm.Training;
 /// A <see cref="Trainer"/>'s optimizer step — Algorithm 1's loss, backward, Adam over the flat buffer and the EMA —
 /// captured once as a CUDA graph and replayed per batch, so the host no longer issues ~2,500 kernels per step.
 /// <para>
-/// t and ε are drawn on the CPU from the trainer's generator exactly as <see cref="Diffusion.GaussianDiffusion.TrainingLoss(Diffusion.DenoisingNetwork, Tensor, Generator?, double)"/>
-/// draws them (the same run on any device) and copied with x_0 (and labels) into static buffers before each replay.
-/// The optimizer is <see cref="TensorAdam"/> and the average <see cref="DeviceEma"/> (their step counts live on the
-/// device); a step with a non-finite loss or gradient is masked out on the device as the trainer does. The warm-up
-/// runs before the capture are masked out too (a device flag), so capturing changes no weight.
+/// t and ε are drawn on the CPU from the trainer's generator exactly as
+/// <see cref="Diffusion.GaussianDiffusion.TrainingLoss(Diffusion.DenoisingNetwork, Tensor, Generator?, double)"/> draws
+/// them (the same run on any device) and copied with x_0 (and labels) into static buffers before each replay. The
+/// optimizer is <see cref="TensorAdam"/> and the average <see cref="DeviceEma"/> (their step counts live on the
+/// device); a step with a non-finite loss or gradient is masked out on the device as the trainer does. The warm-up runs
+/// before the capture are masked out too (a device flag), so capturing changes no weight.
 /// </para>
 /// <para>
 /// One batch shape is captured (the first one seen); other shapes (an epoch's last, smaller batch) run the same step
@@ -58,7 +59,8 @@ public sealed class GraphedTrainingStep : IDisposable
         _enabled = full(Array.Empty<long>(), true, dtype: @bool, device: trainer.Device).DetachFromDisposeScope();
     }
 
-    /// <summary>The step of <paramref name="trainer"/>. <paramref name="useGraphs"/>: null = graphs where available, false = eager.</summary>
+    /// <summary>The step of <paramref name="trainer"/>. <paramref name="useGraphs"/>: null = graphs where available,
+    /// false = eager.</summary>
     public static GraphedTrainingStep For(Trainer trainer, bool? useGraphs = null)
     {
         string? reason = useGraphs == false ? "graphs turned off" : CudaGraphs.ReasonNotToUse(trainer.Device);
@@ -106,7 +108,8 @@ public sealed class GraphedTrainingStep : IDisposable
         return (loss.MoveToOuterDisposeScope(), applied.MoveToOuterDisposeScope());
     }
 
-    /// <summary>Hands Adam's step count back to the flat optimizer (a host read), e.g. before saving a checkpoint.</summary>
+    /// <summary>Hands Adam's step count back to the flat optimizer (a host read), e.g. before saving a
+    /// checkpoint.</summary>
     public void WriteBack() => _adam.WriteBack();
 
     private void Capture(Tensor x0, Tensor t, Tensor noise, Tensor? labels)

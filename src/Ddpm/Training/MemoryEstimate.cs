@@ -5,11 +5,11 @@ using static TorchSharp.torch;
 namespace Ddpm.Training;
 
 /// <summary>
-/// A rough estimate, from the config alone (before anything is allocated), of what training needs: parameters × 4 bytes ×
-/// (weights + gradients + Adam's two moments, + an EMA copy) plus activations kept for backward per image × batch.
-/// Activations count, per U-Net layer at its resolution n = H·W, about 9·C·n floats for a ResNet block and
-/// 7·C·n + 2·heads·n² for self-attention (the scores and their softmax), doubled for the backward pass's working set.
-/// Meant to refuse configs that cannot fit by far, not to predict usage to the megabyte.
+/// A rough estimate, from the config alone (before anything is allocated), of what training needs: parameters × 4 bytes
+/// × (weights + gradients + Adam's two moments, + an EMA copy) plus activations kept for backward per image × batch.
+/// Activations count, per U-Net layer at its resolution n = H·W, about 9·C·n floats for a ResNet block and 7·C·n +
+/// 2·heads·n² for self-attention (the scores and their softmax), doubled for the backward pass's working set. Meant to
+/// refuse configs that cannot fit by far, not to predict usage to the megabyte.
 /// </summary>
 public sealed record MemoryEstimate(long Parameters, long StateBytes, long ActivationBytesPerImage, int BatchSize)
 {
@@ -26,9 +26,9 @@ public sealed record MemoryEstimate(long Parameters, long StateBytes, long Activ
     }
 
     /// <summary>
-    /// Throws <see cref="TrainingException"/> when the estimate exceeds the memory available on <paramref name="device"/>
-    /// (on the CPU: MemAvailable of /proc/meminfo). Devices whose free memory is unknown are not checked here; a CUDA
-    /// out-of-memory error is reported by the trainer instead.
+    /// Throws <see cref="TrainingException"/> when the estimate exceeds the memory available on
+    /// <paramref name="device"/> (on the CPU: MemAvailable of /proc/meminfo). Devices whose free memory is unknown are
+    /// not checked here; a CUDA out-of-memory error is reported by the trainer instead.
     /// </summary>
     public static MemoryEstimate EnsureFits(DdpmConfig config, Device device)
     {
@@ -62,7 +62,8 @@ public sealed record MemoryEstimate(long Parameters, long StateBytes, long Activ
 
     private static string Gib(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 30):F2} GiB");
 
-    /// <summary>Weights of the reference U-Net's layers (convolutions, norms, time projections, attention), by block.</summary>
+    /// <summary>Weights of the reference U-Net's layers (convolutions, norms, time projections, attention), by
+    /// block.</summary>
     private static long EstimateParameters(UNetOptions m)
     {
         long temb = m.TimeEmbDim;

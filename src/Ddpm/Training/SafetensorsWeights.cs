@@ -9,8 +9,8 @@ namespace Ddpm.Training;
 /// Loads safetensors bytes into a module after checking the container itself: an 8-byte little-endian header length
 /// that fits the file, a JSON header whose tensors have known dtypes, non-negative shapes and data offsets inside the
 /// file matching their shapes, no two tensors sharing bytes, no name given twice, JSON nested at most
-/// <see cref="MaxHeaderDepth"/> deep. TorchSharp.PyBridge trusts those fields (a huge header length is allocated as asked), so
-/// they are checked first; anything PyBridge still rejects becomes a <see cref="CheckpointException"/>.
+/// <see cref="MaxHeaderDepth"/> deep. TorchSharp.PyBridge trusts those fields (a huge header length is allocated as
+/// asked), so they are checked first; anything PyBridge still rejects becomes a <see cref="CheckpointException"/>.
 /// </summary>
 public static class SafetensorsWeights
 {
@@ -26,7 +26,8 @@ public static class SafetensorsWeights
         ["F64"] = 8, ["F32"] = 4, ["F16"] = 2, ["BF16"] = 2, ["I64"] = 8, ["I32"] = 4, ["I16"] = 2, ["I8"] = 1, ["U8"] = 1, ["BOOL"] = 1,
     };
 
-    /// <summary>Validates <paramref name="bytes"/> and loads them into <paramref name="module"/> (strict: every key must match).</summary>
+    /// <summary>Validates <paramref name="bytes"/> and loads them into <paramref name="module"/> (strict: every key
+    /// must match).</summary>
     public static void LoadInto(nn.Module module, byte[] bytes, string path, bool strict = true)
     {
         Validate(bytes, path);
@@ -41,7 +42,8 @@ public static class SafetensorsWeights
         }
     }
 
-    /// <summary>Throws <see cref="CheckpointException"/> unless the bytes are a well-formed safetensors container.</summary>
+    /// <summary>Throws <see cref="CheckpointException"/> unless the bytes are a well-formed safetensors
+    /// container.</summary>
     public static void Validate(byte[] bytes, string path)
     {
         if (bytes.Length < 8) throw new CheckpointException(path, "safetensors data is shorter than its 8-byte header length");
@@ -75,7 +77,8 @@ public static class SafetensorsWeights
         }
     }
 
-    /// <summary>libtorch's message without its C++ backtrace ("Exception raised from … frame #0 …"): the first line only.</summary>
+    /// <summary>libtorch's message without its C++ backtrace ("Exception raised from … frame #0 …"): the first line
+    /// only.</summary>
     internal static string WithoutBacktrace(string message)
     {
         int raised = message.IndexOf("Exception raised from ", StringComparison.Ordinal);

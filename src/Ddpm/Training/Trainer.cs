@@ -12,9 +12,9 @@ using static TorchSharp.torch;
 namespace Ddpm.Training;
 
 /// <summary>
-/// Algorithm 1 with Adam, as the seed trains: per step a shuffled batch x_0, t ~ U{0..T−1}, ε ~ N(0, I),
-/// loss = MSE(ε, ε_θ(x_t, t)). Given data, never opens folders. Randomness is reproducible: data order and flips come
-/// from <see cref="BatchSampler"/> streams seeded by (seed, epoch), timesteps, noise and label dropout from one training
+/// Algorithm 1 with Adam, as the seed trains: per step a shuffled batch x_0, t ~ U{0..T−1}, ε ~ N(0, I), loss = MSE(ε,
+/// ε_θ(x_t, t)). Given data, never opens folders. Randomness is reproducible: data order and flips come from
+/// <see cref="BatchSampler"/> streams seeded by (seed, epoch), timesteps, noise and label dropout from one training
 /// generator whose state is checkpointed.
 /// <para>
 /// Built for a GPU that the host must keep fed: Adam runs over one flat buffer (<see cref="FlatAdam"/>), a step with a
@@ -56,22 +56,26 @@ public sealed class Trainer : IDisposable
     public ExponentialMovingAverage? Ema { get; }
     /// <summary>Steps skipped for a non-finite loss or gradient (<c>on_nonfinite: skip</c>) in this process.</summary>
     public long SkippedSteps { get; private set; }
-    /// <summary>Steps between host reads of the losses and non-finite flags (<see cref="TrainerOptions.SyncEvery"/>, resolved for the device).</summary>
+    /// <summary>Steps between host reads of the losses and non-finite flags (<see cref="TrainerOptions.SyncEvery"/>,
+    /// resolved for the device).</summary>
     public int SyncEvery { get; }
-    /// <summary>Whether updates are made conditional on the device (<see cref="TrainerOptions.MaskOnDevice"/>, resolved for the device).</summary>
+    /// <summary>Whether updates are made conditional on the device (<see cref="TrainerOptions.MaskOnDevice"/>, resolved
+    /// for the device).</summary>
     public bool MaskOnDevice { get; }
     /// <summary>The flat optimizer and the bf16 compute copy, for <see cref="GraphedTrainingStep"/>.</summary>
     internal FlatAdam Flat => _adam;
     internal UNet? ComputeModel => _compute;
     /// <summary>
-    /// The learning rate per step (<c>lr_schedule</c>, <c>lr_warmup_steps</c>); its length is the run's step count, known
-    /// once <see cref="TrainEpoch"/> has seen the data. Null until then: <see cref="TrainBatch"/> keeps the optimizer's lr.
+    /// The learning rate per step (<c>lr_schedule</c>, <c>lr_warmup_steps</c>); its length is the run's step count,
+    /// known once <see cref="TrainEpoch"/> has seen the data. Null until then: <see cref="TrainBatch"/> keeps the
+    /// optimizer's lr.
     /// </summary>
     public LearningRateSchedule? LearningRates { get; private set; }
     /// <summary>The optimizer's current learning rate (that of the last step taken).</summary>
     public double LearningRate => _adam.Options.LearningRate!.Value;
 
-    /// <summary>A trainer for <paramref name="model"/> (moved to <paramref name="device"/>; the trainer owns and disposes it).</summary>
+    /// <summary>A trainer for <paramref name="model"/> (moved to <paramref name="device"/>; the trainer owns and
+    /// disposes it).</summary>
     public Trainer(UNet model, DdpmConfig config, Device device, TrainerOptions? options = null)
     {
         TorchSharpPatch.EnsureApplied();
@@ -114,9 +118,9 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>
-    /// Continues from a checkpoint saved by <see cref="Save"/> (or by the per-tensor Adam of earlier versions: the optimizer
-    /// format is the same): weights, Adam state, RNG, EMA, epoch and step. <paramref name="adjust"/> may change the stored
-    /// config (e.g. a longer step budget). The checkpoint is opened, and its config parsed, once.
+    /// Continues from a checkpoint saved by <see cref="Save"/> (or by the per-tensor Adam of earlier versions: the
+    /// optimizer format is the same): weights, Adam state, RNG, EMA, epoch and step. <paramref name="adjust"/> may
+    /// change the stored config (e.g. a longer step budget). The checkpoint is opened, and its config parsed, once.
     /// </summary>
     public static Trainer Resume(string checkpointPath, Device device, Func<DdpmConfig, DdpmConfig>? adjust = null, TrainerOptions? options = null)
     {
@@ -157,8 +161,8 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>
-    /// Whether the last <see cref="TrainEpoch"/> ended early on a stop request: its cancellation token, or data parallel,
-    /// any rank's (so every rank sees the same value, and a loop that ends on it ends on all ranks together).
+    /// Whether the last <see cref="TrainEpoch"/> ended early on a stop request: its cancellation token, or data
+    /// parallel, any rank's (so every rank sees the same value, and a loop that ends on it ends on all ranks together).
     /// </summary>
     public bool Stopped { get; private set; }
 
@@ -237,11 +241,11 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>
-    /// One optimizer step on <paramref name="x0"/> (already on <see cref="Device"/>): Algorithm 1's loss, backward, Adam
-    /// and the EMA, with no host synchronisation when updates are masked on the device. The loss is read at the next
-    /// <see cref="Synchronize"/> (which runs by itself every <see cref="SyncEvery"/> steps) and passed to
-    /// <paramref name="onStep"/> there. Data parallel, <paramref name="x0"/> is this rank's <paramref name="part"/> of the
-    /// global batch (required then; a single process trains on the whole of <paramref name="x0"/>).
+    /// One optimizer step on <paramref name="x0"/> (already on <see cref="Device"/>): Algorithm 1's loss, backward,
+    /// Adam and the EMA, with no host synchronisation when updates are masked on the device. The loss is read at the
+    /// next <see cref="Synchronize"/> (which runs by itself every <see cref="SyncEvery"/> steps) and passed to
+    /// <paramref name="onStep"/> there. Data parallel, <paramref name="x0"/> is this rank's <paramref name="part"/> of
+    /// the global batch (required then; a single process trains on the whole of <paramref name="x0"/>).
     /// </summary>
     public void TrainBatch(Tensor x0, Tensor? labels = null, Action<StepReport>? onStep = null, Shard? part = null)
     {
@@ -325,7 +329,8 @@ public sealed class Trainer : IDisposable
             p.Applied.Dispose();
         }
         int n = window.Length;
-        // Masked updates counted themselves as applied; take back those the flags skipped (host-decided ones never counted).
+        // Masked updates counted themselves as applied; take back those the flags skipped (host-decided ones never
+        // counted).
         int skippedMasked = MaskOnDevice ? values.Skip(n).Count(v => v == 0) : 0;
         if (skippedMasked > 0) _adam.Unapply(skippedMasked);
         for (int i = 0; i < n; i++)
@@ -354,7 +359,8 @@ public sealed class Trainer : IDisposable
 
     private static string FirstLine(string message) => message.Split('\n', 2)[0].Trim();
 
-    /// <summary>Classifier-free guidance training: each label becomes ∅ with probability <c>label_dropout</c>.</summary>
+    /// <summary>Classifier-free guidance training: each label becomes ∅ with probability
+    /// <c>label_dropout</c>.</summary>
     private Tensor DropLabels(Tensor labels, Shard part)
     {
         if (Config.Train.LabelDropout <= 0) return labels;
@@ -362,7 +368,8 @@ public sealed class Trainer : IDisposable
         return where(drop, full_like(labels, Model.NullLabel), labels);
     }
 
-    /// <summary>Saves weights, optimizer and RNG state, epoch and step (atomically), after reading any pending steps.</summary>
+    /// <summary>Saves weights, optimizer and RNG state, epoch and step (atomically), after reading any pending
+    /// steps.</summary>
     public void Save(string path)
     {
         Synchronize();

@@ -4,7 +4,8 @@ using Ddpm.Training;
 
 namespace Ddpm.Tests.Cli;
 
-/// <summary><c>ddpm bench</c> on the CPU with the tiny model, and <c>train_params.precision</c> through the CLI.</summary>
+/// <summary><c>ddpm bench</c> on the CPU with the tiny model, and <c>train_params.precision</c> through the
+/// CLI.</summary>
 [Collection(GlobalRngCollection.Name)]
 public class BenchAndPrecisionCliTests : IDisposable
 {

@@ -5,7 +5,8 @@ using SkiaSharp;
 
 namespace Ddpm.Tests.Cli;
 
-/// <summary>In-process smoke tests of the ddpm CLI. Console output is not asserted; the collection runs alone.</summary>
+/// <summary>In-process smoke tests of the ddpm CLI. Console output is not asserted; the collection runs
+/// alone.</summary>
 [Collection(GlobalRngCollection.Name)]
 public class CliTests : IDisposable
 {
@@ -158,7 +159,8 @@ public class CliTests : IDisposable
         Assert.True(Checkpoint.HasEma(ckpt));
         Assert.Equal(0, Run("sample", "--checkpoint", ckpt, "--num", "2", "--out", Path.Combine(_dir, "c1"), "--class", "1", "--guidance", "3", "--steps", "5", "--frames", "0", "--device", "cpu"));
         Assert.Equal(2, Run("sample", "--checkpoint", ckpt, "--out", Path.Combine(_dir, "c2"), "--class", "2", "--device", "cpu"));
-        // --guidance without --class: image i asks for class i mod num_classes (the same images as --class 0 / --class 1).
+        // --guidance without --class: image i asks for class i mod num_classes (the same images as --class 0 / --class
+        // 1).
         string Grid(string name, params string[] extra)
         {
             var dir = Path.Combine(_dir, name);

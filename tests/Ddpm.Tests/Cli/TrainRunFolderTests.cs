@@ -34,7 +34,8 @@ public class TrainRunFolderTests : IDisposable
     private static long[] LoggedSteps(string run) =>
         File.ReadAllLines(Path.Combine(run, "loss.csv")).Skip(1).Select(l => long.Parse(l.Split(',')[0])).ToArray();
 
-    /// <summary>Every file of the run folder with its SHA-256, to show that a refused command changed nothing.</summary>
+    /// <summary>Every file of the run folder with its SHA-256, to show that a refused command changed
+    /// nothing.</summary>
     private static string Snapshot(string run) => string.Join("\n", Directory.GetFiles(run).Order(StringComparer.Ordinal)
         .Select(f => Path.GetFileName(f) + " " + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f)))));
 

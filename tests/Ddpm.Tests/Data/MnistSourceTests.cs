@@ -13,7 +13,8 @@ public sealed class MnistSourceTests : IDisposable
 
     private static string Md5(byte[] bytes) => Convert.ToHexStringLower(MD5.HashData(bytes));
 
-    /// <summary>Four small IDX files under the MNIST names, their gzipped bytes, and specs carrying their real checksums.</summary>
+    /// <summary>Four small IDX files under the MNIST names, their gzipped bytes, and specs carrying their real
+    /// checksums.</summary>
     private static (Dictionary<string, byte[]> Raw, Dictionary<string, byte[]> Gz, List<MnistFileSpec> Specs) TinyMnist()
     {
         var raw = new Dictionary<string, byte[]>

@@ -7,7 +7,8 @@ public sealed class TempFolder : IDisposable
 
     public string File(string name) => System.IO.Path.Combine(Path, name);
 
-    /// <summary>Names of every file below the folder (relative), sorted: used to prove nothing half-written was left.</summary>
+    /// <summary>Names of every file below the folder (relative), sorted: used to prove nothing half-written was
+    /// left.</summary>
     public IReadOnlyList<string> Contents() =>
         Directory.GetFiles(Path, "*", SearchOption.AllDirectories).Select(f => System.IO.Path.GetRelativePath(Path, f)).Order().ToList();
 

@@ -75,7 +75,8 @@ public class GaussianDiffusionTests
         var xt = randn(new long[] { 4, 1, 3, 3 }, dtype: float64, generator: g);
         var post = Diffusion.QPosteriorMeanVariance(x0, xt, full(4, (long)t, dtype: int64));
 
-        // q(x_t | x_{t−1}) = N(√α_t x_{t−1}, β_t) as a function of x_{t−1}, times q(x_{t−1} | x_0) = N(√ᾱ_{t−1} x0, 1 − ᾱ_{t−1}).
+        // q(x_t | x_{t−1}) = N(√α_t x_{t−1}, β_t) as a function of x_{t−1}, times q(x_{t−1} | x_0) = N(√ᾱ_{t−1} x0, 1 −
+        // ᾱ_{t−1}).
         double abarPrev = AlphaBar(t - 1), beta = Beta(t), alpha = 1 - beta;
         double precision = 1 / (1 - abarPrev) + alpha / beta;
         double expectedVar = 1 / precision;
@@ -190,7 +191,8 @@ public class GaussianDiffusionTests
         using var scope = NewDisposeScope();
         var x0 = zeros(new long[] { 64, 1, 8, 8 });
         using var g = new Generator(9, new Device("cpu"));
-        // A model predicting zero has loss E[ε²] ≈ 1; one that predicts ε exactly (here: x_t/√(1−ᾱ) at x0 = 0) has loss ≈ 0.
+        // A model predicting zero has loss E[ε²] ≈ 1; one that predicts ε exactly (here: x_t/√(1−ᾱ) at x0 = 0) has loss
+        // ≈ 0.
         float zeroLoss = Diffusion.TrainingLoss((xt, t) => zeros_like(xt), x0, g).item<float>();
         Assert.InRange(zeroLoss, 1 - 5 * Math.Sqrt(2.0 / 4096), 1 + 5 * Math.Sqrt(2.0 / 4096));
         var sq = tensor(Schedule.AlphasCumprod.Select(a => (float)Math.Sqrt(1 - a)).ToArray());

@@ -10,8 +10,8 @@ using static TorchSharp.torch;
 namespace Ddpm.Tests.Distributed;
 
 /// <summary>
-/// Data-parallel training with ranks as threads (<see cref="ThreadRanks"/>): the same arithmetic as under mpirun without
-/// needing it. The mpirun runs themselves are in <see cref="MpiCliTests"/>.
+/// Data-parallel training with ranks as threads (<see cref="ThreadRanks"/>): the same arithmetic as under mpirun
+/// without needing it. The mpirun runs themselves are in <see cref="MpiCliTests"/>.
 /// </summary>
 [Collection(GlobalRngCollection.Name)]
 public class DataParallelTests
@@ -58,9 +58,10 @@ public class DataParallelTests
         Assert.Equal(ranks[0].Weights, ranks[1].Weights);
         Assert.Equal(ranks[0].Ema, ranks[1].Ema);
         Assert.Equal(ranks[0].Losses, ranks[1].Losses);
-        // One process with the union batch: the same draws and batches, the gradient summed in another order, so equal to
-        // rounding: every step's loss, and the weights wherever the gradient is not identically zero (WeightComparison.Live;
-        // measured: those 275 of 74,217 excluded 4e-8 / 1.2e-7 relative, all weights 7e-5 / 9e-5).
+        // One process with the union batch: the same draws and batches, the gradient summed in another order, so equal
+        // to rounding: every step's loss, and the weights wherever the gradient is not identically zero
+        // (WeightComparison.Live; measured: those 275 of 74,217 excluded 4e-8 / 1.2e-7 relative, all weights 7e-5 /
+        // 9e-5).
         Assert.Equal(single.Losses.Count, ranks[0].Losses.Count);
         for (int i = 0; i < single.Losses.Count; i++)
             Assert.True(Math.Abs(single.Losses[i] - ranks[0].Losses[i]) <= 1e-6 * Math.Abs(single.Losses[i]),

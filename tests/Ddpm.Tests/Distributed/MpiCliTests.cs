@@ -9,7 +9,8 @@ using static Ddpm.Tests.Distributed.WeightComparison;
 
 namespace Ddpm.Tests.Distributed;
 
-/// <summary><c>mpirun -n 2 ddpm …</c> against one process: the real launcher, the real MPI, separate processes.</summary>
+/// <summary><c>mpirun -n 2 ddpm …</c> against one process: the real launcher, the real MPI, separate
+/// processes.</summary>
 [Collection(GlobalRngCollection.Name)]
 [Trait(TestCategory.Name, TestCategory.Process)]
 public class MpiCliTests : IDisposable
@@ -30,9 +31,10 @@ public class MpiCliTests : IDisposable
     public void Two_processes_train_like_one_with_the_union_batch_and_resume_exactly()
     {
         // Per-rank batch 4 against one process with batch 8, as in DataParallelTests: libtorch's CPU kernels compute a
-        // batch of 8 and two of 4 alike to rounding (measured: live weights 1.2e-7 relative after 6 steps). With 8 against
-        // 16 they do not (measured in one process: the batch-16 gradient and the mean of two batch-8 ones differ by 1.5e-6
-        // relative, which Adam turns into 9e-6 on the weights after 6 steps, with 2 ranks as with 2 threads).
+        // batch of 8 and two of 4 alike to rounding (measured: live weights 1.2e-7 relative after 6 steps). With 8
+        // against 16 they do not (measured in one process: the batch-16 gradient and the mean of two batch-8 ones
+        // differ by 1.5e-6 relative, which Adam turns into 9e-6 on the weights after 6 steps, with 2 ranks as with 2
+        // threads).
         var config = Config(4);
         string straight = Path.Combine(_dir, "straight"), split = Path.Combine(_dir, "split"), single = Path.Combine(_dir, "single");
         // 512 images, global batch 8: 64 steps per epoch; 6 steps, resumed after 3 (mid-epoch).
@@ -44,7 +46,8 @@ public class MpiCliTests : IDisposable
         try { Assert.Equal(0, TinyCli.Run("train", "--config", config, "--out", single, "--max-steps", "6", "--device", "cpu", "--batch-size", "8")); }
         finally { TorchSharp.torch.set_num_threads(threads); }
 
-        // Both ranks hold the same weights: rank 0 logs the checksum every rank agreed on, and it is that of its checkpoint.
+        // Both ranks hold the same weights: rank 0 logs the checksum every rank agreed on, and it is that of its
+        // checkpoint.
         var agreed = Regex.Match(stderr, @"weights bit-identical on all 2 ranks after step 6 \(checksum ([0-9a-f]{16})\)");
         Assert.True(agreed.Success, $"no agreement line in:\n{stderr}");
         var (model, cfg, manifest) = Checkpoint.LoadModel(Path.Combine(straight, "checkpoint.ckpt"));
@@ -106,8 +109,9 @@ public class MpiCliTests : IDisposable
     {
         var checkpoint = Path.Combine(_dir, "one-step", "checkpoint.ckpt");
         Assert.Equal(0, TinyCli.Run("train", "--config", Config(4), "--out", Path.GetDirectoryName(checkpoint)!, "--max-steps", "1", "--device", "cpu"));
-        // 10 images in batches of 1: the ranks make [0,5) and [5,10) in the batch shapes one process uses, so bit for bit
-        // (ImageGenerator's images depend on the batch shapes only through float32 rounding). One libtorch thread everywhere.
+        // 10 images in batches of 1: the ranks make [0,5) and [5,10) in the batch shapes one process uses, so bit for
+        // bit (ImageGenerator's images depend on the batch shapes only through float32 rounding). One libtorch thread
+        // everywhere.
         string[] sample = ["sample", "--checkpoint", checkpoint, "--num", "10", "--grid-rows", "5", "--batch-size", "1", "--seed", "3",
             "--frames", "0", "--device", "cpu"];
         var (stdout, stderr) = Mpirun.Run(2, ["OMP_NUM_THREADS=1"], Limit, [.. sample, "--out", Path.Combine(_dir, "sharded")]);

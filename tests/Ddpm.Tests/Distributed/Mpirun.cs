@@ -15,10 +15,12 @@ internal static class Mpirun
         .Select(d => System.IO.Path.Combine(d, "mpirun"))
         .FirstOrDefault(File.Exists);
 
-    /// <summary><c>mpirun -n <paramref name="ranks"/> dotnet Ddpm.Cli.dll ARGS</c> (as root too, more ranks than cores allowed).</summary>
+    /// <summary><c>mpirun -n <paramref name="ranks"/> dotnet Ddpm.Cli.dll ARGS</c> (as root too, more ranks than cores
+    /// allowed).</summary>
     public static ChildProcess.Running Start(int ranks, params string[] args) => Start(ranks, [], args);
 
-    /// <summary>As <see cref="Start(int, string[])"/>, with <paramref name="environment"/> (NAME=VALUE) set in every rank (mpirun -x).</summary>
+    /// <summary>As <see cref="Start(int, string[])"/>, with <paramref name="environment"/> (NAME=VALUE) set in every
+    /// rank (mpirun -x).</summary>
     public static ChildProcess.Running Start(int ranks, string[] environment, params string[] args)
     {
         var info = new ProcessStartInfo(Path ?? throw new InvalidOperationException("mpirun not found on PATH"))
@@ -57,10 +59,12 @@ internal static class Mpirun
         return new ChildProcess.Running(ChildProcess.Launch(info));
     }
 
-    /// <summary>Runs to the end (at most <paramref name="timeout"/>); fails the test with the output unless the exit code is 0.</summary>
+    /// <summary>Runs to the end (at most <paramref name="timeout"/>); fails the test with the output unless the exit
+    /// code is 0.</summary>
     public static (string Stdout, string Stderr) Run(int ranks, TimeSpan timeout, params string[] args) => Run(ranks, [], timeout, args);
 
-    /// <summary>As <see cref="Run(int, TimeSpan, string[])"/>, with <paramref name="environment"/> (NAME=VALUE) set in every rank.</summary>
+    /// <summary>As <see cref="Run(int, TimeSpan, string[])"/>, with <paramref name="environment"/> (NAME=VALUE) set in
+    /// every rank.</summary>
     public static (string Stdout, string Stderr) Run(int ranks, string[] environment, TimeSpan timeout, params string[] args)
     {
         using var run = Start(ranks, environment, args);
@@ -69,7 +73,8 @@ internal static class Mpirun
         return (run.Stdout, run.Stderr);
     }
 
-    /// <summary>The process id of rank <paramref name="rank"/> among <paramref name="launcher"/>'s children (from /proc).</summary>
+    /// <summary>The process id of rank <paramref name="rank"/> among <paramref name="launcher"/>'s children (from
+    /// /proc).</summary>
     public static int? RankProcess(Process launcher, int rank)
     {
         foreach (var dir in Directory.EnumerateDirectories("/proc"))

@@ -10,7 +10,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Distributed;
 
-/// <summary><c>ddpm eval</c>'s sampling split over ranks (threads): rank 0 measures the images one process would.</summary>
+/// <summary><c>ddpm eval</c>'s sampling split over ranks (threads): rank 0 measures the images one process
+/// would.</summary>
 [Collection(GlobalRngCollection.Name)]
 public sealed class ShardedEvaluationTests : IDisposable
 {

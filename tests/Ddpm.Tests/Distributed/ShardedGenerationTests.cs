@@ -7,7 +7,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Distributed;
 
-/// <summary>Sampling split by image index over ranks (threads here, processes in <see cref="MpiCliTests"/>) against one process.</summary>
+/// <summary>Sampling split by image index over ranks (threads here, processes in <see cref="MpiCliTests"/>) against one
+/// process.</summary>
 [Collection(GlobalRngCollection.Name)]
 public class ShardedGenerationTests
 {

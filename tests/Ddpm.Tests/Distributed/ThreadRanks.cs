@@ -55,9 +55,9 @@ internal static class ThreadRanks
 
         public void Meet()
         {
-            // A rank that failed removes itself, which can complete the barrier without it: a meeting counts only when no
-            // rank failed before it was complete (a failure in a later phase, e.g. right after this meeting, does not
-            // undo it). The phase cannot advance before this rank signals, so reading it first is safe.
+            // A rank that failed removes itself, which can complete the barrier without it: a meeting counts only when
+            // no rank failed before it was complete (a failure in a later phase, e.g. right after this meeting, does
+            // not undo it). The phase cannot advance before this rank signals, so reading it first is safe.
             long phase = _barrier.CurrentPhaseNumber;
             bool met = !FailedBefore(phase + 1) && _barrier.SignalAndWait(TimeSpan.FromMinutes(2)) && !FailedBefore(phase + 1);
             if (!met) throw new BrokenGroupException();
@@ -74,7 +74,8 @@ internal static class ThreadRanks
         public int Rank => rank;
         public int Size => group.Size;
 
-        /// <summary>Deposits this rank's value, waits for all, computes from every rank's, waits until all have read.</summary>
+        /// <summary>Deposits this rank's value, waits for all, computes from every rank's, waits until all have
+        /// read.</summary>
         private TResult Exchange<TResult>(object value, Func<object?[], TResult> combine)
         {
             group.Slots[rank] = value;

@@ -6,14 +6,16 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Distributed;
 
-/// <summary>How the data-parallel tests compare a run over several ranks with one process over the union batch.</summary>
+/// <summary>How the data-parallel tests compare a run over several ranks with one process over the union
+/// batch.</summary>
 internal static class WeightComparison
 {
     private static readonly object Creating = new();
 
     /// <summary>
     /// Trainer.Create from several threads at once: its seeded model init is locked, but the EMA copy it builds after
-    /// draws from the same global generator, so one rank's EMA could take numbers from another's init. Processes never share it.
+    /// draws from the same global generator, so one rank's EMA could take numbers from another's init. Processes never
+    /// share it.
     /// </summary>
     public static Trainer Create(DdpmConfig config, TrainerOptions? options = null)
     {

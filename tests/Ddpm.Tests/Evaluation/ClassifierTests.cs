@@ -5,7 +5,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Evaluation;
 
-/// <summary>The classifier's architecture, training loop and cache on a tiny synthetic digit-like set (the full MNIST run is not a unit test).</summary>
+/// <summary>The classifier's architecture, training loop and cache on a tiny synthetic digit-like set (the full MNIST
+/// run is not a unit test).</summary>
 public sealed class ClassifierTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("ddpm-eval-clf-").FullName;

@@ -12,7 +12,8 @@ namespace Ddpm.Tests.Evaluation;
 
 /// <summary>
 /// <see cref="EditingBenchmark"/> on a tiny untrained 28×28 checkpoint, square "digits" and an untrained classifier
-/// (MNIST is not part of a fresh clone): the rows it makes, and the numbers of the rows without sampling recomputed here.
+/// (MNIST is not part of a fresh clone): the rows it makes, and the numbers of the rows without sampling recomputed
+/// here.
 /// </summary>
 public sealed class EditingBenchmarkTests : IDisposable
 {

@@ -64,8 +64,8 @@ public sealed class EvaluatorTests : IDisposable
         using var result = evaluator.Run(reference, logged.Add, p => phases.Add(p.Phase));
         var report = result.Report;
 
-        // The images are the pipeline's for the same request (image i asks for class i mod 10): images [80, 85), the last
-        // batch of 40, requested alone come out the same bit for bit.
+        // The images are the pipeline's for the same request (image i asks for class i mod 10): images [80, 85), the
+        // last batch of 40, requested alone come out the same bit for bit.
         Assert.True(result.Sampled);
         using var generator = ImageGenerator.Load(path);
         int[] labels = Enumerable.Range(0, 85).Select(i => i % 10).ToArray();

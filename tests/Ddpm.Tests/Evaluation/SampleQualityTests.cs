@@ -6,7 +6,8 @@ namespace Ddpm.Tests.Evaluation;
 
 public sealed class SampleQualityTests
 {
-    /// <summary>N one-hot (or softened) class probabilities with the given labels, and well-conditioned random 4-d features.</summary>
+    /// <summary>N one-hot (or softened) class probabilities with the given labels, and well-conditioned random 4-d
+    /// features.</summary>
     private static ClassifierOutputs Outputs(int[] labels, double top)
     {
         int n = labels.Length;

@@ -3,7 +3,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Evaluation;
 
-/// <summary>A tiny digit-like labelled set for the classifier and the evaluator (MNIST itself is not in a fresh clone).</summary>
+/// <summary>A tiny digit-like labelled set for the classifier and the evaluator (MNIST itself is not in a fresh
+/// clone).</summary>
 internal static class SquareDigits
 {
     /// <summary>Class k: a bright 6×6 square at one of 10 positions, plus pixel noise; uint8 [N, 1, 28, 28].</summary>

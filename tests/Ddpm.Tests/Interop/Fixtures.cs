@@ -9,7 +9,8 @@ internal static class Fixtures
     public static string Safetensors => TestPaths.Fixture("small_unet.safetensors");
     public static string Io => TestPaths.Fixture("small_unet_io.safetensors");
 
-    /// <summary>The fixtures' model config (<c>MODEL_PARAMS</c> in the script), with a short schedule so sampling tests are fast.</summary>
+    /// <summary>The fixtures' model config (<c>MODEL_PARAMS</c> in the script), with a short schedule so sampling tests
+    /// are fast.</summary>
     public const string Yaml = """
         diffusion_params:
           num_timesteps: 10

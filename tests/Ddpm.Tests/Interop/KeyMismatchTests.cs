@@ -7,7 +7,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Interop;
 
-/// <summary>Every missing, unexpected and mis-shaped key is reported by name, and nothing is loaded partially.</summary>
+/// <summary>Every missing, unexpected and mis-shaped key is reported by name, and nothing is loaded
+/// partially.</summary>
 public sealed class KeyMismatchTests : IDisposable
 {
     private readonly TempFolder _tmp = new();

@@ -25,8 +25,8 @@ public sealed class PyTorchCrossFrameworkTests(PyTorchCrossFrameworkTests.Traine
     public void Dispose() => _tmp.Dispose();
 
     /// <summary>
-    /// The reference's config keys for a U-Net: more layers per block than the fixtures, three channels, a down-sampling
-    /// pattern other than the default, different layer counts per block kind.
+    /// The reference's config keys for a U-Net: more layers per block than the fixtures, three channels, a
+    /// down-sampling pattern other than the default, different layer counts per block kind.
     /// </summary>
     private const string WideYaml = """
         model_params:
@@ -178,7 +178,8 @@ public sealed class PyTorchCrossFrameworkTests(PyTorchCrossFrameworkTests.Traine
         ["num_heads"] = o.NumHeads,
     });
 
-    /// <summary>A checkpoint of the tiny CLI config trained by <c>ddpm train</c> for 5 steps with an EMA (on first use).</summary>
+    /// <summary>A checkpoint of the tiny CLI config trained by <c>ddpm train</c> for 5 steps with an EMA (on first
+    /// use).</summary>
     public sealed class TrainedCheckpoint : IDisposable
     {
         private readonly TempFolder _dir = new();

@@ -5,7 +5,8 @@ namespace Ddpm.Tests.Interop;
 
 /// <summary>
 /// A Python interpreter with PyTorch for the cross-framework tests: <c>$DDPM_PYTHON</c> when set, else the first of
-/// <c>/usr/bin/python3</c> (where Debian's <c>python3-torch</c> installs) and <c>python3</c> on PATH that imports torch.
+/// <c>/usr/bin/python3</c> (where Debian's <c>python3-torch</c> installs) and <c>python3</c> on PATH that imports
+/// torch.
 /// </summary>
 internal static class RealPyTorch
 {
@@ -18,12 +19,14 @@ internal static class RealPyTorch
     /// <summary>Why the tests cannot run here (empty when they can).</summary>
     public static string Problem => Probe.Value.Problem;
 
-    /// <summary><c>DDPM_REQUIRE_PYTORCH=1</c> (set by .ci/run): a missing PyTorch fails the tests instead of skipping them.</summary>
+    /// <summary><c>DDPM_REQUIRE_PYTORCH=1</c> (set by .ci/run): a missing PyTorch fails the tests instead of skipping
+    /// them.</summary>
     public static bool Required => Environment.GetEnvironmentVariable("DDPM_REQUIRE_PYTORCH") == "1";
 
     /// <summary>
     /// Writes <paramref name="script"/> to <paramref name="dir"/> and runs it with <paramref name="args"/>; the
-    /// repository's <c>tests/fixtures</c> is on the script's <c>sys.path</c>. Returns stdout; a non-zero exit fails the test with stderr.
+    /// repository's <c>tests/fixtures</c> is on the script's <c>sys.path</c>. Returns stdout; a non-zero exit fails the
+    /// test with stderr.
     /// </summary>
     public static string Run(string dir, string script, params string[] args)
     {

@@ -7,7 +7,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Interop;
 
-/// <summary>Export → import is bit-exact, and what is exported is exactly what PyTorch's strict load_state_dict wants.</summary>
+/// <summary>Export → import is bit-exact, and what is exported is exactly what PyTorch's strict load_state_dict
+/// wants.</summary>
 public sealed class RoundTripTests : IDisposable
 {
     private readonly TempFolder _tmp = new();

@@ -119,7 +119,8 @@ public class UNetTests
         Assert.True(relL2 <= 1e-5, $"‖ε_ours − ε_PyTorch‖ / ‖ε_PyTorch‖ = {relL2:E3} > 1e-5");
     }
 
-    /// <summary>|actual − exact| ≤ 1e-5 + 1.3e-6·|exact| elementwise (torch.testing.assert_close's float32 atol/rtol).</summary>
+    /// <summary>|actual − exact| ≤ 1e-5 + 1.3e-6·|exact| elementwise (torch.testing.assert_close's float32
+    /// atol/rtol).</summary>
     private static void AssertWithinFloat32Error(string what, Tensor actual, Tensor exact)
     {
         const double atol = 1e-5, rtol = 1.3e-6;

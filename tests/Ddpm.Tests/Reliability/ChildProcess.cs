@@ -12,7 +12,8 @@ internal static class ChildProcess
     /// <summary>Whether the long variants run (<c>DDPM_LONG_TESTS=1</c>).</summary>
     public static bool LongTests => Environment.GetEnvironmentVariable("DDPM_LONG_TESTS") == "1";
 
-    /// <summary>bin/&lt;Configuration&gt;/&lt;tfm&gt; of the test assembly, to find sibling projects' outputs of the same build.</summary>
+    /// <summary>bin/&lt;Configuration&gt;/&lt;tfm&gt; of the test assembly, to find sibling projects' outputs of the
+    /// same build.</summary>
     private static (string Configuration, string Tfm) BuildFlavour()
     {
         var tfmDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
@@ -31,12 +32,14 @@ internal static class ChildProcess
     public static string KillTargetDll => Output(Path.Combine("tests", "Ddpm.KillTarget"), "Ddpm.KillTarget.dll");
 
     /// <summary>
-    /// Starts <c>dotnet &lt;dll&gt; args</c> with stdout and stderr collected in the background. The child dies with this
-    /// test host (<see cref="Ddpm.Runtime.ParentWatch"/>): it watches this process's id and its stdin, a pipe only we hold.
+    /// Starts <c>dotnet &lt;dll&gt; args</c> with stdout and stderr collected in the background. The child dies with
+    /// this test host (<see cref="Ddpm.Runtime.ParentWatch"/>): it watches this process's id and its stdin, a pipe only
+    /// we hold.
     /// </summary>
     public static Running Start(string dll, params string[] args) => Start(dll, new Dictionary<string, string?>(), args);
 
-    /// <summary>The same with <paramref name="environment"/> set for the child (a null value removes the variable).</summary>
+    /// <summary>The same with <paramref name="environment"/> set for the child (a null value removes the
+    /// variable).</summary>
     public static Running Start(string dll, IReadOnlyDictionary<string, string?> environment, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet")
@@ -70,8 +73,8 @@ internal static class ChildProcess
     }
 
     /// <summary>
-    /// Starts a process: the one place the tests do (the fast subset refuses, naming the trait a test that starts processes
-    /// needs, <see cref="TestCategory.Process"/>).
+    /// Starts a process: the one place the tests do (the fast subset refuses, naming the trait a test that starts
+    /// processes needs, <see cref="TestCategory.Process"/>).
     /// </summary>
     public static Process Launch(ProcessStartInfo info)
     {
@@ -116,7 +119,8 @@ internal static class ChildProcess
         public string Stdout { get { lock (_lock) return _out.ToString(); } }
         public string Stderr { get { lock (_lock) return _err.ToString(); } }
 
-        /// <summary>Waits until <paramref name="condition"/> holds; fails (killing the child) when it exits first or time runs out.</summary>
+        /// <summary>Waits until <paramref name="condition"/> holds; fails (killing the child) when it exits first or
+        /// time runs out.</summary>
         public void WaitUntil(Func<bool> condition, TimeSpan timeout, string what)
         {
             var clock = Stopwatch.StartNew();

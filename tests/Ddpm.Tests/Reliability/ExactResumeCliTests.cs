@@ -3,7 +3,8 @@ using Ddpm.Cli;
 
 namespace Ddpm.Tests.Reliability;
 
-/// <summary><c>ddpm train --max-steps k</c>, then <c>--resume --max-steps N</c>, equals <c>--max-steps N</c> straight, bit for bit (CPU).</summary>
+/// <summary><c>ddpm train --max-steps k</c>, then <c>--resume --max-steps N</c>, equals <c>--max-steps N</c> straight,
+/// bit for bit (CPU).</summary>
 [Collection(GlobalRngCollection.Name)]
 public class ExactResumeCliTests : IDisposable
 {

@@ -19,8 +19,8 @@ using static TorchSharp.torch;
 namespace Ddpm.Tests.Reliability;
 
 /// <summary>
-/// Issue 19's hostile inputs, each crafted here: every one gets one line naming the thing and the problem, the documented
-/// exit code (usage 2, failure 1) and never a stack frame ("   at ") or a libtorch backtrace.
+/// Issue 19's hostile inputs, each crafted here: every one gets one line naming the thing and the problem, the
+/// documented exit code (usage 2, failure 1) and never a stack frame (" at ") or a libtorch backtrace.
 /// </summary>
 [Collection(nameof(ConsoleCapture))]
 public sealed class HostileInputTests : IDisposable
@@ -44,7 +44,8 @@ public sealed class HostileInputTests : IDisposable
         }
     }
 
-    /// <summary>Runs the CLI and checks the exit code, the message and that no stack frame or libtorch backtrace was printed.</summary>
+    /// <summary>Runs the CLI and checks the exit code, the message and that no stack frame or libtorch backtrace was
+    /// printed.</summary>
     private static string Expect(int code, string contains, params string[] args)
     {
         var (actual, stderr) = Run(args);

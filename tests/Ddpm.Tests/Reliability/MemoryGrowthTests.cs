@@ -38,7 +38,8 @@ public class MemoryGrowthTests(ITestOutputHelper output)
     public void Rss_stays_flat_across_thousands_of_sampling_steps()
     {
         int steps = ChildProcess.LongTests ? 10_000 : 2_000;
-        // Betas scaled by 1000 / T keep ᾱ_T near the standard T = 1000 schedule's, so the chain stays finite at any length.
+        // Betas scaled by 1000 / T keep ᾱ_T near the standard T = 1000 schedule's, so the chain stays finite at any
+        // length.
         var diffusion = GaussianDiffusion.FromOptions(new DiffusionOptions { NumTimesteps = steps, BetaStart = 0.1 / steps, BetaEnd = 20.0 / steps });
         using var model = new UNet(TestModels.Tiny(8));
         model.eval();

@@ -4,9 +4,9 @@ using Ddpm.Runtime;
 namespace Ddpm.Tests.Reliability;
 
 /// <summary>
-/// Issue 19 case 12: a child of a crashed test host must not live on (the kill test's child once wrote checkpoints at full
-/// CPU for 30 minutes after the host died). The kill target, started with <see cref="ParentWatch.Variable"/>, exits when
-/// its parent disappears (a fake parent, a shell, killed with SIGKILL) or when its stdin closes.
+/// Issue 19 case 12: a child of a crashed test host must not live on (the kill test's child once wrote checkpoints at
+/// full CPU for 30 minutes after the host died). The kill target, started with <see cref="ParentWatch.Variable"/>,
+/// exits when its parent disappears (a fake parent, a shell, killed with SIGKILL) or when its stdin closes.
 /// </summary>
 [Trait(TestCategory.Name, TestCategory.Process)]
 public class ParentWatchTests : IDisposable
@@ -50,7 +50,8 @@ public class ParentWatchTests : IDisposable
         Assert.False(Gone(child));
 
         ChildProcess.Signal(shell.Process, ChildProcess.Sigkill);
-        // With a timeout: the parameterless wait also waits for the end of the shell's stdout, which the child holds open.
+        // With a timeout: the parameterless wait also waits for the end of the shell's stdout, which the child holds
+        // open.
         Assert.True(shell.Process.WaitForExit(TimeSpan.FromSeconds(30)), "the fake parent survived SIGKILL");
         WaitGone(child, TimeSpan.FromSeconds(30), "its parent was killed");
     }

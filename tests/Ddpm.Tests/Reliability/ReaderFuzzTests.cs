@@ -100,7 +100,8 @@ public class ReaderFuzzTests(ITestOutputHelper output) : IDisposable
         var cpu = new Device("cpu");
         using (var trainer = new Trainer(new Ddpm.Models.UNet(config.Model), config, cpu)) trainer.Save(path);
         var valid = File.ReadAllBytes(path);
-        // Zip size fields: every local header and central-directory record's sizes (little-endian, but any huge value will do).
+        // Zip size fields: every local header and central-directory record's sizes (little-endian, but any huge value
+        // will do).
         var sizeFields = new List<int>();
         for (int i = 0; i + 4 <= valid.Length; i++)
         {
@@ -120,7 +121,8 @@ public class ReaderFuzzTests(ITestOutputHelper output) : IDisposable
         });
         Report("checkpoint (zip + manifest)", n, r);
 
-        // The manifest alone (it is what the checksums do not cover): corrupt its JSON inside an otherwise valid archive.
+        // The manifest alone (it is what the checksums do not cover): corrupt its JSON inside an otherwise valid
+        // archive.
         string manifest;
         File.WriteAllBytes(path, valid);
         using (var zip = ZipFile.OpenRead(path))
@@ -175,7 +177,8 @@ public class ReaderFuzzTests(ITestOutputHelper output) : IDisposable
         var folder = Path.Combine(_dir, "images");
         Directory.CreateDirectory(folder);
         var file = Path.Combine(folder, "a" + extension);
-        // Declared dimensions: PNG IHDR width/height (offsets 16, 20; the CRC is then wrong unless fixed below), JPEG SOFn.
+        // Declared dimensions: PNG IHDR width/height (offsets 16, 20; the CRC is then wrong unless fixed below), JPEG
+        // SOFn.
         var sizeFields = new List<int>();
         if (extension == ".png") sizeFields.AddRange([16, 20]);
         for (int i = 0; i + 9 < valid.Length; i++)
@@ -190,7 +193,8 @@ public class ReaderFuzzTests(ITestOutputHelper output) : IDisposable
         Report($"image folder {extension}", n + 2, r);
     }
 
-    /// <summary>Validly encoded headers declaring 65,535 × 65,535 or 2^31 − 1 × 1 pixels (PNG with a correct IHDR CRC).</summary>
+    /// <summary>Validly encoded headers declaring 65,535 × 65,535 or 2^31 − 1 × 1 pixels (PNG with a correct IHDR
+    /// CRC).</summary>
     private static IEnumerable<(string, byte[])> HugeDimensions(byte[] valid, string extension)
     {
         foreach (var (w, h) in new[] { (65535u, 65535u), (0x7FFFFFFFu, 1u) })

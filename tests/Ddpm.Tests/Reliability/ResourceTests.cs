@@ -6,7 +6,8 @@ using Ddpm.Training;
 
 namespace Ddpm.Tests.Reliability;
 
-/// <summary>The memory estimate made before allocating, refusals of configs that cannot fit, and out-of-memory messages.</summary>
+/// <summary>The memory estimate made before allocating, refusals of configs that cannot fit, and out-of-memory
+/// messages.</summary>
 public class ResourceTests
 {
     [Theory]

@@ -6,7 +6,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Runs;
 
-/// <summary>Rotation of numbered checkpoints, and failed writes (a full disk) that leave the previous checkpoint intact.</summary>
+/// <summary>Rotation of numbered checkpoints, and failed writes (a full disk) that leave the previous checkpoint
+/// intact.</summary>
 public class CheckpointFolderTests : IDisposable
 {
     private readonly string _dir = TestPaths.TempDir("ckpt-folder");

@@ -3,7 +3,8 @@ using Ddpm.Training;
 
 namespace Ddpm.Tests.Runs;
 
-/// <summary><see cref="RunLock"/>: one holder at a time, its text names PID and start time, release removes only its own file.</summary>
+/// <summary><see cref="RunLock"/>: one holder at a time, its text names PID and start time, release removes only its
+/// own file.</summary>
 public class RunLockTests : IDisposable
 {
     private readonly string _dir = TestPaths.TempDir("runlock");

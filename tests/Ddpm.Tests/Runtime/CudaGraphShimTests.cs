@@ -7,14 +7,16 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Runtime;
 
-/// <summary>Tests that bind the process-wide CUDA-graph shim (to a fake libtorch) or change DDPM_CUDA_GRAPHS run alone.</summary>
+/// <summary>Tests that bind the process-wide CUDA-graph shim (to a fake libtorch) or change DDPM_CUDA_GRAPHS run
+/// alone.</summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class CudaGraphShimCollection
 {
     public const string Name = "CUDA-graph shim";
 }
 
-/// <summary>A fact that needs g++ (the build compiles the shim and the fake libtorch with it); skipped without one.</summary>
+/// <summary>A fact that needs g++ (the build compiles the shim and the fake libtorch with it); skipped without
+/// one.</summary>
 public sealed class NeedsCxxFactAttribute : FactAttribute
 {
     public NeedsCxxFactAttribute()

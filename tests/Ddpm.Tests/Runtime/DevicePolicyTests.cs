@@ -42,7 +42,8 @@ public class DevicePolicyTests
         var exact = nn.functional.conv2d(x.to(ScalarType.Float64), weight.to(ScalarType.Float64), strides: new long[] { 2, 2 },
             padding: new long[] { 1, 1 });
         double rel = ((low - exact).norm() / exact.norm()).item<double>();
-        // Inputs and weights rounded to 8 significant bits (≈ 0.2 % each) and a bf16 output: ≈ 0.5 %, far from the 35 % seen.
+        // Inputs and weights rounded to 8 significant bits (≈ 0.2 % each) and a bf16 output: ≈ 0.5 %, far from the 35 %
+        // seen.
         Assert.True(rel < 0.02, $"bf16 convolution off by {rel:P2}");
     }
 

@@ -4,7 +4,8 @@ namespace Ddpm.Tests.Runtime;
 
 /// <summary>
 /// Issue 19 case 11: the inline MSBuild task of build/Ddpm.Native.targets (compiled from build/MarkGlibcxxWeak.cs by
-/// RoslynCodeTaskFactory, with nullable warnings on) builds without a warning; a fresh clone's first build printed CS8600.
+/// RoslynCodeTaskFactory, with nullable warnings on) builds without a warning; a fresh clone's first build printed
+/// CS8600.
 /// </summary>
 [Trait(TestCategory.Name, TestCategory.Process)]
 public class NativeTargetsBuildTests : IDisposable

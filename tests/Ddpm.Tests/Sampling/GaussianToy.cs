@@ -5,9 +5,9 @@ using static TorchSharp.torch;
 namespace Ddpm.Tests.Sampling;
 
 /// <summary>
-/// Data x_0 ~ N(μ, s²I), where everything a solver needs is closed form (float64 throughout): x_t ~ N(α_t μ, v_t I) with
-/// v_t = α_t² s² + σ_t², the exact noise prediction E[ε | x_t] = σ_t (x_t − α_t μ)/v_t, and the probability-flow ODE's
-/// solution, which keeps (x_t − α_t μ)/√v_t constant.
+/// Data x_0 ~ N(μ, s²I), where everything a solver needs is closed form (float64 throughout): x_t ~ N(α_t μ, v_t I)
+/// with v_t = α_t² s² + σ_t², the exact noise prediction E[ε | x_t] = σ_t (x_t − α_t μ)/v_t, and the probability-flow
+/// ODE's solution, which keeps (x_t − α_t μ)/√v_t constant.
 /// </summary>
 internal sealed class GaussianToy(NoiseSchedule schedule, double mu = 0.3, double s = 0.5)
 {
@@ -28,7 +28,8 @@ internal sealed class GaussianToy(NoiseSchedule schedule, double mu = 0.3, doubl
         return (sigma * (x - alpha * mu) / (a * s * s + 1 - a)).MoveToOuterDisposeScope();
     };
 
-    /// <summary>The ODE's exact x at timestep <paramref name="to"/> from x at timestep <paramref name="from"/>.</summary>
+    /// <summary>The ODE's exact x at timestep <paramref name="to"/> from x at timestep
+    /// <paramref name="from"/>.</summary>
     public Tensor Flow(Tensor x, int from, int to) =>
         Alpha(to) * mu + (x - Alpha(from) * mu) * Math.Sqrt(Variance(to) / Variance(from));
 
@@ -36,8 +37,8 @@ internal sealed class GaussianToy(NoiseSchedule schedule, double mu = 0.3, doubl
     public Tensor Denoise(Tensor x, int t) => mu + Alpha(t) * s * s * (x - Alpha(t) * mu) / Variance(t);
 
     /// <summary>
-    /// What an ODE sampler ending in x̂_0 computes without discretisation error: the exact flow from its first to its last
-    /// visited timestep, then the exact x̂_0 there.
+    /// What an ODE sampler ending in x̂_0 computes without discretisation error: the exact flow from its first to its
+    /// last visited timestep, then the exact x̂_0 there.
     /// </summary>
     public Tensor ExactSample(ISampler sampler, Tensor xT) =>
         Denoise(Flow(xT, sampler.Timesteps[0], sampler.Timesteps[^1]), sampler.Timesteps[^1]);

@@ -9,7 +9,8 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Sampling;
 
-/// <summary>The generation pipeline: prediction targets, per-image noise, batching, index ranges, callbacks, cancellation, loading.</summary>
+/// <summary>The generation pipeline: prediction targets, per-image noise, batching, index ranges, callbacks,
+/// cancellation, loading.</summary>
 public class ImageGeneratorTests
 {
     private static readonly NoiseSchedule Schedule = NoiseSchedule.Linear(10, 1e-4, 0.2);

@@ -6,13 +6,15 @@ using static TorchSharp.torch;
 
 namespace Ddpm.Tests.Sampling;
 
-/// <summary>DPM-Solver++ and UniPC against the closed-form probability-flow ODE of Gaussian data, and against DDIM.</summary>
+/// <summary>DPM-Solver++ and UniPC against the closed-form probability-flow ODE of Gaussian data, and against
+/// DDIM.</summary>
 [Collection(GlobalRngCollection.Name)]
 public class OdeSolverTests
 {
     private static readonly NoiseSchedule Linear = NoiseSchedule.Linear(1000);
 
-    /// <summary>log₂ of the error ratio when the number of intervals doubles from <paramref name="intervals"/>.</summary>
+    /// <summary>log₂ of the error ratio when the number of intervals doubles from
+    /// <paramref name="intervals"/>.</summary>
     private static (double Coarse, double Fine, double Order) Halving(GaussianToy toy, Func<int, ISampler> make, int intervals)
     {
         var xT = GaussianToy.Noise(1);

@@ -12,7 +12,8 @@ public class SolverSpacingAndOptionsTests
     /// <summary>λ_t = ½ log(ᾱ_t/(1 − ᾱ_t)) written out here, independently of the library.</summary>
     private static double Lambda(NoiseSchedule s, int t) => 0.5 * Math.Log(s.AlphasCumprod[t] / (1 - s.AlphasCumprod[t]));
 
-    /// <summary>The fractional timestep where λ, linear between integer timesteps, equals <paramref name="target"/> (by a scan).</summary>
+    /// <summary>The fractional timestep where λ, linear between integer timesteps, equals <paramref name="target"/> (by
+    /// a scan).</summary>
     private static double Fractional(NoiseSchedule s, double target)
     {
         if (Math.Abs(target - Lambda(s, 0)) < 1e-12) return 0; // the end points, up to rounding
@@ -60,7 +61,8 @@ public class SolverSpacingAndOptionsTests
     [Fact]
     public void Karras_spacing_rounds_sigmas_evenly_spaced_in_sigma_to_the_one_over_rho()
     {
-        // Karras et al. 2022, eq. 5 with ρ = 7 and σ = √((1 − ᾱ)/ᾱ) = e^{−λ}, from σ_max (t = T−1) down to σ_min (t = 0).
+        // Karras et al. 2022, eq. 5 with ρ = 7 and σ = √((1 − ᾱ)/ᾱ) = e^{−λ}, from σ_max (t = T−1) down to σ_min (t =
+        // 0).
         const int s = 12;
         var ts = TimestepSpacing.Ascending(Linear, s, SpacingKind.Karras).Reverse().ToArray();
         double sigmaMax = Math.Sqrt((1 - Linear.AlphasCumprod[999]) / Linear.AlphasCumprod[999]);

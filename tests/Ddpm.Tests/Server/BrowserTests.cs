@@ -185,7 +185,8 @@ public sealed class BrowserTests(ITestOutputHelper output) : IDisposable
         finally { Directory.Delete(work, recursive: true); }
     }
 
-    /// <summary>Presses Generate and waits for the page to finish; returns the final grid's pixels and the frames it showed.</summary>
+    /// <summary>Presses Generate and waits for the page to finish; returns the final grid's pixels and the frames it
+    /// showed.</summary>
     private static ((int Width, int Height, byte[] Pixels) Grid, int Frames) Run(ChromeDriver driver)
     {
         driver.FindElement(By.Id("generate")).Click();
@@ -196,7 +197,8 @@ public sealed class BrowserTests(ITestOutputHelper output) : IDisposable
         return (ServerClient.Decode(ServerClient.PngOf(driver.FindElement(By.Id("final")).GetAttribute("src")!)), frames);
     }
 
-    /// <summary>Drags the pointer over the drawing through <paramref name="points"/> (offsets from the canvas centre, in CSS pixels).</summary>
+    /// <summary>Drags the pointer over the drawing through <paramref name="points"/> (offsets from the canvas centre,
+    /// in CSS pixels).</summary>
     private static void Stroke(ChromeDriver driver, params (int X, int Y)[] points)
     {
         var canvas = driver.FindElement(By.Id("overlay"));

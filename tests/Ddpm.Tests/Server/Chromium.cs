@@ -6,7 +6,8 @@ namespace Ddpm.Tests.Server;
 /// <summary>
 /// Debian's headless Chromium driven by its chromedriver (apt: chromium, chromium-driver), started so that it makes no
 /// network calls of its own. Tests that need it are skipped with the reason when it is missing, except in CI
-/// (<c>DDPM_REQUIRE_CHROMIUM=1</c>, set by <c>.ci/run</c> after installing it, or <c>CI=true</c>), where a missing browser is a failure.
+/// (<c>DDPM_REQUIRE_CHROMIUM=1</c>, set by <c>.ci/run</c> after installing it, or <c>CI=true</c>), where a missing
+/// browser is a failure.
 /// </summary>
 internal static class Chromium
 {

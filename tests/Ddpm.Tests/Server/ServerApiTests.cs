@@ -283,7 +283,8 @@ public sealed class ServerApiTests : IDisposable
         Assert.Equal(200, await RawGet(address, "/files/cond/preview.png"));
     }
 
-    /// <summary>A GET with the request target sent byte for byte (HttpClient would normalise it); returns the status code.</summary>
+    /// <summary>A GET with the request target sent byte for byte (HttpClient would normalise it); returns the status
+    /// code.</summary>
     private static async Task<int> RawGet(Uri address, string target)
     {
         using var socket = new TcpClient();

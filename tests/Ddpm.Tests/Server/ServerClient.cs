@@ -59,7 +59,8 @@ internal static class ServerClient
         return (bitmap.Width, bitmap.Height, bitmap.Bytes);
     }
 
-    /// <summary>The side of a square grid of <paramref name="perRow"/> images of <paramref name="size"/> pixels with 2-pixel padding.</summary>
+    /// <summary>The side of a square grid of <paramref name="perRow"/> images of <paramref name="size"/> pixels with
+    /// 2-pixel padding.</summary>
     public static int GridSide(int perRow, int size) => perRow * (size + 2) + 2;
 
     public static async Task<JsonElement> Json(HttpClient client, string url)

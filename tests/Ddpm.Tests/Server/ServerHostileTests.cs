@@ -143,7 +143,8 @@ public sealed class ServerHostileTests : IDisposable
         await using var app = InMemory();
         using var client = app.GetTestClient();
         var id = RunsCatalog.IdOf("corrupt/checkpoint.ckpt");
-        // The model is loaded while the request is planned, before the stream starts: a 500 with the problem in one line.
+        // The model is loaded while the request is planned, before the stream starts: a 500 with the problem in one
+        // line.
         using var response = await ServerClient.Start(client, new { checkpoint = id, sampler = "ddim", steps = 2, count = 1 });
         Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
         using var problem = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync());

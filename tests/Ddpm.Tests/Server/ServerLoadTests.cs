@@ -66,7 +66,8 @@ public sealed class ServerLoadTests(ITestOutputHelper output)
 
         // Still serving, and no slot left held: each checkpoint generates again. A generation its client abandoned just
         // before the clients stopped may still be finishing its current step (or loading its model) on a slow machine,
-        // so a 429 is retried as its Retry-After says, for at most 60 s; a slot that was never released stays 429 and fails.
+        // so a 429 is retried as its Retry-After says, for at most 60 s; a slot that was never released stays 429 and
+        // fails.
         foreach (var c in checkpoints)
         {
             var settle = Stopwatch.StartNew();

@@ -12,9 +12,10 @@ namespace Ddpm.Tests.Server;
 
 /// <summary>
 /// A runs folder trained once per test process by the real CLI (<c>ddpm train</c>): <c>cond/</c>, a class-conditional
-/// tiny U-Net on the synthetic bars (class 0 horizontal, class 1 vertical) with EMA, and <c>plain/</c>, an unconditional
-/// one without EMA; the seed's linear schedule with T = 1000 so that a full-length generation takes long enough to be watched, cancelled and refused.
-/// Beside the runs folder lies <c>outside/</c>, which no request may read (links into it are planted in the runs folder).
+/// tiny U-Net on the synthetic bars (class 0 horizontal, class 1 vertical) with EMA, and <c>plain/</c>, an
+/// unconditional one without EMA; the seed's linear schedule with T = 1000 so that a full-length generation takes long
+/// enough to be watched, cancelled and refused. Beside the runs folder lies <c>outside/</c>, which no request may read
+/// (links into it are planted in the runs folder).
 /// </summary>
 internal sealed class ServerRuns
 {
@@ -72,7 +73,8 @@ internal sealed class ServerRuns
         return app;
     }
 
-    /// <summary>The server on this folder on Kestrel at 127.0.0.1 and a free port; returns the app and its base address.</summary>
+    /// <summary>The server on this folder on Kestrel at 127.0.0.1 and a free port; returns the app and its base
+    /// address.</summary>
     public static (WebApplication App, Uri Address) OnLoopback(ServerOptions options)
     {
         var app = DdpmServer.Build(options with { Port = 0 }, b => b.Logging.ClearProviders());

@@ -37,7 +37,8 @@ public class FlatAdamTests
         Assert.True(moved > 1e-4, "the EMA did not lag the weights at all: the comparison would be vacuous");
     }
 
-    /// <summary>Same arithmetic per element; only vectorisation (FMA vs separate rounding) may differ in the last bit.</summary>
+    /// <summary>Same arithmetic per element; only vectorisation (FMA vs separate rounding) may differ in the last
+    /// bit.</summary>
     private static void AssertSameWeights(Ddpm.Models.UNet expected, Ddpm.Models.UNet actual, string what)
     {
         var a = expected.state_dict();
@@ -148,7 +149,8 @@ public class FlatAdamTests
             while (!straight.Finished) straight.TrainEpoch(data);
             Assert.Equal(6, straight.Step);
 
-            // An old checkpoint: 3 steps of TorchSharp's per-tensor Adam (3 batches = 1 epoch, so one epoch boundary too).
+            // An old checkpoint: 3 steps of TorchSharp's per-tensor Adam (3 batches = 1 epoch, so one epoch boundary
+            // too).
             var old = Path.Combine(dir, "per-tensor.ckpt");
             using (var first = new PerTensorReference(config))
             {
@@ -163,7 +165,8 @@ public class FlatAdamTests
                 AssertSameWeights(straight.Ema!.Shadow, resumed.Ema!.Shadow, "EMA weights after resuming a per-tensor checkpoint");
             }
 
-            // And the other way: the trainer's checkpoint (its optimizer state is TorchSharp's format) continues on TorchSharp's Adam.
+            // And the other way: the trainer's checkpoint (its optimizer state is TorchSharp's format) continues on
+            // TorchSharp's Adam.
             var flat = Path.Combine(dir, "flat.ckpt");
             using (var first = Trainer.Create(config with { Train = config.Train with { MaxSteps = 4 } }, Cpu))
             {

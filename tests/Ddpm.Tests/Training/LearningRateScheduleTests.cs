@@ -64,7 +64,8 @@ public class LearningRateScheduleTrainerTests
             Assert.Equal(5e-4, seen[0], 12);
             Assert.True(seen[7] < seen[2], "the lr decays after the warm-up");
 
-            // Interrupted after 4 steps (mid-epoch 2: 3 steps per epoch), saved, resumed: the same weights as straight through.
+            // Interrupted after 4 steps (mid-epoch 2: 3 steps per epoch), saved, resumed: the same weights as straight
+            // through.
             var path = Path.Combine(dir, "checkpoint.ckpt");
             using (var first = Trainer.Create(config, Cpu))
             {

@@ -10,9 +10,10 @@ namespace Ddpm.Tests.Training;
 
 /// <summary>
 /// Algorithm 1 written plainly, with TorchSharp's own per-tensor <see cref="Adam"/> (zero_grad, backward, step) and a
-/// per-tensor EMA θ_ema ← d·θ_ema + (1 − d)·θ, drawing data, t and ε exactly as <see cref="Trainer"/> does (unconditional,
-/// no flips, CPU). It is the oracle the trainer's flat optimizer is compared with, and it writes checkpoints the way the
-/// trainer did before it had a flat optimizer (TorchSharp's Adam state), so old checkpoints stay tested.
+/// per-tensor EMA θ_ema ← d·θ_ema + (1 − d)·θ, drawing data, t and ε exactly as <see cref="Trainer"/> does
+/// (unconditional, no flips, CPU). It is the oracle the trainer's flat optimizer is compared with, and it writes
+/// checkpoints the way the trainer did before it had a flat optimizer (TorchSharp's Adam state), so old checkpoints
+/// stay tested.
 /// </summary>
 internal sealed class PerTensorReference : IDisposable
 {
@@ -27,7 +28,8 @@ internal sealed class PerTensorReference : IDisposable
     public long Step { get; private set; }
     public long StepInEpoch { get; private set; }
 
-    /// <summary>The same initial weights as <see cref="Trainer.Create"/> (seeded from <c>train_params.seed</c>).</summary>
+    /// <summary>The same initial weights as <see cref="Trainer.Create"/> (seeded from
+    /// <c>train_params.seed</c>).</summary>
     public PerTensorReference(DdpmConfig config)
     {
         _config = config;
@@ -44,7 +46,8 @@ internal sealed class PerTensorReference : IDisposable
         }
     }
 
-    /// <summary>Continues from a checkpoint (weights, Adam state, RNG, EMA, counters), as <see cref="Trainer.Resume"/> does.</summary>
+    /// <summary>Continues from a checkpoint (weights, Adam state, RNG, EMA, counters), as <see cref="Trainer.Resume"/>
+    /// does.</summary>
     public PerTensorReference(DdpmConfig config, string checkpoint) : this(config)
     {
         using var reader = CheckpointReader.Open(checkpoint);
@@ -89,7 +92,8 @@ internal sealed class PerTensorReference : IDisposable
         return losses;
     }
 
-    /// <summary>A checkpoint with TorchSharp's per-tensor Adam state, as the trainer wrote them before its flat optimizer.</summary>
+    /// <summary>A checkpoint with TorchSharp's per-tensor Adam state, as the trainer wrote them before its flat
+    /// optimizer.</summary>
     public void Save(string path) =>
         Checkpoint.Save(path, Model, _config, Epoch, Step, StepInEpoch, new Checkpoint.TrainingState(_adam, Generator), Ema);
 
