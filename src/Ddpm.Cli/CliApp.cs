@@ -17,8 +17,7 @@ public static class CliApp
     public const int MinimumDescriptors = 256;
 
     private static readonly Option<bool> Verbose = new("--verbose") { Description = "print the stack trace with an error (also DDPM_DEBUG=1)", Recursive = true };
-    /// <summary>Numeric options that count (≥ 1), that may be 0 (≥ 0) or must be positive, whichever command declares
-    /// them.</summary>
+    /// <summary>Numeric options that count (≥ 1), may be 0 (≥ 0) or must be positive, in whichever command.</summary>
     private static readonly HashSet<string> CountOptions = ["--batch-size", "--num", "--epochs", "--grid-rows", "--repeats", "--sample-batch",
         "--sync-every", "--resample", "--jump", "--max-images", "--max-image-steps", "--to-steps", "--steps-per-round"];
     private static readonly HashSet<string> NonNegativeOptions = ["--max-steps", "--save-every", "--frames", "--guidance", "--nll-images",
@@ -65,8 +64,7 @@ public static class CliApp
         }
     }
 
-    /// <summary>One line per failure (exit 1, or 2 for a usage error), the stack trace only when
-    /// <paramref name="verbose"/>.</summary>
+    /// <summary>One line per failure (exit 1; 2 for a usage error), the stack trace only if verbose.</summary>
     public static int Report(Exception e, bool verbose = false, string prefix = "")
     {
         if (e is AggregateException { InnerExceptions.Count: 1 } single) e = single.InnerException!;
@@ -78,10 +76,7 @@ public static class CliApp
         return e is UsageException or RequestException ? Usage : Failure;
     }
 
-    /// <summary>
-    /// One range rule for numeric options: counts ≥ 1, others ≥ 0 or &gt; 0, every number finite. A value out of range
-    /// is a parse error (exit 2) like a value that is not a number.
-    /// </summary>
+    /// <summary>One range rule for numeric options (finite, and ≥ their minimum); else a parse error, exit 2.</summary>
     private static void AddRangeChecks(Command command)
     {
         foreach (var option in command.Options)

@@ -5,8 +5,7 @@ using Ddpm.Training;
 
 namespace Ddpm.Cli.Commands;
 
-/// <summary><c>ddpm bench</c>: parses the options, runs <see cref="Benchmark.Run"/>, prints its tables and writes its
-/// JSON.</summary>
+/// <summary><c>ddpm bench</c>: runs <see cref="Benchmark.Run"/>, prints its tables and writes its JSON.</summary>
 internal static class BenchCommand
 {
     public static Command Create()

@@ -41,14 +41,12 @@ internal static class CommonOptions
         EnumOption("--device", "cpu or cuda (default: cuda when available, else cpu)", DeviceChoice.Auto, "device");
 
     /// <summary>
-    /// An option whose value is a spelling of <typeparamref name="T"/> as configs spell it (<see cref="EnumNames"/>,
-    /// any case); anything else is a usage error listing the known spellings (<paramref name="what"/> names the value
-    /// in it).
+    /// An option spelling <typeparamref name="T"/> as configs do (<see cref="EnumNames"/>, any case); anything else is
+    /// a usage error listing the spellings (<paramref name="what"/> names the value in it).
     /// </summary>
     public static Option<Spelled<T>> EnumOption<T>(string name, string description, T defaultValue, string what = "value") where T : struct, Enum
     {
-        // One delegate as parser and default (System.CommandLine then calls it with no tokens when the option is
-        // absent).
+        // One delegate as parser and default (called with no tokens when the option is absent).
         Func<ArgumentResult, Spelled<T>> parse = result => new(result.Tokens.Count == 0 ? defaultValue : Parse<T>(result, name, what));
         return Spell<T, Option<Spelled<T>>>(new(name) { Description = description, CustomParser = parse, DefaultValueFactory = parse });
     }
@@ -73,8 +71,7 @@ internal static class CommonOptions
         return default;
     }
 
-    /// <summary>The device --device names, set up for this process
-    /// (<see cref="Runtime.DevicePolicy.Choose"/>).</summary>
+    /// <summary>The device --device names, set up (<see cref="Runtime.DevicePolicy.Choose"/>).</summary>
     public static Device ResolveDevice(DeviceChoice choice) =>
         Runtime.DevicePolicy.Choose(choice switch { DeviceChoice.Cuda => true, DeviceChoice.Cpu => false, _ => null });
 
@@ -85,13 +82,11 @@ internal static class CommonOptions
     public static Option<bool> AllowNonFiniteOption() =>
         Opt<bool>("--allow-nonfinite", "load weights holding NaN or infinite values (with a warning) instead of refusing them");
 
-    /// <summary>The config the weights need (<see cref="ModelFile.ConfigFor"/>), warning when a given --config is
-    /// ignored.</summary>
+    /// <summary>The config the weights need (<see cref="ModelFile.ConfigFor"/>); warns of an unused --config.</summary>
     public static DdpmConfig? ConfigFor(string path, string? configPath) =>
         ModelFile.ConfigFor(path, configPath, warning => Console.Error.WriteLine($"warning: {warning}"));
 
-    /// <summary>Warns about keys left at their initial values (--strict false) and, loudly, NaN or ±∞
-    /// (--allow-nonfinite).</summary>
+    /// <summary>Warns of keys left at initial values (--strict false), loudly of NaN or ±∞ (allowed).</summary>
     public static void WarnAboutWeights(string path, IReadOnlyList<string> missing, IReadOnlyList<string> nonFinite)
     {
         if (missing.Count > 0)

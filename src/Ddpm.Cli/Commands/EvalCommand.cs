@@ -3,9 +3,8 @@ using Ddpm.Evaluation;
 namespace Ddpm.Cli.Commands;
 
 /// <summary>
-/// <c>ddpm eval</c>: sample-quality metrics in the MNIST classifier's feature space (with anchors), the variational
-/// bound in bits/dim, the loss curve, a sample grid and a class histogram; a table on the terminal and everything in
-/// eval.json.
+/// <c>ddpm eval</c>: sample quality in the MNIST classifier's feature space (with anchors), bits/dim, the loss curve,
+/// a sample grid and a class histogram; a table on the terminal, everything in eval.json.
 /// </summary>
 internal static class EvalCommand
 {

@@ -1,15 +1,14 @@
 namespace Ddpm.Cli.Commands;
 
 /// <summary>
-/// The commands that generate into a folder through <see cref="GenerationOptionSet"/>. Under <c>mpirun -n R</c> each
-/// rank makes its range of image indices and rank 0 alone writes and reports (<see cref="Runs.SampleRun"/>).
+/// The commands that generate into a folder (<see cref="GenerationOptionSet"/>). Under <c>mpirun -n R</c> each rank
+/// makes its range of image indices; rank 0 alone writes and reports (<see cref="Runs.SampleRun"/>).
 /// </summary>
 internal static class GenerationCommands
 {
     /// <summary>
     /// <c>ddpm sample</c>: a PNG grid and an animated reverse process, by DPM-Solver++(2M) SDE in 20 steps unless
-    /// <c>--sampler</c> says otherwise (<c>ddpm</c> is the seed's Algorithm 2); with <c>--init</c>, image-to-image
-    /// (SDEdit).
+    /// <c>--sampler</c> says otherwise (<c>ddpm</c>: Algorithm 2); with <c>--init</c>, image-to-image (SDEdit).
     /// </summary>
     public static Command Sample()
     {
@@ -55,9 +54,8 @@ internal static class GenerationCommands
     }
 
     /// <summary>
-    /// <c>ddpm interpolate</c>: <c>--num</c> frames from one seed's sample to another's, a spherical interpolation of
-    /// their noise, as a one-row grid and an animated path. A deterministic sampler (the default, DDIM η = 0) is
-    /// smoothest.
+    /// <c>ddpm interpolate</c>: <c>--num</c> frames from one seed's sample to another's (a slerp of their noise), as a
+    /// one-row grid and an animated path. A deterministic sampler (the default, DDIM η = 0) is smoothest.
     /// </summary>
     public static Command Interpolate()
     {

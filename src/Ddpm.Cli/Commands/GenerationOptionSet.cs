@@ -36,8 +36,7 @@ internal sealed class GenerationOptionSet(SamplerKind defaultSampler = SamplerOp
     public IEnumerable<Option> All =>
         [_checkpoint, _config, _strict, _num, _rows, _seed, _out, _saveEvery, _frames, _device, _label, _guidance, _noEma, _precision, _batch, _allowNonFinite, .. _sampler.All];
 
-    /// <summary>Loads the checkpoint's generator (EMA weights unless --no-ema), warning about missing keys and
-    /// non-finite weights.</summary>
+    /// <summary>The checkpoint's generator (EMA weights unless --no-ema), with warnings about its weights.</summary>
     public ImageGenerator Load(ParseResult p)
     {
         string path = p.GetValue(_checkpoint)!;
@@ -68,8 +67,7 @@ internal sealed class GenerationOptionSet(SamplerKind defaultSampler = SamplerOp
         };
     }
 
-    /// <summary>An image option's file or folder at the model's size (<see cref="EditImages"/>); a problem is a usage
-    /// error naming it.</summary>
+    /// <summary>An image option's file or folder at the model's size; a problem is a usage error naming it.</summary>
     public static TorchSharp.torch.Tensor Images(string option, string path, ImageGenerator generator, bool masks = false)
     {
         var (channels, size) = ((int)generator.ImageShape[0], (int)generator.ImageShape[1]);
@@ -78,10 +76,8 @@ internal sealed class GenerationOptionSet(SamplerKind defaultSampler = SamplerOp
     }
 
     /// <summary>
-    /// Generates <paramref name="request"/> into --out (a request the model cannot take is a usage error) with a
-    /// progress bar; Ctrl+C or SIGTERM stops between steps with a message saying what the folder holds (exit 130 / 143;
-    /// a second Ctrl+C ends the process at once). Rank 0 reports (<paramref name="what"/>, e.g. "sampled") and prints
-    /// the grid's path.
+    /// Generates <paramref name="request"/> into --out with a progress bar; Ctrl+C or SIGTERM stops between steps and
+    /// says what the folder holds (exit 130 / 143; a second Ctrl+C ends at once). Rank 0 reports and prints the grid.
     /// </summary>
     public int Run(ParseResult p, ImageGenerator generator, GenerationRequest request, string what, int? defaultRows = null)
     {

@@ -3,12 +3,10 @@ using Ddpm.Evaluation;
 
 namespace Ddpm.Cli.Commands;
 
-/// <summary>The commands that fetch MNIST and train the classifier that <c>ddpm eval</c> measures with, both in one
-/// folder.</summary>
+/// <summary>Fetching MNIST and training the classifier <c>ddpm eval</c> measures with, both in one folder.</summary>
 internal static class MnistCommands
 {
-    /// <summary><c>ddpm data mnist [--dir DIR]</c>: fetch (or find) MNIST and print where it is and its
-    /// checksums.</summary>
+    /// <summary><c>ddpm data mnist</c>: fetch (or find) MNIST and print where it is and its checksums.</summary>
     public static Command Data()
     {
         var dir = Opt("--dir", "folder for the four IDX files", "data/mnist");

@@ -25,8 +25,7 @@ internal static class ModelCommands
         });
     }
 
-    /// <summary><c>ddpm import</c>: a PyTorch state_dict (.pth or .safetensors) plus a config → a ddpm
-    /// checkpoint.</summary>
+    /// <summary><c>ddpm import</c>: a PyTorch state_dict (.pth, .safetensors) and a config → a checkpoint.</summary>
     public static Command Import()
     {
         var weights = Opt<string>("--weights", "torch.save(model.state_dict()) file (.pth, zip format) or .safetensors from the PyTorch reference", required: true);

@@ -25,8 +25,7 @@ internal sealed class SamplerOptionSet(SamplerKind defaultKind, string alsoIn = 
 
     public IEnumerable<Option> All => [_kind, _steps, _eta, _spacing, _sigma, _clip, _threshold];
 
-    /// <summary>The sampler asked for (checked against the model's T later, by
-    /// <see cref="SamplerOptions.Create"/>).</summary>
+    /// <summary>The sampler asked for (checked against the model's T by <see cref="SamplerOptions.Create"/>).</summary>
     public SamplerOptions Read(ParseResult p) => new()
     {
         Kind = p.GetValue(_kind), Steps = p.GetValue(_steps), Eta = p.GetValue(_eta), Spacing = p.GetValue(_spacing),

@@ -3,8 +3,7 @@ using Microsoft.Extensions.Hosting;
 
 namespace Ddpm.Cli.Commands;
 
-/// <summary><c>ddpm serve</c>: the web page (generate with live frames, runs with live loss) for a runs
-/// folder.</summary>
+/// <summary><c>ddpm serve</c>: the web page (generation with live frames, runs with live loss).</summary>
 internal static class ServeCommand
 {
     public static Command Create()

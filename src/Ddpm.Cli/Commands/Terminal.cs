@@ -17,8 +17,7 @@ internal sealed class ProgressLine
     private bool _drawn;
     private string? _phase;
 
-    /// <summary>As <see cref="Update(long, long, string, TimeSpan?)"/>, with a new bar whenever
-    /// <paramref name="phase"/> changes.</summary>
+    /// <summary>Draws the bar, a new one whenever <paramref name="phase"/> changes.</summary>
     public void Update(string phase, long done, long total, string text)
     {
         if (phase != _phase)
@@ -29,8 +28,7 @@ internal sealed class ProgressLine
         Update(done, total, text);
     }
 
-    /// <summary>Draws the bar; without <paramref name="eta"/>, the time left at the rate since the first
-    /// update.</summary>
+    /// <summary>Draws the bar; without <paramref name="eta"/>, the time left at the rate so far.</summary>
     public void Update(long done, long total, string text, TimeSpan? eta = null)
     {
         if (_first < 0) (_first, _sinceFirst) = (done, Stopwatch.StartNew());
@@ -54,8 +52,7 @@ internal sealed class ProgressLine
         t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:00}m" : t.TotalMinutes >= 1 ? $"{(int)t.TotalMinutes}m{t.Seconds:00}s" : $"{t.TotalSeconds:0.0}s";
 }
 
-/// <summary>An <see cref="IProgress{T}"/> that reports on the calling thread, in order (unlike
-/// <see cref="Progress{T}"/>).</summary>
+/// <summary>An <see cref="IProgress{T}"/> that reports on the calling thread, in order (Progress posts).</summary>
 internal sealed class Reporter<T>(Action<T> report) : IProgress<T>
 {
     public void Report(T value) => report(value);
@@ -80,8 +77,7 @@ internal sealed class StopSignals : IDisposable
     }
 
     public CancellationToken Token => _cancel.Token;
-    /// <summary>The first signal's exit code, or <paramref name="fallback"/> when none came to this process (a stop
-    /// from another rank).</summary>
+    /// <summary>The first signal's exit code, else <paramref name="fallback"/> (another rank stopped).</summary>
     public int ExitCode(int fallback = Sigterm) => _code == 0 ? fallback : _code;
     /// <summary>"SIGINT", "SIGTERM", or null.</summary>
     public string? Name => _code switch { Sigint => "SIGINT", Sigterm => "SIGTERM", _ => null };

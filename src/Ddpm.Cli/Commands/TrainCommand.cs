@@ -5,9 +5,8 @@ using Ddpm.Training;
 namespace Ddpm.Cli.Commands;
 
 /// <summary>
-/// <c>ddpm train</c>: parses the options into a <see cref="TrainingRunRequest"/>, runs it (<see cref="TrainingRun"/>
-/// owns the folder, the loop and the files), draws the progress bar, turns SIGINT/SIGTERM into a stop (a checkpoint is
-/// saved, exit 130 / 143) and prints how to resume. Under <c>mpirun -n N</c> it trains data-parallel.
+/// <c>ddpm train</c>: runs a <see cref="TrainingRun"/> (the folder, the loop, the files) with a progress bar; SIGINT
+/// or SIGTERM saves a checkpoint and exits 130 / 143 with how to resume. Under <c>mpirun -n N</c>: data-parallel.
 /// </summary>
 internal static class TrainCommand
 {
@@ -44,8 +43,7 @@ internal static class TrainCommand
         $"ddpm train{(configPath is null ? "" : $" --config {Quote(configPath)}")} --out {Quote(outDir)} --resume" +
         string.Concat(o.Arguments().Select(a => " " + a)) + (device is null ? "" : $" --device {Quote(device)}");
 
-    /// <summary>A word as a POSIX shell reads it back (single-quoted when it holds anything but safe
-    /// characters).</summary>
+    /// <summary>A word as a POSIX shell reads it back (single-quoted unless all its characters are safe).</summary>
     private static string Quote(string word) =>
         word.Length > 0 && word.All(c => char.IsAsciiLetterOrDigit(c) || "-_./:=+@%,".Contains(c)) ? word : "'" + word.Replace("'", "'\\''") + "'";
 
@@ -72,8 +70,7 @@ internal static class TrainCommand
             }
         });
         using var run = TrainingRun.Open(request, device, new TrainerOptions { Parallel = parallel }, progress);
-        // Both signals only request a stop: the current step finishes, a checkpoint is written, then the exit code says
-        // which.
+        // Both signals request a stop: the step finishes, a checkpoint is written, the exit code says which.
         using var stop = new StopSignals();
         var result = run.Run(stop.Token);
         bar.Finish();
