@@ -20,6 +20,9 @@ public sealed class DeviceEma : IDisposable
         _n = full(Array.Empty<long>(), (double)steps, dtype: float64, device: ema.Flat.device).DetachFromDisposeScope();
     }
 
+    /// <summary>n on the device (0-dim float64).</summary>
+    internal Tensor Count => _n;
+
     /// <summary>The average this updates.</summary>
     public ExponentialMovingAverage Average => _ema;
 

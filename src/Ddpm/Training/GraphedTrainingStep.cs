@@ -19,10 +19,12 @@ namespace Ddpm.Training;
 /// One batch shape is captured (the first one seen); other shapes (an epoch's last, smaller batch) run the same step
 /// eagerly. Without graphs (the CPU, a CPU-only libtorch, <c>DDPM_CUDA_GRAPHS</c> not 1, a failed capture) every
 /// step runs eagerly — the same arithmetic, which the CPU tests compare with the trainer's own step. Only
-/// <c>ddpm bench</c> uses this class (<c>ddpm train</c> runs <see cref="Trainer"/>'s eager step); its replays are not
-/// checked against eager steps here (bench's <c>--verify-graphs</c> compares weights after a run). Steps taken here do
+/// <c>ddpm bench</c> uses this class (<c>ddpm train</c> runs <see cref="Trainer"/>'s eager step). Steps taken here do
 /// not advance <see cref="Trainer.Step"/>; <see cref="WriteBack"/> hands Adam's step count back to the optimizer.
 /// </para>
+/// <para>Checked, not trusted: the first replay is compared with an eager step from the same state on the same
+/// inputs (<see cref="StepsAgree"/>). If they differ beyond float tolerance the graph is dropped with one warning,
+/// the eager step's result stands, and every later step runs eagerly.</para>
 /// </summary>
 public sealed class GraphedTrainingStep : IDisposable
 {
@@ -32,7 +34,9 @@ public sealed class GraphedTrainingStep : IDisposable
     private readonly DeviceEma? _ema;
     private readonly Tensor _enabled;
     private Inputs? _static;
+    private readonly Func<Func<Tensor[]>, CudaGraph> _capture;
     private CudaGraph? _graph;
+    private bool _verified;
     private string? _eagerBecause;
 
     /// <summary>The step's inputs: x_0, t, ε and labels (or null).</summary>
@@ -49,11 +53,12 @@ public sealed class GraphedTrainingStep : IDisposable
         }
     }
 
-    private GraphedTrainingStep(Trainer trainer, FlatAdam flat, string? eagerBecause)
+    private GraphedTrainingStep(Trainer trainer, FlatAdam flat, string? eagerBecause, Func<Func<Tensor[]>, CudaGraph> capture)
     {
         _trainer = trainer;
         _flat = flat;
         _eagerBecause = eagerBecause;
+        _capture = capture;
         _adam = new TensorAdam(flat);
         if (trainer.Ema is not null) _ema = new DeviceEma(trainer.Ema, trainer.Step);
         _enabled = full(Array.Empty<long>(), true, dtype: @bool, device: trainer.Device).DetachFromDisposeScope();
@@ -64,10 +69,16 @@ public sealed class GraphedTrainingStep : IDisposable
     public static GraphedTrainingStep For(Trainer trainer, bool? useGraphs = null)
     {
         string? reason = useGraphs == false ? "graphs turned off" : CudaGraphs.ReasonNotToUse(trainer.Device);
-        return new GraphedTrainingStep(trainer, trainer.Flat, reason);
+        var device = trainer.Device;
+        return new GraphedTrainingStep(trainer, trainer.Flat, reason, body => CudaGraph.Capture(device, body, warmups: 3));
     }
 
-    /// <summary>Receives the warning when the capture fails and steps run eagerly; default: stderr.</summary>
+    /// <summary>Graphs from <paramref name="capture"/>, on any device (tests: a fake libtorch, the CPU).</summary>
+    internal static GraphedTrainingStep CreateWith(Trainer trainer, Func<Func<Tensor[]>, CudaGraph> capture) =>
+        new(trainer, trainer.Flat, null, capture);
+
+    /// <summary>Receives the warning when the capture fails or the first replay disagrees and steps run eagerly;
+    /// default: stderr.</summary>
     public Action<string> Warn { get; set; } = message => Console.Error.WriteLine(message);
 
     /// <summary>Whether steps of the captured shape replay a CUDA graph.</summary>
@@ -81,7 +92,8 @@ public sealed class GraphedTrainingStep : IDisposable
 
     /// <summary>
     /// One step on <paramref name="x0"/> (on the trainer's device; labels likewise, already dropped for guidance
-    /// training). Returns the loss and whether the update applied (device scalars the caller owns); no host wait.
+    /// training). Returns the loss and whether the update applied (device scalars the caller owns); no host wait,
+    /// except in the step that checks the first replay.
     /// </summary>
     public (Tensor Loss, Tensor Applied) Run(Tensor x0, Tensor? labels = null)
     {
@@ -95,18 +107,112 @@ public sealed class GraphedTrainingStep : IDisposable
         Tensor loss, applied;
         if (_graph is not null && _static!.Fits(x0, labels))
         {
-            Fill(_static, x0, t, noise, labels);
-            _graph.Replay();
-            (loss, applied) = (_graph.Outputs[0].clone(), _graph.Outputs[1].clone());
+            if (_verified) (loss, applied) = Replay(x0, t, noise, labels);
+            else (loss, applied) = FirstReplay(x0, t, noise, labels);
         }
-        else
-        {
-            var device = x0.device;
-            var outputs = Body(new Inputs(x0, t.to(device, non_blocking: true), noise.to(device, non_blocking: true), labels));
-            (loss, applied) = (outputs[0], outputs[1]);
-        }
+        else (loss, applied) = Eager(x0, t, noise, labels);
         return (loss.MoveToOuterDisposeScope(), applied.MoveToOuterDisposeScope());
     }
+
+    private (Tensor Loss, Tensor Applied) Replay(Tensor x0, Tensor t, Tensor noise, Tensor? labels)
+    {
+        Fill(_static!, x0, t, noise, labels);
+        _graph!.Replay();
+        return (_graph.Outputs[0].clone(), _graph.Outputs[1].clone());
+    }
+
+    private (Tensor Loss, Tensor Applied) Eager(Tensor x0, Tensor t, Tensor noise, Tensor? labels)
+    {
+        var device = x0.device;
+        var outputs = Body(new Inputs(x0, t.to(device, non_blocking: true), noise.to(device, non_blocking: true), labels));
+        return (outputs[0], outputs[1]);
+    }
+
+    /// <summary>
+    /// Replays from a saved state, then steps eagerly from the same state on the same inputs and compares the two;
+    /// the eager step's state is kept either way, the graph only if they agree.
+    /// </summary>
+    private (Tensor Loss, Tensor Applied) FirstReplay(Tensor x0, Tensor t, Tensor noise, Tensor? labels)
+    {
+        var state = State();
+        var before = state.Select(s => s.clone()).ToArray();
+        var graphStep = Replay(x0, t, noise, labels);
+        var afterGraph = state.Select(s => s.clone()).ToArray();
+        for (int i = 0; i < state.Length; i++) state[i].copy_(before[i]);
+        var eagerStep = Eager(x0, t, noise, labels);
+        // The bf16 copy (last, where there is one) is the weights rounded: restored above, not compared.
+        int compared = _flat.ComputeWeights is null ? state.Length : state.Length - 1;
+        double tolerance = _flat.ComputeWeights is null ? 1e-2 : 5e-2;
+        if (StepsAgree(graphStep, eagerStep, before[..compared], afterGraph[..compared], state[..compared], tolerance,
+                out var difference))
+        {
+            _verified = true;
+            return eagerStep;
+        }
+        _graph!.Dispose();
+        _graph = null;
+        _static!.Dispose();
+        _eagerBecause = "first replay disagreed with the eager step";
+        Warn($"warning: the CUDA graph of the training step disagrees with the eager step ({difference}); training eagerly");
+        return eagerStep;
+    }
+
+    /// <summary>What a step changes: weights, Adam's moments and step count, the average and its count, and the bf16
+    /// copy (last).</summary>
+    private Tensor[] State()
+    {
+        var state = new List<Tensor> { _flat.Weights, _flat.ExpAvg, _flat.ExpAvgSq, _adam.Count };
+        if (_ema is not null) state.AddRange([_ema.Average.Flat, _ema.Count]);
+        if (_flat.ComputeWeights is { } compute) state.Add(compute);
+        return [.. state];
+    }
+
+    /// <summary>
+    /// Whether two steps from the same state <paramref name="before"/> agree: the losses within
+    /// <paramref name="tolerance"/> relative (or non-finite in both), the applied flags equal, and each state tensor's
+    /// update within ‖Δ_graph − Δ_eager‖ ≤ tolerance·‖Δ_eager‖. Updates, not states: a replay that changed nothing,
+    /// or stepped on other inputs, fails even though Adam moves each weight by only about the learning rate; a norm,
+    /// not an elementwise bound, because Adam's first steps move a weight by ±lr whatever the size of its gradient,
+    /// so differently rounded kernels may flip a few near-zero ones.
+    /// </summary>
+    internal static bool StepsAgree((Tensor Loss, Tensor Applied) graph, (Tensor Loss, Tensor Applied) eager,
+        Tensor[] before, Tensor[] afterGraph, Tensor[] afterEager, double tolerance, out string difference)
+    {
+        using var scope = NewDisposeScope();
+        double lossGraph = graph.Loss.to(float64).item<double>(), lossEager = eager.Loss.to(float64).item<double>();
+        bool lossAgrees = double.IsFinite(lossEager)
+            ? Math.Abs(lossGraph - lossEager) <= tolerance * Math.Abs(lossEager) + 1e-6
+            : !double.IsFinite(lossGraph);
+        if (!lossAgrees)
+        {
+            difference = Text($"loss {lossGraph:G4} instead of {lossEager:G4}");
+            return false;
+        }
+        bool appliedGraph = graph.Applied.item<bool>(), appliedEager = eager.Applied.item<bool>();
+        if (appliedGraph != appliedEager)
+        {
+            difference = $"update applied: {appliedGraph} instead of {appliedEager}";
+            return false;
+        }
+        double worst = 0;
+        for (int i = 0; i < before.Length; i++)
+        {
+            var start = before[i].to(float64);
+            var expected = afterEager[i].to(float64) - start;
+            double gap = (afterGraph[i].to(float64) - start - expected).norm().item<double>();
+            double size = expected.norm().item<double>();
+            if (gap > tolerance * size)
+            {
+                difference = Text($"‖Δ_graph − Δ_eager‖ = {gap:G3} at ‖Δ_eager‖ = {size:G3} in state tensor {i}");
+                return false;
+            }
+            if (size > 0) worst = Math.Max(worst, gap / size);
+        }
+        difference = Text($"largest relative update difference {worst:G3}");
+        return true;
+    }
+
+    private static string Text(FormattableString text) => text.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Hands Adam's step count back to the flat optimizer (a host read), e.g. before saving a
     /// checkpoint.</summary>
@@ -121,7 +227,7 @@ public sealed class GraphedTrainingStep : IDisposable
         {
             // Warm-ups run real forward and backward passes but change nothing: the device flag masks their updates.
             _enabled.fill_(false);
-            _graph = CudaGraph.Capture(device, () => Body(inputs), warmups: 3);
+            _graph = _capture(() => Body(inputs));
             _static = inputs;
         }
         catch (Exception e)

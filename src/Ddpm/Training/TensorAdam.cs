@@ -34,6 +34,9 @@ public sealed class TensorAdam : IDisposable
     private static Tensor Scalar(double value, Device device) =>
         full(Array.Empty<long>(), value, dtype: float64, device: device).DetachFromDisposeScope();
 
+    /// <summary>t on the device (0-dim float64): updates applied so far.</summary>
+    internal Tensor Count => _t;
+
     /// <summary>The optimizer whose buffers this updates.</summary>
     public FlatAdam Flat => _flat;
 

@@ -1,7 +1,11 @@
 using System.Runtime.InteropServices;
+using Ddpm.Configuration;
+using Ddpm.Data;
 using Ddpm.Models;
 using Ddpm.Runtime;
 using Ddpm.Tests.Models;
+using Ddpm.Tests.Training;
+using Ddpm.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -298,6 +302,89 @@ public sealed class CudaGraphShimTests : IDisposable
         // Checked once per shape: later replays are trusted (here the fake's stale output, whatever the inputs).
         Assert.True(forward.Forward(x2, t).eq(expected).all().item<bool>());
         Assert.Equal("replay;", Log());
+    }
+
+    private static DdpmConfig StepConfig()
+    {
+        var config = TrainingFixtures.TinyConfig(maxSteps: 8, seed: 31);
+        return config with { Train = config.Train with { EmaDecay = 0.95, OnNonFinite = NonFiniteAction.Skip } };
+    }
+
+    private static GraphedTrainingStep FakeGraphedStep(Trainer trainer) =>
+        GraphedTrainingStep.CreateWith(trainer, body => CudaGraph.CaptureWith(Cuda, body, 3, CaptureMode.Global, () => { }));
+
+    private static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
+
+    /// <summary>
+    /// The training step graphed against the fake: its replay changes nothing, so the first replay's step is lost.
+    /// The check must catch it, keep the eager step's result, drop the graph and train eagerly from then on: losses
+    /// and state equal an eager trainer's.
+    /// </summary>
+    [NeedsCxxFact]
+    public void A_training_step_whose_first_replay_disagrees_is_dropped_and_the_eager_step_stands_fake_libtorch()
+    {
+        BindFake();
+        var config = StepConfig();
+        using var data = SyntheticImages.Create(32, 1, 8, seed: 32);
+        using var reference = Trainer.Create(config, new Device("cpu"));
+        using var graphedTrainer = Trainer.Create(config, new Device("cpu"));
+        using var step = FakeGraphedStep(graphedTrainer);
+        var warnings = new List<string>();
+        step.Warn = warnings.Add;
+        Assert.True(step.UsesGraphs);
+        for (int i = 0; i < 3; i++)
+        {
+            using var scope = NewDisposeScope();
+            var x0 = data.Batch(arange(i * 8, i * 8 + 8, dtype: int64), new Device("cpu"), null);
+            float expected = 0;
+            reference.TrainBatch(x0, onStep: r => expected = r.Loss);
+            var (loss, applied) = step.Run(x0);
+            Assert.True(applied.item<bool>());
+            Assert.Equal(expected, loss.item<float>());
+            if (i == 0) Assert.EndsWith("capture_begin(0,0,0);capture_end;set_stream((nil),0);replay;dtor;", Log());
+            else Assert.Equal("", Log()); // eager: no capture, no replay
+        }
+        var warning = Assert.Single(warnings);
+        Assert.StartsWith("warning: the CUDA graph of the training step disagrees with the eager step (", warning);
+        Assert.EndsWith("); training eagerly", warning);
+        Assert.Equal("eager (first replay disagreed with the eager step)", step.Description);
+        step.WriteBack();
+        Assert.Equal(3, graphedTrainer.Flat.Updates);
+        Assert.True(Same(reference.Flat.Weights, graphedTrainer.Flat.Weights), "weights differ");
+        Assert.True(Same(reference.Flat.ExpAvgSq, graphedTrainer.Flat.ExpAvgSq), "Adam's v differs");
+        Assert.True(Same(reference.Ema!.Flat, graphedTrainer.Ema!.Flat), "the EMA differs");
+    }
+
+    /// <summary>
+    /// A first replay that agrees: a batch with a NaN and no EMA (whose step count advances even on a skipped step),
+    /// so the eager step is skipped and changes nothing — exactly what the fake's replay does. The graph is kept and
+    /// later replays are trusted (here the fake's, which change nothing, whatever the batch: the check runs once).
+    /// </summary>
+    [NeedsCxxFact]
+    public void A_training_step_whose_first_replay_agrees_is_kept_and_not_checked_again_fake_libtorch()
+    {
+        BindFake();
+        var config = StepConfig();
+        config = config with { Train = config.Train with { EmaDecay = 0 } };
+        using var data = SyntheticImages.Create(16, 1, 8, seed: 33);
+        using var trainer = Trainer.Create(config, new Device("cpu"));
+        using var step = FakeGraphedStep(trainer);
+        var warnings = new List<string>();
+        step.Warn = warnings.Add;
+        var weights = trainer.Flat.Weights.clone();
+        using var scope = NewDisposeScope();
+        var bad = data.Batch(arange(0, 8, dtype: int64), new Device("cpu"), null);
+        bad[0, 0, 0, 0] = float.NaN;
+        var (loss, applied) = step.Run(bad);
+        Assert.False(applied.item<bool>());
+        Assert.True(float.IsNaN(loss.item<float>()));
+        Assert.EndsWith("capture_end;set_stream((nil),0);replay;", Log());
+        Assert.Empty(warnings);
+        Assert.Equal("CUDA graphs", step.Description);
+        step.Run(data.Batch(arange(8, 16, dtype: int64), new Device("cpu"), null));
+        Assert.Equal("replay;", Log());
+        Assert.Empty(warnings);
+        Assert.True(Same(weights, trainer.Flat.Weights), "the fake's replay changed the weights");
     }
 
     [Fact]

@@ -186,6 +186,42 @@ public class GraphedTrainingStepTests
     }
 
     [Fact]
+    public void The_first_replay_check_compares_updates_not_states()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(5);
+        var before = (randn([100_000], generator: g) * 0.05f).to(float32);
+        var update = sign(randn([100_000], generator: g)) * 2e-4f; // Adam's first step: ±lr everywhere
+        var eager = before + update;
+        var step = (tensor(0.25f), tensor(true));
+        bool Check(Tensor graphAfter, (Tensor, Tensor)? graphStep, out string difference) =>
+            GraphedTrainingStep.StepsAgree(graphStep ?? step, step, [before], [graphAfter], [eager], 1e-2, out difference);
+
+        // Bit-equal, and rounded differently by 1e-9 everywhere: agree.
+        Assert.True(Check(eager.clone(), null, out var difference), difference);
+        Assert.True(Check(eager + 1e-9f * randn([100_000], generator: g), null, out difference), difference);
+        // A step that did nothing: every weight within 2e-4 of the eager one (an elementwise 1e-3 bound would pass it).
+        Assert.False(Check(before.clone(), null, out difference));
+        Assert.StartsWith("‖Δ_graph − Δ_eager‖ = ", difference);
+        // A step on other inputs: other signs.
+        Assert.False(Check(before - update, null, out _));
+        // Flipped signs (near-zero gradients rounded the other way): one in 100,000 passes (‖Δ‖ ratio 2/√100,000 ≈
+        // 0.006), ten do not (0.02).
+        var flipped = eager.clone();
+        flipped[0] = before[0] - update[0];
+        Assert.True(Check(flipped, null, out difference), difference);
+        flipped[TensorIndex.Slice(0, 10)] = before[TensorIndex.Slice(0, 10)] - update[TensorIndex.Slice(0, 10)];
+        Assert.False(Check(flipped, null, out _));
+        // The loss and the applied flag.
+        Assert.False(Check(eager.clone(), (tensor(0.26f), tensor(true)), out difference));
+        Assert.Equal("loss 0.26 instead of 0.25", difference);
+        Assert.False(Check(eager.clone(), (tensor(0.25f), tensor(false)), out difference));
+        Assert.Equal("update applied: False instead of True", difference);
+        var skipped = (tensor(float.NaN), tensor(false));
+        Assert.True(GraphedTrainingStep.StepsAgree(skipped, skipped, [before], [before], [before], 1e-2, out difference), difference);
+    }
+
+    [Fact]
     public void Non_finite_steps_are_skipped_like_the_trainer_skips_them()
     {
         var config = Config(Precision.Fp32);
