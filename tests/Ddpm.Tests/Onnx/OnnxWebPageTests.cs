@@ -14,6 +14,7 @@ namespace Ddpm.Tests.Onnx;
 /// loads onnxruntime-web and the model from its own folder, generates 16 images with live frames, and for a seed makes
 /// what the ORT generator (Ddpm.Onnx, native ONNX Runtime) makes. Screenshots go to TestResults/onnx-web/.
 /// </summary>
+[Trait(TestCategory.Name, TestCategory.Process)]
 public sealed class OnnxWebPageTests(ITestOutputHelper output) : IDisposable
 {
     private readonly string _dir = TestPaths.TempDir("onnx-web");
