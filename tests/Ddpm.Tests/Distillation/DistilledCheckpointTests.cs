@@ -90,6 +90,7 @@ public class DistilledCheckpointTests : IDisposable
         Assert.Contains("distilled for 2 steps", refused.Message);
     }
 
+    [Trait(TestCategory.Name, TestCategory.Slow)]
     [Theory]
     [InlineData(3)] // mid round 1: resumes with the original teacher
     [InlineData(8)] // mid round 2: resumes with round 1's student as the teacher

@@ -15,6 +15,7 @@ namespace Ddpm.Tests.Evaluation;
 /// (MNIST is not part of a fresh clone): the rows it makes, and the numbers of the rows without sampling recomputed
 /// here.
 /// </summary>
+[Trait(TestCategory.Name, TestCategory.Slow)]
 public sealed class EditingBenchmarkTests : IDisposable
 {
     private readonly TempFolder _folder = new();

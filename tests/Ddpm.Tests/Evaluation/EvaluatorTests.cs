@@ -47,6 +47,7 @@ public sealed class EvaluatorTests : IDisposable
         return new EvaluationReference(classifier, info, "untrained", train, test, QualityAnchors.Compute(classifier, info, train, test));
     }
 
+    [Trait(TestCategory.Name, TestCategory.Slow)]
     [Fact]
     public void Sampling_a_conditional_checkpoint_measures_quality_agreement_and_the_bound_of_the_pipelines_images()
     {

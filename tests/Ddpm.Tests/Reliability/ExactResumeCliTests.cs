@@ -12,6 +12,7 @@ public class ExactResumeCliTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
+    [Trait(TestCategory.Name, TestCategory.Slow)]
     [Fact]
     public void Training_in_two_cli_runs_with_resume_gives_the_same_weights_and_optimizer_state_as_one_run()
     {

@@ -90,6 +90,7 @@ public sealed class TensorBoardTests : IDisposable
         Assert.Equal((22, 22), (written.Width, written.Height));
     }
 
+    [Trait(TestCategory.Name, TestCategory.Slow)]
     [Fact]
     public void Ddpm_train_logs_every_step_of_loss_csv_and_a_preview_grid_per_epoch()
     {

@@ -194,6 +194,7 @@ public class Bf16TrainingTests
         return config with { Train = config.Train with { Precision = Ddpm.Configuration.Precision.Bf16 } };
     }
 
+    [Trait(TestCategory.Name, TestCategory.Slow)]
     [Fact]
     public void Bf16_training_keeps_float32_master_weights_lowers_the_loss_and_tracks_the_fp32_run()
     {

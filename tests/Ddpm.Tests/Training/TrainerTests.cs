@@ -10,6 +10,7 @@ public class TrainerTests
 {
     private static readonly Device Cpu = new("cpu");
 
+    [Trait(TestCategory.Name, TestCategory.Slow)]
     [Fact]
     public void Training_the_tiny_model_on_synthetic_bars_lowers_the_loss()
     {
