@@ -1,3 +1,4 @@
+using System.Globalization;
 using Ddpm.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -152,6 +153,7 @@ public sealed class GraphedTrainingStep : IDisposable
         _graph!.Dispose();
         _graph = null;
         _static!.Dispose();
+        _static = null;
         _eagerBecause = "first replay disagreed with the eager step";
         Warn($"warning: the CUDA graph of the training step disagrees with the eager step ({difference}); training eagerly");
         return eagerStep;
@@ -185,7 +187,7 @@ public sealed class GraphedTrainingStep : IDisposable
             : !double.IsFinite(lossGraph);
         if (!lossAgrees)
         {
-            difference = Text($"loss {lossGraph:G4} instead of {lossEager:G4}");
+            difference = string.Create(CultureInfo.InvariantCulture, $"loss {lossGraph:G4} instead of {lossEager:G4}");
             return false;
         }
         bool appliedGraph = graph.Applied.item<bool>(), appliedEager = eager.Applied.item<bool>();
@@ -203,16 +205,15 @@ public sealed class GraphedTrainingStep : IDisposable
             double size = expected.norm().item<double>();
             if (gap > tolerance * size)
             {
-                difference = Text($"‖Δ_graph − Δ_eager‖ = {gap:G3} at ‖Δ_eager‖ = {size:G3} in state tensor {i}");
+                difference = string.Create(CultureInfo.InvariantCulture,
+                    $"‖Δ_graph − Δ_eager‖ = {gap:G3} at ‖Δ_eager‖ = {size:G3} in state tensor {i}");
                 return false;
             }
             if (size > 0) worst = Math.Max(worst, gap / size);
         }
-        difference = Text($"largest relative update difference {worst:G3}");
+        difference = string.Create(CultureInfo.InvariantCulture, $"largest relative update difference {worst:G3}");
         return true;
     }
-
-    private static string Text(FormattableString text) => text.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Hands Adam's step count back to the flat optimizer (a host read), e.g. before saving a
     /// checkpoint.</summary>

@@ -144,7 +144,7 @@ public class GraphedTrainingStepTests
         return config with { Train = config.Train with { EmaDecay = 0.95, OnNonFinite = NonFiniteAction.Skip, Precision = precision } };
     }
 
-    private static void AssertSameState(Trainer reference, Trainer graphed)
+    internal static void AssertSameState(Trainer reference, Trainer graphed)
     {
         Assert.Equal(reference.Flat.Updates, graphed.Flat.Updates);
         Assert.True(Same(reference.Flat.Weights, graphed.Flat.Weights), "weights differ");
