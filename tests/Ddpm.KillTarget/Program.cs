@@ -45,14 +45,23 @@ if (args is ["--page-faults"])
     Console.WriteLine(string.Join(' ', faults));
     return 0;
 }
-// Usage 3: Ddpm.KillTarget --race <seconds> <threads> [op,op,…] — every public entry point of the library (and a
-// user's tensor arithmetic) on <threads> threads at once beside a thread forcing garbage collections, each result
-// compared with the same call's result alone (RaceScenario). TorchSharpRaceTests runs it on the patched TorchSharp.dll
-// and, as the control, on the NuGet package's.
-if (args is ["--race", var seconds, var threads, .. var only] && only.Length <= 1)
+// Usage 3: Ddpm.KillTarget --race <seconds> <threads> [op,op,…] [--min-runs N] — every public entry point of the
+// library (and a user's tensor arithmetic) on <threads> threads at once beside a thread forcing garbage collections,
+// each result compared with the same call's result alone (RaceScenario); with --min-runs the race goes on past
+// <seconds> until every operation has run N times. TorchSharpRaceTests runs it on the patched TorchSharp.dll and, as
+// the control, on the NuGet package's.
+if (args is ["--race", var seconds, var threads, .. var rest])
 {
-    return Ddpm.KillTarget.RaceScenario.Run(double.Parse(seconds, System.Globalization.CultureInfo.InvariantCulture),
-        int.Parse(threads, System.Globalization.CultureInfo.InvariantCulture), only is [var names] ? names.Split(',') : null);
+    var invariant = System.Globalization.CultureInfo.InvariantCulture;
+    int minRuns = 0;
+    if (rest is [.. var head, "--min-runs", var n])
+    {
+        minRuns = int.Parse(n, invariant);
+        rest = head;
+    }
+    if (rest.Length <= 1)
+        return Ddpm.KillTarget.RaceScenario.Run(double.Parse(seconds, invariant), int.Parse(threads, invariant),
+            rest is [var names] ? names.Split(',') : null, minRuns);
 }
 var outDir = args[0];
 int keep = int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture);

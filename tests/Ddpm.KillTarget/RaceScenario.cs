@@ -32,8 +32,9 @@ internal static class RaceScenario
     private sealed record Operation(string Name, Func<ulong> Run);
 
     /// <summary>Runs <paramref name="only"/> (names; null = all) on <paramref name="threads"/> threads for
-    /// <paramref name="seconds"/>.</summary>
-    public static int Run(double seconds, int threads, IReadOnlyCollection<string>? only = null)
+    /// <paramref name="seconds"/>, and on until every operation has run <paramref name="minRuns"/> times (on a slow or
+    /// busy machine the forced collections can starve the workers of calls within the time).</summary>
+    public static int Run(double seconds, int threads, IReadOnlyCollection<string>? only = null, int minRuns = 0)
     {
         set_num_threads(1); // one libtorch thread per caller: the race, not intra-op parallelism, is under test
         var dir = Directory.CreateTempSubdirectory("ddpm-race-").FullName;
@@ -52,7 +53,7 @@ internal static class RaceScenario
                 if (op.Run() != expected[op.Name]) throw new InvalidOperationException($"{op.Name} is not reproducible run alone");
                 Console.WriteLine($"alone {op.Name} {clock.Elapsed.TotalSeconds:F3}");
             }
-            return Race(operations, expected, seconds, threads);
+            return Race(operations, expected, seconds, threads, minRuns);
         }
         finally
         {
@@ -60,15 +61,18 @@ internal static class RaceScenario
         }
     }
 
-    private static int Race(IReadOnlyList<Operation> operations, Dictionary<string, ulong> expected, double seconds, int threads)
+    private static int Race(IReadOnlyList<Operation> operations, Dictionary<string, ulong> expected, double seconds, int threads,
+        int minRuns)
     {
         var runs = new long[operations.Count];
         var wrong = new long[operations.Count];
         string? failure = null;
         int exitCode = 0;
-        var stop = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
+        var stop = new CancellationTokenSource();
         int collectionsBefore = GC.CollectionCount(0);
         var clock = Stopwatch.StartNew();
+        bool Done() => clock.Elapsed.TotalSeconds >= seconds &&
+            Enumerable.Range(0, runs.Length).All(k => Volatile.Read(ref runs[k]) >= minRuns);
         void Fail(string line, int code)
         {
             lock (runs)
@@ -87,6 +91,11 @@ internal static class RaceScenario
             // Each thread starts at another operation, so different entry points overlap.
             for (int i = w; !stop.IsCancellationRequested; i++)
             {
+                if (Done())
+                {
+                    stop.Cancel();
+                    break;
+                }
                 int k = i % operations.Count;
                 var op = operations[k];
                 try
